@@ -1,0 +1,226 @@
+"""The scene representation shared by the pipeline, the exporters and the ROS node.
+
+A :class:`Scene` is what one reconstruction produces. All poses are in the camera optical frame
+(REP 103: x right, y down, z forward), in metres. ``scene.json`` (DESIGN.md §3) is its on-disk
+form; :func:`write_scene` / :func:`read_scene` round-trip it with the object meshes
+(``objects/<id>.obj``, in each object's own frame, unscaled) and the scene cloud
+(``scene_cloud.ply``).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import trimesh
+
+from dpa_ros.fileio import atomic_write, atomic_write_text
+from dpa_ros.geometry.camera import CameraModel
+
+SCENE_JSON = "scene.json"
+CLOUD_PLY = "scene_cloud.ply"
+OBJECTS_DIR = "objects"
+
+
+class SceneFormatError(ValueError):
+    """A scene directory or scene.json that cannot be read."""
+
+
+@dataclass
+class SceneObject:
+    """One placed object.
+
+    Attributes:
+        id: stable id within the scene (TF frame ``<prefix>object_<id>``).
+        label: category.
+        score: detector confidence in [0, 1].
+        mesh: mesh in the object's own frame, unscaled (vertex colours kept when known).
+        T_camera_object: 4×4 similarity transform object → camera optical frame; its upper-left
+            3×3 block is ``scale * R``.
+        scale: the uniform scale inside ``T_camera_object``.
+        fit_error: final layout objective (3D Chamfer in m + λ · 2D Chamfer).
+        proposal_index: which mesh proposal won the layout (-1 when not known).
+    """
+
+    id: int
+    label: str
+    score: float
+    mesh: trimesh.Trimesh
+    T_camera_object: np.ndarray
+    scale: float = 1.0
+    fit_error: float = float("nan")
+    proposal_index: int = -1
+
+    @property
+    def rotation(self) -> np.ndarray:
+        """Rotation part (3×3, orthonormal) of ``T_camera_object``."""
+        return np.asarray(self.T_camera_object)[:3, :3] / self.scale
+
+    @property
+    def translation(self) -> np.ndarray:
+        return np.asarray(self.T_camera_object)[:3, 3].copy()
+
+    def mesh_in_camera(self) -> trimesh.Trimesh:
+        """The mesh with its scale and pose applied, in the camera optical frame."""
+        placed = self.mesh.copy()
+        placed.apply_transform(np.asarray(self.T_camera_object, dtype=np.float64))
+        return placed
+
+
+@dataclass
+class Plane:
+    """A background plane n·p + d = 0 in the camera optical frame; |n| = 1, n points at the camera."""
+
+    label: str
+    normal: np.ndarray
+    offset: float
+    inlier_count: int = 0
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "normal": np.asarray(self.normal, float).tolist(),
+                "offset": float(self.offset), "inlier_count": int(self.inlier_count)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Plane":
+        return cls(label=str(d["label"]), normal=np.asarray(d["normal"], float), offset=float(d["offset"]),
+                   inlier_count=int(d.get("inlier_count", 0)))
+
+
+@dataclass
+class Background:
+    """Planes fitted to non-object points and the gravity direction they imply (optical frame).
+
+    ``gravity`` is a unit vector pointing down (towards the floor), or None when unknown.
+    """
+
+    planes: list[Plane] = field(default_factory=list)
+    gravity: np.ndarray | None = None
+
+    @property
+    def floor(self) -> Plane | None:
+        return next((p for p in self.planes if p.label == "floor"), None)
+
+
+@dataclass
+class Scene:
+    """Everything one reconstruction produced.
+
+    Attributes:
+        camera: intrinsics of the input image; ``camera.frame_id`` is the optical frame.
+        objects: placed objects.
+        background: fitted planes and gravity.
+        cloud_points: (N, 3) scene points in the optical frame (metres), or empty.
+        cloud_colors: (N, 3) uint8 RGB of those points, or empty.
+        timings_s: wall-clock seconds per stage, in pipeline order.
+        profile: which profile (or "instances") produced it.
+        stamp_ns: the image's timestamp in nanoseconds (0 when unknown).
+    """
+
+    camera: CameraModel
+    objects: list[SceneObject] = field(default_factory=list)
+    background: Background = field(default_factory=Background)
+    cloud_points: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+    cloud_colors: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.uint8))
+    timings_s: dict[str, float] = field(default_factory=dict)
+    profile: str = ""
+    stamp_ns: int = 0
+
+    @property
+    def frame_id(self) -> str:
+        return self.camera.frame_id
+
+    def to_json_dict(self) -> dict:
+        """scene.json content (DESIGN.md §3); mesh paths are relative to the scene directory."""
+        bg: dict = {"planes": [p.to_dict() for p in self.background.planes],
+                    "gravity": None if self.background.gravity is None
+                    else np.asarray(self.background.gravity, float).tolist()}
+        return {
+            "frame_id": self.frame_id,
+            "camera": {"K": self.camera.K.ravel().tolist(), "width": self.camera.width,
+                       "height": self.camera.height},
+            "objects": [
+                {"id": int(o.id), "label": o.label, "score": float(o.score),
+                 "mesh": f"{OBJECTS_DIR}/{o.id}.obj",
+                 "T_camera_object": np.asarray(o.T_camera_object, float).tolist(),
+                 "scale": float(o.scale), "fit_error": float(o.fit_error),
+                 "proposal_index": int(o.proposal_index)}
+                for o in self.objects
+            ],
+            "background": bg,
+            "cloud": CLOUD_PLY if len(self.cloud_points) else None,
+            "timings_s": {k: float(v) for k, v in self.timings_s.items()},
+            "profile": self.profile,
+            "stamp_ns": int(self.stamp_ns),
+        }
+
+
+def _write_mesh(mesh: trimesh.Trimesh, path: Path) -> None:
+    atomic_write(path, lambda p: mesh.export(p, file_type=path.suffix.lstrip(".")))
+
+
+def write_scene(scene: Scene, out_dir: str | Path) -> Path:
+    """Write scene.json, objects/<id>.obj and scene_cloud.ply under ``out_dir``; return scene.json's path.
+
+    Every file is written atomically; scene.json is written last, so a reader that finds it
+    finds the files it names.
+    """
+    out_dir = Path(out_dir)
+    (out_dir / OBJECTS_DIR).mkdir(parents=True, exist_ok=True)
+    for obj in scene.objects:
+        _write_mesh(obj.mesh, out_dir / OBJECTS_DIR / f"{obj.id}.obj")
+    if len(scene.cloud_points):
+        colors = np.asarray(scene.cloud_colors, np.uint8) if len(scene.cloud_colors) else None
+        cloud = trimesh.PointCloud(np.asarray(scene.cloud_points, float), colors=colors)
+        atomic_write(out_dir / CLOUD_PLY, lambda p: cloud.export(p, file_type="ply"))
+    json_path = out_dir / SCENE_JSON
+    atomic_write_text(json_path, json.dumps(scene.to_json_dict(), indent=2))
+    return json_path
+
+
+def _load_mesh(path: Path) -> trimesh.Trimesh:
+    try:
+        mesh = trimesh.load(path, force="mesh", process=False)
+    except Exception as exc:  # trimesh raises many types on corrupt files
+        raise SceneFormatError(f"cannot read mesh {path}: {exc}") from exc
+    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
+        raise SceneFormatError(f"mesh {path} has no faces")
+    return mesh
+
+
+def read_scene(scene_dir: str | Path) -> Scene:
+    """Load a scene directory written by :func:`write_scene` (or by hand, following DESIGN.md §3)."""
+    scene_dir = Path(scene_dir)
+    json_path = scene_dir / SCENE_JSON if scene_dir.is_dir() else scene_dir
+    scene_dir = json_path.parent
+    try:
+        data = json.loads(json_path.read_text())
+        cam = data["camera"]
+        camera = CameraModel(K=np.asarray(cam["K"], float).reshape(3, 3), width=int(cam["width"]),
+                             height=int(cam["height"]), frame_id=str(data.get("frame_id", "camera_optical_frame")))
+        objects = []
+        for o in data["objects"]:
+            T = np.asarray(o["T_camera_object"], float).reshape(4, 4)
+            objects.append(SceneObject(
+                id=int(o["id"]), label=str(o["label"]), score=float(o.get("score", 1.0)),
+                mesh=_load_mesh(scene_dir / o["mesh"]), T_camera_object=T,
+                scale=float(o.get("scale", np.cbrt(abs(np.linalg.det(T[:3, :3]))))),
+                fit_error=float(o.get("fit_error", float("nan"))),
+                proposal_index=int(o.get("proposal_index", -1))))
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, SceneFormatError):
+            raise
+        raise SceneFormatError(f"cannot read scene {json_path}: {exc}") from exc
+    bg = data.get("background") or {}
+    background = Background(planes=[Plane.from_dict(p) for p in bg.get("planes", [])],
+                            gravity=None if bg.get("gravity") is None else np.asarray(bg["gravity"], float))
+    points = np.zeros((0, 3))
+    colors = np.zeros((0, 3), np.uint8)
+    if data.get("cloud"):
+        cloud = trimesh.load(scene_dir / data["cloud"], process=False)
+        points = np.asarray(cloud.vertices, float)
+        if getattr(cloud, "colors", None) is not None and len(cloud.colors):
+            colors = np.asarray(cloud.colors)[:, :3].astype(np.uint8)
+    return Scene(camera=camera, objects=objects, background=background, cloud_points=points,
+                 cloud_colors=colors, timings_s={k: float(v) for k, v in data.get("timings_s", {}).items()},
+                 profile=str(data.get("profile", "")), stamp_ns=int(data.get("stamp_ns", 0)))
