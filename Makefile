@@ -1,0 +1,31 @@
+# dpa_ros developer entry points. Every target that needs the environment runs `setup` first;
+# setup is idempotent and takes seconds once done.
+SHELL := /bin/bash
+ACTIVATE := . ./activate.sh
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test bench lock clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	@$(ACTIVATE) && bash scripts/demo.sh
+
+test: setup
+	@$(ACTIVATE) && HF_HUB_OFFLINE=1 python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	@$(ACTIVATE) && python bench/layout.py && python bench/pipeline.py
+
+# Re-resolve requirements/requirements.in into requirements/lock.txt in a throw-away venv.
+lock:
+	@rm -rf /tmp/dpa-lock-venv && python3.11 -m venv /tmp/dpa-lock-venv \
+	  && /tmp/dpa-lock-venv/bin/pip install -q -U pip \
+	  && /tmp/dpa-lock-venv/bin/pip install -q -r requirements/requirements.in \
+	  && { head -2 requirements/lock.txt; /tmp/dpa-lock-venv/bin/pip freeze --all --exclude-editable \
+	       | grep -v -E '^(pip|wheel)=='; } > requirements/lock.txt.new \
+	  && mv requirements/lock.txt.new requirements/lock.txt && rm -rf /tmp/dpa-lock-venv
+
+clean:
+	rm -rf build install log .setup-stamps
