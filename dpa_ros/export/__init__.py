@@ -1,0 +1,125 @@
+"""Export a reconstructed scene for simulators and tools (GLB, OBJ, PLY, Gazebo SDF, USD).
+
+Everything is written in the z-up world frame described in :mod:`dpa_ros.export.frames`
+(metres, gravity -z). Outputs, inside the scene directory:
+
+=========== ============================== ==================================================
+format      path                           content
+=========== ============================== ==================================================
+``glb``     ``scene.glb``                  objects + background plane patches, one node each
+``obj``     ``obj_world/object_<id>.obj``  per object, world coordinates, vertex colours, + .mtl
+``ply``     ``scene_cloud_world.ply``      the scene cloud in the world frame, RGB
+``gazebo``  ``gazebo/``                    ``scene.sdf`` + one model folder per object
+``usd``     ``scene.usda`` (+ ``.usdc``)   USD stage for Isaac Sim
+=========== ============================== ==================================================
+
+``scene.json``'s own files are left alone: ``objects/<id>.obj`` stay the object-frame meshes it
+references, and ``scene_cloud.ply`` stays the optical-frame cloud that :func:`read_scene` loads.
+
+Existing outputs are refused unless ``ExportOptions.overwrite``; every file is written atomically
+and directory outputs appear complete or not at all.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Iterable
+
+from dpa_ros.export.frames import WorldFrame, world_frame
+from dpa_ros.export.gazebo import write_gazebo
+from dpa_ros.export.meshes import (prepare_objects, plane_patches, write_cloud_ply, write_glb,
+                                   write_object_objs)
+from dpa_ros.export.options import ExportError, ExportOptions
+from dpa_ros.export.targets import check_target, relocate, staged_directory
+from dpa_ros.export.usd import build_stage, write_usd
+from dpa_ros.scene import Scene, read_scene
+
+__all__ = ["FORMATS", "ExportError", "ExportOptions", "WorldFrame", "export_scene", "output_paths", "world_frame"]
+
+FORMATS = ("glb", "obj", "ply", "gazebo", "usd")
+GLB_FILE = "scene.glb"
+OBJ_DIR = "obj_world"
+CLOUD_WORLD_PLY = "scene_cloud_world.ply"
+GAZEBO_DIR = "gazebo"
+USDA_FILE = "scene.usda"
+USDC_FILE = "scene.usdc"
+
+log = logging.getLogger(__name__)
+
+
+def output_paths(scene_dir: Path, fmt: str, options: ExportOptions) -> list[Path]:
+    """The file or directory paths format ``fmt`` writes (checked against overwrite)."""
+    return {
+        "glb": [scene_dir / GLB_FILE],
+        "obj": [scene_dir / OBJ_DIR],
+        "ply": [scene_dir / CLOUD_WORLD_PLY],
+        "gazebo": [scene_dir / GAZEBO_DIR],
+        "usd": [scene_dir / USDA_FILE] + ([scene_dir / USDC_FILE] if options.usdc else []),
+    }[fmt]
+
+
+def _parse_formats(formats: Iterable[str]) -> list[str]:
+    wanted = [f.strip().lower() for f in ([formats] if isinstance(formats, str) else formats) if f.strip()]
+    unknown = [f for f in wanted if f not in FORMATS]
+    if unknown or not wanted:
+        raise ExportError(f"unknown export format(s) {unknown or wanted}; choose from {', '.join(FORMATS)}")
+    return list(dict.fromkeys(wanted))
+
+
+def export_scene(scene_dir: str | Path, formats: Iterable[str] = FORMATS, options: ExportOptions | None = None,
+                 scene: Scene | None = None) -> dict[str, list[Path]]:
+    """Export the scene in ``scene_dir`` to the given formats; return the files written per format.
+
+    Args:
+        scene_dir: directory holding ``scene.json`` (read with :func:`read_scene`); outputs go here.
+        formats: any of ``glb``, ``obj``, ``ply``, ``gazebo``, ``usd`` (a comma-separated string works).
+        options: world frame, decimation, collision, physics and overwrite settings.
+        scene: an in-memory scene to export instead of reading ``scene_dir/scene.json``
+            (the directory is then only the output location and is created if needed).
+
+    Returns:
+        ``{format: [paths]}``; ``ply`` is an empty list when the scene has no point cloud.
+
+    Raises:
+        ExportError: bad format/option, an unusable object (named), or an existing target without
+            ``overwrite`` (checked for every format before anything is written).
+        dpa_ros.scene.SceneFormatError: ``scene.json`` or a mesh it names cannot be read.
+    """
+    options = options or ExportOptions()
+    wanted = _parse_formats(formats)
+    scene_dir = Path(scene_dir)
+    if scene is None:
+        scene = read_scene(scene_dir)
+    scene_dir.mkdir(parents=True, exist_ok=True)
+    for fmt in wanted:
+        for target in output_paths(scene_dir, fmt, options):
+            check_target(target, options.overwrite)
+
+    world = world_frame(scene, options)
+    objects = prepare_objects(scene, world, options)
+    needs_patches = {"glb", "usd"} & set(wanted)
+    patches = plane_patches(scene, world, objects) if needs_patches else []
+    written: dict[str, list[Path]] = {}
+    for fmt in wanted:
+        if fmt == "glb":
+            written[fmt] = [write_glb(scene_dir / GLB_FILE, objects, patches, world)]
+        elif fmt == "obj":
+            target = scene_dir / OBJ_DIR
+            with staged_directory(target) as stage:
+                files = write_object_objs(stage, objects, world)
+            written[fmt] = relocate(files, stage, target)
+        elif fmt == "ply":
+            if len(scene.cloud_points):
+                written[fmt] = [write_cloud_ply(scene_dir / CLOUD_WORLD_PLY, scene, world)]
+            else:
+                log.warning("scene has no point cloud; %s not written", CLOUD_WORLD_PLY)
+                written[fmt] = []
+        elif fmt == "gazebo":
+            target = scene_dir / GAZEBO_DIR
+            with staged_directory(target) as stage:
+                files = write_gazebo(stage, objects, world, options)
+            written[fmt] = relocate(files, stage, target)
+        else:
+            usd_stage = build_stage(objects, patches, world, options)
+            written[fmt] = [write_usd(p, usd_stage) for p in output_paths(scene_dir, "usd", options)]
+    return written

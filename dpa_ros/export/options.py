@@ -1,0 +1,85 @@
+"""Options shared by the exporters, and the error they raise."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+WORLD_SOURCES = ("auto", "floor", "gravity", "pitch_roll", "matrix")
+COLLISION_METHODS = ("convex_hull", "decomposition")
+
+
+class ExportError(ValueError):
+    """An export that cannot be done (bad option, unusable object, target exists ...)."""
+
+
+@dataclass
+class ExportOptions:
+    """How :func:`dpa_ros.export.export_scene` builds the world frame and the simulator assets.
+
+    Attributes:
+        world_source: where the z-up world frame comes from (see :mod:`dpa_ros.export.frames`):
+            ``"auto"`` (the floor plane if the scene has one, else the scene's gravity vector, else
+            ``T_world_camera`` if given, else ``camera_pitch_deg``/``camera_roll_deg``),
+            ``"floor"``, ``"gravity"``, ``"pitch_roll"`` or ``"matrix"`` (``T_world_camera``).
+        camera_pitch_deg: camera pitch, degrees, positive when the camera looks down.
+        camera_roll_deg: camera roll about its viewing direction, degrees, positive when the
+            image's right side is lower (clockwise as seen from behind the camera).
+        camera_height_m: camera height above the floor, metres, for the ``gravity`` and
+            ``pitch_roll`` sources (the world origin is then on the floor below the camera);
+            None puts the origin at the camera.
+        T_world_camera: 4×4 rigid transform camera optical frame → world (metres), for
+            ``"matrix"``; the caller promises its world is z-up.
+        face_budget: maximum faces per object mesh; larger meshes are decimated (quadric edge
+            collapse, vertex colours kept). None keeps every face.
+        collision: Gazebo collision geometry: ``"convex_hull"`` (one hull per object) or
+            ``"decomposition"`` (approximate convex decomposition with V-HACD, package
+            ``vhacdx``). In USD the same choice sets the PhysX approximation attribute.
+        max_convex_hulls: upper bound on hulls per object for ``"decomposition"``.
+        density_kg_m3: density that turns mesh volume into mass, kg/m³.
+        static: objects do not move: Gazebo ``<static>true``; USD rigid bodies are kinematic.
+        rigid_body: USD objects get ``UsdPhysics.RigidBodyAPI`` and ``MassAPI``; without it they
+            are static colliders (and Gazebo models are static too).
+        usdc: also write the binary ``scene.usdc`` beside ``scene.usda``.
+        overwrite: replace existing export files and non-empty export directories.
+    """
+
+    world_source: str = "auto"
+    camera_pitch_deg: float = 0.0
+    camera_roll_deg: float = 0.0
+    camera_height_m: float | None = None
+    T_world_camera: np.ndarray | None = None
+    face_budget: int | None = None
+    collision: str = "convex_hull"
+    max_convex_hulls: int = 16
+    density_kg_m3: float = 500.0
+    static: bool = False
+    rigid_body: bool = True
+    usdc: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.world_source not in WORLD_SOURCES:
+            raise ExportError(f"world_source must be one of {', '.join(WORLD_SOURCES)}, got {self.world_source!r}")
+        if self.collision not in COLLISION_METHODS:
+            raise ExportError(f"collision must be one of {', '.join(COLLISION_METHODS)}, got {self.collision!r}")
+        if self.face_budget is not None and self.face_budget < 4:
+            raise ExportError(f"face_budget must be at least 4 faces, got {self.face_budget}")
+        if not np.isfinite(self.density_kg_m3) or self.density_kg_m3 <= 0:
+            raise ExportError(f"density_kg_m3 must be positive, got {self.density_kg_m3}")
+        if self.max_convex_hulls < 1:
+            raise ExportError(f"max_convex_hulls must be at least 1, got {self.max_convex_hulls}")
+        if self.camera_height_m is not None and not self.camera_height_m > 0:
+            raise ExportError(f"camera_height_m must be positive, got {self.camera_height_m}")
+        if self.T_world_camera is not None:
+            T = np.asarray(self.T_world_camera, dtype=np.float64)
+            if T.shape != (4, 4):
+                raise ExportError(f"T_world_camera must be 4x4, got shape {T.shape}")
+            self.T_world_camera = T
+        if self.world_source == "matrix" and self.T_world_camera is None:
+            raise ExportError("world_source 'matrix' needs T_world_camera")
+
+    @property
+    def dynamic(self) -> bool:
+        """Whether objects are simulated as free rigid bodies."""
+        return self.rigid_body and not self.static
