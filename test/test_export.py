@@ -334,7 +334,8 @@ def test_usd_stage(exported, name):
 
 def test_usd_physics_options(tmp_path):
     write_scene(make_scene(with_cloud=False), tmp_path)
-    export_scene(tmp_path, ["usd", "gazebo"], ExportOptions(rigid_body=False, collision="decomposition"))
+    export_scene(tmp_path, ["usd"], ExportOptions(rigid_body=False, collision="decomposition"))
+    export_scene(tmp_path, ["gazebo"], ExportOptions(rigid_body=False))
     stage = open_stage(tmp_path / "scene.usda")
     prim = stage.GetPrimAtPath("/World/Objects/object_1")
     assert not prim.HasAPI(UsdPhysics.RigidBodyAPI) and not prim.HasAPI(UsdPhysics.MassAPI)

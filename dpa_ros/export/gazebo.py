@@ -29,7 +29,8 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from dpa_ros.export.frames import WorldFrame
-from dpa_ros.export.meshes import ExportObject, collision_parts, frame_header, mass_properties, write_mesh_file, write_obj
+from dpa_ros.export.meshes import (ExportObject, MassProperties, collision_parts, frame_header, mass_properties,
+                                   write_mesh_file, write_obj)
 from dpa_ros.export.options import ExportOptions
 from dpa_ros.fileio import atomic_write_text
 
@@ -56,8 +57,7 @@ def _material(rgba: np.ndarray) -> str:
     return f"<material><ambient>{c}</ambient><diffuse>{c}</diffuse><specular>0.1 0.1 0.1 1</specular></material>"
 
 
-def _model_sdf(obj: ExportObject, options: ExportOptions, n_collisions: int) -> str:
-    mp = mass_properties(obj, options.density_kg_m3)
+def _model_sdf(obj: ExportObject, options: ExportOptions, mp: MassProperties, n_collisions: int) -> str:
     I = mp.inertia
     static = "true" if not options.dynamic else "false"
     source = "convex hull of the mesh (mesh is not closed)" if mp.from_hull else "closed mesh"
@@ -163,12 +163,13 @@ def write_gazebo(out_dir: Path, objects: list[ExportObject], world: WorldFrame, 
     written: list[Path] = []
     for obj in objects:
         model_dir = out_dir / obj.name
+        mp = mass_properties(obj, options.density_kg_m3)  # first: it rejects flat meshes
         parts = collision_parts(obj, options)
         written += write_obj(model_dir / "meshes" / "visual.obj", obj.mesh_link(), obj.colors, obj.name,
                              [f"dpa_ros object {obj.id} ({obj.label}), link frame, metres"])
         names = ["collision.obj"] if len(parts) == 1 else [f"collision_{k}.obj" for k in range(len(parts))]
         written += [write_mesh_file(model_dir / "meshes" / n, p) for n, p in zip(names, parts)]
-        written.append(atomic_write_text(model_dir / "model.sdf", _model_sdf(obj, options, len(parts))))
+        written.append(atomic_write_text(model_dir / "model.sdf", _model_sdf(obj, options, mp, len(parts))))
         written.append(atomic_write_text(model_dir / "model.config", _model_config(obj)))
     written.append(atomic_write_text(out_dir / WORLD_FILE, _world_sdf(objects, world, ground_height(objects, world))))
     return written

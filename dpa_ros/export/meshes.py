@@ -166,15 +166,16 @@ def mass_properties(obj: ExportObject, density_kg_m3: float) -> MassProperties:
         ExportError: naming the object when neither encloses any volume (a flat mesh).
     """
     link = obj.mesh_link()
-    from_hull = not link.is_volume
-    solid = link
-    if from_hull:
-        try:
-            solid = link.convex_hull
-        except Exception as exc:  # qhull raises its own error type on flat input
-            raise ExportError(f"object {obj.id} ({obj.label}): mesh encloses no volume "
-                              f"(flat or degenerate), cannot compute mass/inertia: {exc}") from exc
-    volume = float(solid.volume)
+    with np.errstate(divide="ignore", invalid="ignore"):  # trimesh divides by a zero volume on flat meshes
+        from_hull = not link.is_volume
+        solid = link
+        if from_hull:
+            try:
+                solid = link.convex_hull
+            except Exception as exc:  # qhull raises its own error type on flat input
+                raise ExportError(f"object {obj.id} ({obj.label}): mesh encloses no volume "
+                                  f"(flat or degenerate), cannot compute mass/inertia: {exc}") from exc
+        volume = float(solid.volume)
     if not volume > 1e-12:
         raise ExportError(f"object {obj.id} ({obj.label}): mesh encloses no volume (flat or degenerate), "
                           "cannot compute mass/inertia")

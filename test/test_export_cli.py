@@ -1,0 +1,82 @@
+"""dpa-export: the installed console script and its argument handling."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import trimesh
+from pxr import Sdf, Usd, UsdPhysics
+
+from dpa_ros.export.cli import main
+from dpa_ros.scene import write_scene
+
+from export_scenes import gt_objects, make_scene
+
+SCRIPT = Path(sys.executable).parent / "dpa-export"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=120)
+
+
+def test_console_script_exports_refuses_and_forces(tmp_path):
+    write_scene(make_scene(), tmp_path)
+    first = run_cli(str(tmp_path), "--format", "glb,gazebo")
+    assert first.returncode == 0, first.stderr
+    listed = [line.split("\t") for line in first.stdout.splitlines()]
+    assert {fmt for fmt, _ in listed} == {"glb", "gazebo"}
+    assert all(Path(p).is_file() for _, p in listed)
+    assert not (tmp_path / "scene.usda").exists()
+
+    again = run_cli(str(tmp_path), "--format", "gazebo")
+    assert again.returncode == 2
+    assert again.stderr.count("\n") == 1 and "--force" in again.stderr
+
+    forced = run_cli(str(tmp_path), "--format", "gazebo", "--force")
+    assert forced.returncode == 0, forced.stderr
+
+
+def test_cli_options_reach_the_files(tmp_path, capsys):
+    scene = make_scene(with_floor=False, with_cloud=False)
+    write_scene(scene, tmp_path)
+    rc = main([str(tmp_path), "--format", "usd,obj", "--pitch", "20", "--camera-height", "1.5",
+               "--density", "1000", "--static", "--usdc", "--face-budget", "100"])
+    assert rc == 0
+    assert (tmp_path / "scene.usdc").is_file()
+    layer = Sdf.Layer.FindOrOpen(str(tmp_path / "scene.usda"))
+    layer.Reload()
+    stage = Usd.Stage.Open(layer)
+    assert stage.GetRootLayer().customLayerData["dpa_ros_world_frame"]["source"] == "pitch_roll"
+    _, _, box, T_wo, _ = gt_objects()[0]
+    prim = stage.GetPrimAtPath("/World/Objects/object_1")
+    assert UsdPhysics.RigidBodyAPI(prim).GetKinematicEnabledAttr().Get() is True
+    assert abs(UsdPhysics.MassAPI(prim).GetMassAttr().Get() - 1000 * box.volume) < 1e-3
+    placed = trimesh.load(tmp_path / "obj_world" / "object_1.obj", process=False, skip_materials=True)
+    np.testing.assert_allclose(placed.vertices, box.vertices @ T_wo[:3, :3].T + T_wo[:3, 3], atol=1e-5)
+    sphere = trimesh.load(tmp_path / "obj_world" / "object_2.obj", process=False, skip_materials=True)
+    assert len(sphere.faces) <= 100
+
+    T = np.eye(4)
+    T[:3, :3] = [[0, 0, 1], [-1, 0, 0], [0, -1, 0]]  # a level camera, origin at the camera
+    rc = main([str(tmp_path), "--format", "obj", "--force", "--world", "matrix",
+               "--T-world-camera", " ".join(map(str, T.ravel()))])
+    assert rc == 0
+    header = (tmp_path / "obj_world" / "object_1.obj").read_text().splitlines()[1]
+    frame = json.loads(header.split("world_frame ", 1)[1])
+    np.testing.assert_allclose(frame["T_world_camera"], T)
+    capsys.readouterr()
+
+
+def test_cli_bad_input_is_one_line_and_nonzero(tmp_path, capsys):
+    assert main([str(tmp_path / "missing"), "--format", "glb"]) == 2
+    assert "cannot read scene" in capsys.readouterr().err
+    write_scene(make_scene(), tmp_path)
+    assert main([str(tmp_path), "--format", "glb,fbx"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown export format" in err and err.count("\n") == 1
+    assert main([str(tmp_path), "--world", "matrix"]) == 2
+    assert "needs T_world_camera" in capsys.readouterr().err
+    assert not (tmp_path / "scene.glb").exists()
