@@ -262,7 +262,6 @@ def test_gazebo_world_and_models(exported):
 
 
 def test_gazebo_decomposition_and_static(tmp_path):
-    pytest.importorskip("vhacdx")
     scene = make_scene(with_cloud=False)
     ring = trimesh.creation.annulus(r_min=0.2, r_max=0.4, height=0.2, sections=24)  # not convex
     scene.objects = [SceneObject(id=9, label="ring", score=0.8, mesh=ring,
