@@ -23,9 +23,8 @@ lock:
 	@rm -rf /tmp/dpa-lock-venv && python3.11 -m venv /tmp/dpa-lock-venv \
 	  && /tmp/dpa-lock-venv/bin/pip install -q -U pip \
 	  && /tmp/dpa-lock-venv/bin/pip install -q -r requirements/requirements.in \
-	  && { head -2 requirements/lock.txt; /tmp/dpa-lock-venv/bin/pip freeze --all --exclude-editable \
-	       | grep -v -E '^(pip|wheel)=='; } > requirements/lock.txt.new \
-	  && mv requirements/lock.txt.new requirements/lock.txt && rm -rf /tmp/dpa-lock-venv
+	  && /tmp/dpa-lock-venv/bin/python scripts/freeze_lock.py > requirements/lock.txt \
+	  && rm -rf /tmp/dpa-lock-venv
 
 clean:
 	rm -rf build install log .setup-stamps
