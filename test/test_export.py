@@ -430,3 +430,37 @@ def test_unusable_meshes_name_the_object(tmp_path):
     assert not (tmp_path / "scene.glb").exists()
     with pytest.raises(ExportError, match="unknown export format"):
         export_scene(tmp_path, ["fbx"], scene=make_scene())
+
+
+def test_colour_sources_and_scene_without_objects(tmp_path):
+    from PIL import Image
+    from trimesh.visual import TextureVisuals
+    from trimesh.visual.material import SimpleMaterial
+
+    scene = make_scene(with_cloud=False)
+    textured = trimesh.creation.box()
+    image = Image.fromarray(np.full((4, 4, 3), [250, 5, 5], np.uint8))
+    textured.visual = TextureVisuals(uv=textured.vertices[:, :2] + 0.5, image=image)
+    plain_material = trimesh.creation.box()
+    plain_material.visual = TextureVisuals(material=SimpleMaterial(diffuse=[10, 20, 30, 255]))
+    bare = trimesh.Trimesh(GT[5][1].vertices, GT[5][1].faces)  # no colour at all
+    for obj, mesh in zip(scene.objects, (textured, plain_material, bare)):
+        obj.mesh = mesh
+    export_scene(tmp_path / "a", ["glb"], scene=scene)
+    glb = trimesh.load(tmp_path / "a" / "scene.glb")
+    colour = {name: glb.geometry[glb.graph[name][1]].visual.vertex_colors[:, :3] for name in
+              ("object_1", "object_2", "object_5")}
+    assert (colour["object_1"] == [250, 5, 5]).all()
+    assert (colour["object_2"] == [10, 20, 30]).all()
+    assert (colour["object_5"] == [180, 180, 180]).all()
+
+    scene.objects = []
+    written = export_scene(tmp_path / "b", scene=scene)
+    assert written["glb"] == [tmp_path / "b" / "scene.glb"]  # the floor patch alone
+    assert written["ply"] == []  # no cloud
+    world = etree.parse(str(tmp_path / "b" / "gazebo" / "scene.sdf")).getroot().find("world")
+    assert world.findall("include") == [] and world.find("model[@name='ground_plane']") is not None
+    stage = open_stage(tmp_path / "b" / "scene.usda")
+    assert stage.GetPrimAtPath("/World/Objects").GetChildren() == []
+    scene.background.planes = []
+    assert export_scene(tmp_path / "c", ["glb"], scene=scene)["glb"] == []  # glTF cannot be empty

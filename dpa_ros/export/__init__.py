@@ -78,7 +78,8 @@ def export_scene(scene_dir: str | Path, formats: Iterable[str] = FORMATS, option
             (the directory is then only the output location and is created if needed).
 
     Returns:
-        ``{format: [paths]}``; ``ply`` is an empty list when the scene has no point cloud.
+        ``{format: [paths]}``; ``ply`` is an empty list when the scene has no point cloud, ``glb``
+        when it has neither objects nor planes.
 
     Raises:
         ExportError: bad format/option, an unusable object (named), or an existing target without
@@ -102,7 +103,11 @@ def export_scene(scene_dir: str | Path, formats: Iterable[str] = FORMATS, option
     written: dict[str, list[Path]] = {}
     for fmt in wanted:
         if fmt == "glb":
-            written[fmt] = [write_glb(scene_dir / GLB_FILE, objects, patches, world)]
+            if objects or patches:
+                written[fmt] = [write_glb(scene_dir / GLB_FILE, objects, patches, world)]
+            else:
+                log.warning("scene has no objects and no planes; %s not written (glTF cannot be empty)", GLB_FILE)
+                written[fmt] = []
         elif fmt == "obj":
             target = scene_dir / OBJ_DIR
             with staged_directory(target) as stage:

@@ -92,11 +92,14 @@ class MassProperties:
 
 
 def _vertex_colors(mesh: trimesh.Trimesh) -> np.ndarray:
-    visual = mesh.visual
-    if visual is not None and visual.kind is not None:
-        if visual.kind == "texture":  # sample the texture at the UVs
-            visual = visual.to_color()
-        colors = np.asarray(visual.vertex_colors, np.uint8)
+    if mesh.visual is not None and mesh.visual.kind is not None:
+        if mesh.visual.kind == "texture":
+            material = mesh.visual.material
+            if getattr(material, "image", None) is None:  # untextured material: its main colour
+                return np.tile(np.asarray(material.main_color, np.uint8), (len(mesh.vertices), 1))
+            # sample the texture at the UVs
+            mesh = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False, visual=mesh.visual.to_color())
+        colors = np.asarray(mesh.visual.vertex_colors, np.uint8)
         if colors.shape == (len(mesh.vertices), 4):
             return colors
     return np.tile(DEFAULT_RGBA, (len(mesh.vertices), 1))
