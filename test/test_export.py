@@ -186,24 +186,50 @@ def _floats(el) -> np.ndarray:
     return np.array([float(v) for v in el.text.split()])
 
 
+# The subset of the SDFormat 1.9 specification (sdformat.org, sdf/1.9/*.sdf) that the exporter
+# uses: allowed children of each element and the children that are required.
+SDF_CHILDREN = {
+    "sdf": ({"world", "model"}, set()),
+    "world": ({"gravity", "scene", "light", "model", "include", "physics", "plugin"}, set()),
+    "include": ({"uri", "name", "pose", "static", "placement_frame", "plugin"}, {"uri"}),
+    "model": ({"static", "self_collide", "allow_auto_disable", "pose", "link", "joint", "frame", "plugin",
+               "include", "model", "enable_wind"}, set()),
+    "link": ({"inertial", "visual", "collision", "pose", "gravity", "kinematic", "self_collide", "sensor"}, set()),
+    "inertial": ({"mass", "pose", "inertia"}, set()),
+    "inertia": ({"ixx", "ixy", "ixz", "iyy", "iyz", "izz"}, {"ixx", "ixy", "ixz", "iyy", "iyz", "izz"}),
+    "visual": ({"geometry", "material", "pose", "cast_shadows", "transparency"}, {"geometry"}),
+    "collision": ({"geometry", "pose", "surface", "laser_retro", "max_contacts"}, {"geometry"}),
+    "mesh": ({"uri", "scale", "submesh"}, {"uri"}),
+    "plane": ({"normal", "size"}, {"normal", "size"}),
+    "light": ({"cast_shadows", "pose", "diffuse", "specular", "direction", "attenuation", "intensity"}, set()),
+    "scene": ({"ambient", "background", "shadows", "grid", "sky", "fog"}, set()),
+    "material": ({"ambient", "diffuse", "specular", "emissive", "script", "pbr"}, set()),
+}
+SDF_NAMED = {"world", "model", "link", "visual", "collision", "light"}
+
+
 def _check_sdf_structure(root) -> None:
-    """What SDFormat 1.9 requires of the elements we emit (no schema is shipped for it)."""
+    """What SDFormat 1.9 requires of the elements we emit (no schema file is shipped for it)."""
     assert root.tag == "sdf"
     major, minor = (int(v) for v in root.get("version").split("."))
     assert (major, minor) >= (1, 9)
-    for tag in ("world", "model", "link", "visual", "collision", "light"):
-        for el in root.iter(tag):
-            assert el.get("name"), f"<{tag}> needs a name attribute"
-    for el in root.iter():
+    for el in root.iter(etree.Element):
+        children = [c.tag for c in el.iterchildren(etree.Element)]
+        if el.tag in SDF_CHILDREN:
+            allowed, required = SDF_CHILDREN[el.tag]
+            assert set(children) <= allowed, f"<{el.tag}> may not hold {set(children) - allowed}"
+            assert required <= set(children), f"<{el.tag}> misses {required - set(children)}"
+        if el.tag in SDF_NAMED:
+            assert el.get("name"), f"<{el.tag}> needs a name attribute"
         if el.tag in ("world", "model", "link"):
-            names = [(c.tag, c.get("name")) for c in el if c.get("name")]
+            names = [(c.tag, c.get("name")) for c in el.iterchildren(etree.Element) if c.get("name")]
             assert len(names) == len(set(names)), f"duplicate names under <{el.tag}>"
-    for pose in root.iter("pose"):
-        assert len(_floats(pose)) == 6
-    for geom in root.iter("geometry"):
-        assert len(geom) == 1 and geom[0].tag in ("mesh", "plane", "box")
-        if geom[0].tag == "mesh":
-            assert geom[0].find("uri") is not None
+        if el.tag == "pose":
+            assert len(_floats(el)) == 6
+        if el.tag == "geometry":
+            assert len(children) == 1 and children[0] in ("mesh", "plane", "box")
+        if el.tag == "light":
+            assert el.get("type") in ("point", "directional", "spot")
 
 
 def test_gazebo_world_and_models(exported):
