@@ -1,0 +1,117 @@
+"""Stage 4, generate 3D: Shap-E image-to-3D, N latents per kept image, each decoded to a coloured mesh.
+
+Profile section ``generator``::
+
+    model_id: openai/shap-e-img2img   # diffusers layout (Heun scheduler with Karras sigmas)
+    latents_per_image: 2              # N
+    steps: 64
+    guidance: 3.0
+    grid_size: 128                    # marching-cubes grid over Shap-E's [-1, 1]³ box
+    batch_images: 16                  # images per prior batch
+
+Frames. Shap-E decodes in its own object frame: z up, the object inside [-1, 1]³, seen from the
+front by a camera on the -y side looking along +y. The fitting (layout) stage wants the
+canonical object frame of :class:`dpa_ros.assemble.Instance`: the object seen from its front by
+a level camera, axes like the optical frame — x right, y down (object up is -y), z away from the
+viewer. So x' = x, y' = -z, z' = y: the rotation :data:`SHAP_E_TO_OBJECT` (det +1).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import trimesh
+from PIL import Image
+
+from dpa_ros.priors import tiny
+from dpa_ros.priors.base import LazyModel, generator
+from dpa_ros.priors.weights import resolve, spec_for
+
+#: rotation taking Shap-E's z-up frame (viewer on -y) to the canonical object frame (x right, y down, z away)
+SHAP_E_TO_OBJECT = np.array([[1.0, 0.0, 0.0],
+                             [0.0, 0.0, -1.0],
+                             [0.0, 1.0, 0.0]])
+
+
+def shap_e_to_object_frame(vertices: np.ndarray) -> np.ndarray:
+    """(V, 3) vertices in Shap-E's z-up frame → the canonical object frame (same units)."""
+    return np.asarray(vertices, dtype=np.float64) @ SHAP_E_TO_OBJECT.T
+
+
+class ShapEGenerator(LazyModel):
+    """Mesh proposals from images with diffusers' ``ShapEImg2ImgPipeline`` (prior batched over all images)."""
+
+    name = "generate"
+
+    def _load(self) -> None:
+        if self.tiny:
+            self.pipe = tiny.shap_e_img2img(int(self.cfg.get("seed", 0)), int(self.cfg.get("image_size", 32)))
+        else:
+            from diffusers import ShapEImg2ImgPipeline
+
+            path = resolve(spec_for(self.cfg, "generator"), self.profile, self.weights_dir)
+            self.pipe = ShapEImg2ImgPipeline.from_pretrained(path, torch_dtype=self.dtype, local_files_only=True)
+            self.pipe.set_progress_bar_config(disable=True)
+        self.pipe.to(self.device, self.dtype)
+
+    @torch.no_grad()
+    def latents(self, images: list[np.ndarray], seed: int = 0) -> torch.Tensor:
+        """Shap-E latents (len(images)·N, num_embeddings, embedding_dim), N per image, image-major.
+
+        Latent j of image i uses the generator seeded ``seed + 1000·i + j``.
+        """
+        self.load()
+        n_per = int(self.cfg.get("latents_per_image", 2))
+        per_call = max(1, int(self.cfg.get("batch_images", 16)))
+        proc = self.pipe.image_processor
+        out = []
+        for b0 in range(0, len(images), per_call):
+            idx = range(b0, min(len(images), b0 + per_call))
+            pixels = proc([Image.fromarray(np.asarray(images[i], np.uint8)) for i in idx], return_tensors="pt").pixel_values
+            gens = [generator(seed + 1000 * i + j, self.device) for i in idx for j in range(n_per)]
+            res = self.pipe(image=pixels.to(self.device, self.dtype), num_images_per_prompt=n_per,
+                            num_inference_steps=int(self.cfg.get("steps", 64)),
+                            guidance_scale=float(self.cfg.get("guidance", 3.0)), generator=gens, output_type="latent")
+            out.append(res.images)
+        return torch.cat(out) if out else torch.zeros(0)
+
+    @torch.no_grad()
+    def decode(self, latent: torch.Tensor) -> trimesh.Trimesh | None:
+        """One latent → a mesh in the canonical object frame with RGBA vertex colours; None when empty.
+
+        Vertices stay in Shap-E's units (the object spans about [-1, 1]); the layout fits the scale.
+        """
+        renderer = self.pipe.shap_e_renderer
+        grid = int(self.cfg.get("grid_size", 128))
+        try:
+            raw = renderer.decode_to_mesh(latent[None].to(self.device), self.device, grid_size=grid)
+        except ZeroDivisionError:  # diffusers fails on a latent whose field has no zero crossing
+            return None
+        verts = raw.verts.detach().float().cpu().numpy()
+        if len(verts) == 0 or len(raw.faces) == 0:
+            return None
+        rgb = torch.stack([raw.vertex_channels[c] for c in ("R", "G", "B")], dim=1).float().cpu().numpy()
+        colors = np.concatenate([np.clip(rgb * 255.0 + 0.5, 0, 255), np.full((len(rgb), 1), 255)], 1).astype(np.uint8)
+        return trimesh.Trimesh(vertices=shap_e_to_object_frame(verts), faces=raw.faces.cpu().numpy(),
+                               vertex_colors=colors, process=False)
+
+    def generate(self, images_per_instance: list[list[np.ndarray]], seed: int = 0) -> list[list[trimesh.Trimesh]]:
+        """Mesh proposals per instance: N per kept image, image order kept, empty decodes dropped.
+
+        Args:
+            images_per_instance: per instance its K kept (S, S, 3) uint8 images.
+            seed: instance i's images are seeded from ``seed + 100000·i``.
+        """
+        flat, owner = [], []
+        for i, imgs in enumerate(images_per_instance):
+            flat.extend(imgs)
+            owner.extend([i] * len(imgs))
+        meshes: list[list[trimesh.Trimesh]] = [[] for _ in images_per_instance]
+        if not flat:
+            return meshes
+        n_per = int(self.cfg.get("latents_per_image", 2))
+        lat = self.latents(flat, seed)
+        for k, latent in enumerate(lat):
+            mesh = self.decode(latent)
+            if mesh is not None:
+                meshes[owner[k // n_per]].append(mesh)
+        return meshes

@@ -1,0 +1,80 @@
+"""Profiles: YAML files that choose the models, their sizes and every stage setting.
+
+A profile named NAME is ``NAME.yaml`` in the first of: the ``config_path`` given (a file, or a
+directory holding profiles), ``$DPA_PROFILES_DIR``, this checkout's ``config/profiles/``, and
+``<prefix>/share/dpa_ros/config/profiles/`` (a colcon/ament install). ``overrides`` are merged
+over the file, nested dicts key by key (``{"enhancer": {"steps": 10}}`` changes one setting).
+"""
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from dpa_ros.priors.base import ReconstructionError
+
+PROFILE_NAMES = ("paper", "fast", "smoke")
+
+
+def profile_dirs(config_path: str | Path | None = None) -> list[Path]:
+    """Directories searched for ``NAME.yaml``, in order."""
+    dirs: list[Path] = []
+    if config_path is not None and Path(config_path).is_dir():
+        dirs.append(Path(config_path))
+    if os.environ.get("DPA_PROFILES_DIR"):
+        dirs.append(Path(os.environ["DPA_PROFILES_DIR"]))
+    dirs.append(Path(__file__).resolve().parents[2] / "config" / "profiles")
+    dirs.append(Path(sys.prefix) / "share" / "dpa_ros" / "config" / "profiles")
+    return dirs
+
+
+def merge(base: dict, over: dict | None) -> dict:
+    """``base`` with ``over`` merged in recursively (a new dict; inputs untouched)."""
+    out = copy.deepcopy(base)
+    for key, value in (over or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_profile(name: str, config_path: str | Path | None = None, overrides: dict | None = None) -> dict:
+    """The profile ``name`` as a dict (with ``name`` set), overrides applied.
+
+    ``config_path`` may be a YAML file: it is then the profile itself (named by its own ``name`` key,
+    else by ``name``), or a mapping with a ``profiles: {NAME: {...}}`` section, or a partial
+    profile (``base: NAME`` picks the file it extends).
+    """
+    data: dict | None = None
+    if config_path is not None and Path(config_path).is_file():
+        try:
+            data = yaml.safe_load(Path(config_path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ReconstructionError(f"cannot read config {config_path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ReconstructionError(f"config {config_path} is not a YAML mapping")
+        if isinstance(data.get("profiles"), dict):
+            data = data["profiles"].get(name)
+        elif "base" in data:
+            own = {k: v for k, v in data.items() if k != "base"}
+            data = merge(load_profile(str(data["base"])), own)
+            data["name"] = own.get("name", name)
+    if data is None:
+        for folder in profile_dirs(config_path):
+            path = folder / f"{name}.yaml"
+            if path.is_file():
+                try:
+                    data = yaml.safe_load(path.read_text()) or {}
+                except (OSError, yaml.YAMLError) as exc:
+                    raise ReconstructionError(f"cannot read profile {path}: {exc}") from exc
+                break
+    if data is None:
+        searched = ", ".join(str(d) for d in profile_dirs(config_path))
+        raise ReconstructionError(f"unknown profile '{name}' (searched {searched}; known: {', '.join(PROFILE_NAMES)})")
+    data = merge(data, overrides)
+    data.setdefault("name", name)
+    return data

@@ -1,0 +1,138 @@
+"""Stage 1, detect and segment (Grounded-SAM): Grounding DINO boxes from a text prompt, SAM masks per box.
+
+Profile section ``segmenter``::
+
+    detector: {model_id: IDEA-Research/grounding-dino-base}       # transformers layout
+    sam: {model_id: ..., filename: sam_vit_h_4b8939.pth, type: vit_h}  # segment_anything checkpoint
+    box_threshold: 0.3     # a query is a detection when its best token probability exceeds this
+    text_threshold: 0.25   # ... and its category's best token probability exceeds this
+    keep_threshold: 0.4    # σ: instances kept after segmentation
+    nms_iou: 0.5           # non-maximum suppression across labels (box IoU)
+    max_instances: 20      # highest-scoring instances kept (null: all)
+    min_mask_pixels: 1     # instances whose SAM mask is smaller are dropped
+
+With ``source: tiny`` in both subsections the models are built by :mod:`dpa_ros.priors.tiny`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from dpa_ros.priors import tiny
+from dpa_ros.priors.base import Detection, LazyModel, ReconstructionError
+from dpa_ros.priors.weights import resolve, spec_for
+
+
+def parse_prompt(prompt: str) -> list[str]:
+    """Categories of a Grounding DINO prompt ``"sofa. chair. table."`` → ``["sofa", "chair", "table"]``."""
+    cats = [c.strip().lower() for c in prompt.replace(",", ".").split(".")]
+    return list(dict.fromkeys(c for c in cats if c))
+
+
+def category_token_spans(offsets: list[tuple[int, int]], text: str, categories: list[str]) -> list[list[int]]:
+    """For each category, the token positions whose character offsets fall inside its span in ``text``."""
+    spans, start = [], 0
+    for cat in categories:
+        c0 = text.index(cat, start)
+        c1 = c0 + len(cat)
+        start = c1
+        spans.append([i for i, (a, b) in enumerate(offsets) if b > a and a >= c0 and b <= c1])
+    return spans
+
+
+class GroundedSAM(LazyModel):
+    """Open-vocabulary instance segmentation: Grounding DINO + Segment Anything (batched over boxes)."""
+
+    name = "segment"
+
+    def _load(self) -> None:
+        det_cfg, sam_cfg = self.cfg.get("detector", {}), self.cfg.get("sam", {})
+        if det_cfg.get("source", "weights") == "tiny":
+            self.detector, self.processor = tiny.grounding_dino(int(det_cfg.get("seed", 0)),
+                                                                tuple(det_cfg.get("image_size", (96, 160))))
+        else:
+            from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
+
+            path = resolve(spec_for(det_cfg, "segmenter.detector"), self.profile, self.weights_dir)
+            self.processor = GroundingDinoProcessor.from_pretrained(path, local_files_only=True)
+            self.detector = GroundingDinoForObjectDetection.from_pretrained(path, local_files_only=True).eval()
+        if sam_cfg.get("source", "weights") == "tiny":
+            sam = tiny.sam(int(sam_cfg.get("seed", 0)), int(sam_cfg.get("image_size", 128)))
+        else:
+            from segment_anything import sam_model_registry
+
+            path = resolve(spec_for(sam_cfg, "segmenter.sam"), self.profile, self.weights_dir)
+            sam = sam_model_registry[sam_cfg.get("type", "vit_h")](checkpoint=str(path))
+        from segment_anything import SamPredictor
+
+        self.detector.to(self.device)
+        self.predictor = SamPredictor(sam.to(self.device).eval())
+
+    @torch.no_grad()
+    def detect(self, image_rgb: np.ndarray, categories: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Grounding DINO boxes for ``categories`` on a (H, W, 3) uint8 image.
+
+        Returns (boxes (n, 4) float64 xyxy pixels, scores (n,) float64 in [0, 1], labels), after the
+        box/text thresholds, σ and cross-label NMS, best first, at most ``max_instances``.
+        """
+        self.load()
+        if not categories:
+            raise ReconstructionError("empty detection prompt: give categories like 'chair. table.'")
+        h, w = image_rgb.shape[:2]
+        text = " ".join(f"{c}." for c in categories)
+        enc = self.processor.tokenizer(text, return_offsets_mapping=True)
+        spans = category_token_spans(enc["offset_mapping"], text, categories)
+        inputs = self.processor(images=Image.fromarray(image_rgb), text=text, return_tensors="pt").to(self.device)
+        out = self.detector(**inputs)
+        n_tok = inputs["input_ids"].shape[1]
+        probs = out.logits[0, :, :n_tok].float().sigmoid()  # (queries, tokens)
+        box_score = probs.max(dim=1).values
+        cat_prob = torch.stack([probs[:, s].max(dim=1).values if s else torch.zeros_like(box_score) for s in spans], 1)
+        best_prob, best_cat = cat_prob.max(dim=1)
+        keep = ((box_score > float(self.cfg.get("box_threshold", 0.3)))
+                & (best_prob > float(self.cfg.get("text_threshold", 0.25)))
+                & (box_score > float(self.cfg.get("keep_threshold", 0.4))))
+        cxcywh = out.pred_boxes[0].float()[keep]
+        scores, cats = box_score[keep], best_cat[keep]
+        boxes = torch.stack([cxcywh[:, 0] - cxcywh[:, 2] / 2, cxcywh[:, 1] - cxcywh[:, 3] / 2,
+                             cxcywh[:, 0] + cxcywh[:, 2] / 2, cxcywh[:, 1] + cxcywh[:, 3] / 2], 1)
+        boxes = boxes * torch.tensor([w, h, w, h], dtype=boxes.dtype, device=boxes.device)
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w - 1)
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h - 1)
+        from torchvision.ops import nms
+
+        order = nms(boxes, scores, float(self.cfg.get("nms_iou", 0.5)))
+        max_n = self.cfg.get("max_instances")
+        if max_n is not None:
+            order = order[: int(max_n)]
+        return (boxes[order].cpu().double().numpy(), scores[order].cpu().double().numpy(),
+                [categories[i] for i in cats[order].tolist()])
+
+    @torch.no_grad()
+    def masks(self, image_rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """SAM masks (n, H, W) bool for xyxy pixel boxes (n, 4), one mask per box, in one batch."""
+        self.load()
+        h, w = image_rgb.shape[:2]
+        if len(boxes) == 0:
+            return np.zeros((0, h, w), dtype=bool)
+        self.predictor.set_image(np.ascontiguousarray(image_rgb))
+        tb = torch.as_tensor(boxes, dtype=torch.float32, device=self.device)
+        tb = self.predictor.transform.apply_boxes_torch(tb, (h, w))
+        masks, _, _ = self.predictor.predict_torch(point_coords=None, point_labels=None, boxes=tb,
+                                                   multimask_output=False)
+        return masks[:, 0].cpu().numpy().astype(bool)
+
+    def segment(self, image_rgb: np.ndarray, prompt: str) -> list[Detection]:
+        """Detected and segmented instances of the prompt's categories in a (H, W, 3) uint8 RGB image.
+
+        Returns [] when nothing passes the thresholds (the pipeline turns that into an error).
+        """
+        image_rgb = np.asarray(image_rgb)
+        if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
+            raise ReconstructionError(f"image must be (H, W, 3) uint8 RGB, got {image_rgb.shape} {image_rgb.dtype}")
+        boxes, scores, labels = self.detect(image_rgb, parse_prompt(prompt))
+        masks = self.masks(image_rgb, boxes)
+        min_px = int(self.cfg.get("min_mask_pixels", 1))
+        return [Detection(label=lab, score=float(s), box=b, mask=m)
+                for b, s, lab, m in zip(boxes, scores, labels, masks) if m.sum() >= min_px]

@@ -1,0 +1,116 @@
+"""Grounded-SAM adapter (stage 1) with the smoke profile's tiny Grounding DINO and SAM."""
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dpa_ros.priors import weights
+from dpa_ros.priors.base import Detection, ReconstructionError
+from dpa_ros.priors.profiles import load_profile, merge
+from dpa_ros.priors.segmenter import GroundedSAM, category_token_spans, parse_prompt
+
+ASSET = Path(__file__).parent / "assets" / "coffee.png"
+PROMPT = "cup. plate. spoon. table."
+
+
+@pytest.fixture(scope="module")
+def image():
+    return np.asarray(Image.open(ASSET).convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def smoke_cfg():
+    return load_profile("smoke")["segmenter"]
+
+
+@pytest.fixture(scope="module")
+def segmenter(smoke_cfg):
+    seg = GroundedSAM(smoke_cfg, profile="smoke", device="cpu")
+    seg.load()
+    return seg
+
+
+def with_cfg(seg, overrides):
+    """A view of a loaded segmenter (same resident models) with other thresholds."""
+    view = copy.copy(seg)
+    view.cfg = merge(seg.cfg, overrides)
+    return view
+
+
+def test_parse_prompt_and_token_spans():
+    assert parse_prompt("Sofa. chair.  table. chair.") == ["sofa", "chair", "table"]
+    assert parse_prompt(" . ") == []
+    text = "tv monitor. chair."
+    offsets = [(0, 0), (0, 2), (3, 10), (10, 11), (12, 17), (17, 18), (0, 0)]
+    assert category_token_spans(offsets, text, ["tv monitor", "chair"]) == [[1, 2], [4]]
+
+
+def test_detections_on_photo(segmenter, image):
+    dets = segmenter.segment(image, PROMPT)
+    h, w = image.shape[:2]
+    cfg = segmenter.cfg
+    assert 0 < len(dets) <= cfg["max_instances"]
+    for d in dets:
+        assert isinstance(d, Detection)
+        assert d.label in parse_prompt(PROMPT)
+        assert cfg["keep_threshold"] < d.score <= 1.0
+        assert d.box.shape == (4,) and d.box.dtype == np.float64
+        assert 0 <= d.box[0] <= d.box[2] <= w - 1 and 0 <= d.box[1] <= d.box[3] <= h - 1
+        assert d.mask.shape == (h, w) and d.mask.dtype == bool
+        assert d.mask.sum() >= cfg["min_mask_pixels"]
+    scores = [d.score for d in dets]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_nms_across_labels(segmenter, image):
+    from torchvision.ops import box_iou
+    import torch
+
+    seg = with_cfg(segmenter, {"max_instances": None, "nms_iou": 0.3})
+    boxes, scores, labels = seg.detect(image, parse_prompt(PROMPT))
+    assert len(boxes) > 1
+    iou = box_iou(torch.as_tensor(boxes), torch.as_tensor(boxes)).numpy()
+    np.fill_diagonal(iou, 0)
+    assert iou.max() <= 0.3 + 1e-6
+    assert len(set(labels)) >= 1 and all(isinstance(label, str) for label in labels)
+
+
+def test_deterministic_under_seed(smoke_cfg, segmenter, image):
+    other = GroundedSAM(smoke_cfg, profile="smoke", device="cpu")
+    a, b = segmenter.segment(image, PROMPT), other.segment(image, PROMPT)
+    assert [(d.label, d.score) for d in a] == [(d.label, d.score) for d in b]
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x.box, y.box)
+        np.testing.assert_array_equal(x.mask, y.mask)
+    reseeded = GroundedSAM(merge(smoke_cfg, {"detector": {"seed": 7}}), profile="smoke", device="cpu")
+    c = reseeded.segment(image, PROMPT)
+    assert [(d.label, round(d.score, 6), tuple(d.box)) for d in c] != [(d.label, round(d.score, 6), tuple(d.box)) for d in a]
+
+
+def test_no_detections_above_threshold(segmenter, image):
+    strict = with_cfg(segmenter, {"box_threshold": 1.0})
+    assert strict.segment(image, PROMPT) == []
+    assert strict.masks(image, np.zeros((0, 4))).shape == (0,) + image.shape[:2]
+
+
+def test_grey_image_and_bad_inputs(segmenter):
+    grey = np.full((64, 80, 3), 128, dtype=np.uint8)
+    for d in segmenter.segment(grey, PROMPT):
+        assert d.mask.shape == (64, 80)
+    with pytest.raises(ReconstructionError, match="uint8"):
+        segmenter.segment(grey.astype(np.float32), PROMPT)
+    with pytest.raises(ReconstructionError, match="empty detection prompt"):
+        segmenter.segment(grey, " . ")
+
+
+@pytest.mark.real_weights
+def test_real_weights_fast_profile(image):
+    cfg = load_profile("fast")["segmenter"]
+    for section in ("detector", "sam"):
+        spec = weights.spec_for(cfg[section], f"segmenter.{section}")
+        if weights.find(spec) is None:
+            pytest.skip(f"weights absent: {spec.describe()} (dpa-weights download --profile fast)")
+    dets = GroundedSAM(cfg, profile="fast").segment(image, "cup. spoon. plate.")
+    assert any(d.label == "cup" for d in dets)

@@ -1,0 +1,117 @@
+"""Weights: offline lookup, the missing-weight error of the paper profile, `dpa-weights`, profiles."""
+import time
+
+import pytest
+
+from dpa_ros.priors import weights, weights_cli
+from dpa_ros.priors.base import MissingWeightsError, ReconstructionError
+from dpa_ros.priors.depth import MonocularDepth
+from dpa_ros.priors.enhancer import StableDiffusionEnhancer
+from dpa_ros.priors.generator import ShapEGenerator
+from dpa_ros.priors.profiles import PROFILE_NAMES, load_profile
+from dpa_ros.priors.scorer import ClipScorer
+from dpa_ros.priors.segmenter import GroundedSAM
+
+
+@pytest.fixture
+def empty_env(tmp_path, monkeypatch):
+    """An empty weights_dir and an empty Hugging Face home: nothing can be found locally."""
+    wdir = tmp_path / "weights"
+    wdir.mkdir()
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("DPA_WEIGHTS_DIR", raising=False)
+    return wdir
+
+
+ADAPTERS = [(GroundedSAM, "segmenter", "IDEA-Research/grounding-dino-base"),
+            (StableDiffusionEnhancer, "enhancer", "stabilityai/stable-diffusion-2-1-base"),
+            (ClipScorer, "scorer", "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"),
+            (ShapEGenerator, "generator", "openai/shap-e-img2img"),
+            (MonocularDepth, "depth", "Intel/dpt-hybrid-midas")]
+
+
+@pytest.mark.parametrize("cls,section,repo", ADAPTERS)
+def test_paper_profile_missing_weights_fail_fast(empty_env, cls, section, repo):
+    profile = load_profile("paper")
+    model = cls(profile[section], profile="paper", weights_dir=empty_env, device="cpu")
+    t0 = time.perf_counter()
+    with pytest.raises(MissingWeightsError) as info:
+        model.load()
+    assert time.perf_counter() - t0 < 5.0  # no network, no retries
+    msg = str(info.value)
+    assert repo in msg and str(empty_env / repo.replace("/", "--")) in msg
+    assert "dpa-weights download --profile paper" in msg and "\n" not in msg
+    assert isinstance(info.value, ReconstructionError) and not model.loaded
+
+
+def test_expected_path_without_weights_dir_is_the_hf_cache(empty_env, tmp_path):
+    spec = weights.WeightSpec("segmenter.sam", "ybelkada/segment-anything", "checkpoints/sam_vit_h_4b8939.pth")
+    assert weights.expected_path(spec) == tmp_path / "hf_home" / "hub" / "models--ybelkada--segment-anything"
+    with pytest.raises(MissingWeightsError, match="models--ybelkada--segment-anything"):
+        weights.resolve(spec, "paper")
+
+
+def test_find_in_weights_dir(empty_env, monkeypatch):
+    spec = weights.WeightSpec("segmenter.sam", "ybelkada/segment-anything", "checkpoints/sam_vit_b_01ec64.pth")
+    assert weights.find(spec, empty_env) is None
+    ckpt = empty_env / "ybelkada--segment-anything" / "checkpoints" / "sam_vit_b_01ec64.pth"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"x")
+    assert weights.find(spec, empty_env) == ckpt
+    snap = weights.WeightSpec("depth", "org/model")
+    (empty_env / "org" / "model").mkdir(parents=True)
+    assert weights.find(snap, empty_env) is None  # an empty directory is not a snapshot
+    (empty_env / "org" / "model" / "config.json").write_text("{}")
+    assert weights.find(snap, empty_env) == empty_env / "org" / "model"
+    monkeypatch.setenv("DPA_WEIGHTS_DIR", str(empty_env))
+    assert weights.find(spec) == ckpt  # $DPA_WEIGHTS_DIR is the default weights_dir
+
+
+def test_weight_specs_of_profiles():
+    assert weights.weight_specs(load_profile("smoke")) == []
+    paper = {s.section: s for s in weights.weight_specs(load_profile("paper"))}
+    assert set(paper) == {"segmenter.detector", "segmenter.sam", "enhancer", "scorer", "generator", "depth"}
+    assert paper["segmenter.sam"].filename.endswith("sam_vit_h_4b8939.pth")
+    fast = {s.section: s.repo_id for s in weights.weight_specs(load_profile("fast"))}
+    assert fast["segmenter.detector"] == "IDEA-Research/grounding-dino-tiny"
+
+
+def test_cli_check(empty_env, capsys):
+    assert weights_cli.main(["check", "--profile", "smoke"]) == 0
+    assert "no weights needed" in capsys.readouterr().out
+    assert weights_cli.main(["check", "--profile", "paper", "--weights-dir", str(empty_env)]) == 1
+    out = capsys.readouterr()
+    assert out.out.count("missing") == 6 and "dpa-weights download --profile paper" in out.err
+    assert weights_cli.main(["check", "--profile", "nonexistent"]) == 2
+
+
+def test_cli_download_offline_fails_fast(empty_env, monkeypatch, capsys):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # tests never reach a hub
+    t0 = time.perf_counter()
+    assert weights_cli.main(["download", "--profile", "fast", "--weights-dir", str(empty_env)]) == 1
+    assert time.perf_counter() - t0 < 5.0
+    assert "HF_HUB_OFFLINE" in capsys.readouterr().err
+
+
+def test_profiles(tmp_path):
+    for name in PROFILE_NAMES:
+        prof = load_profile(name)
+        assert prof["name"] == name
+        for section in ("segmenter", "enhancer", "scorer", "generator", "depth", "layout"):
+            assert isinstance(prof[section], dict), (name, section)
+    paper = load_profile("paper")
+    assert (paper["segmenter"]["box_threshold"], paper["segmenter"]["text_threshold"],
+            paper["segmenter"]["keep_threshold"]) == (0.3, 0.25, 0.4)
+    assert (paper["enhancer"]["candidates"], paper["scorer"]["top_k"], paper["generator"]["latents_per_image"]) == (6, 3, 2)
+    assert paper["enhancer"]["prompt_template"] == "High quality, authentic style {category}"
+    over = load_profile("paper", overrides={"enhancer": {"steps": 10}})
+    assert over["enhancer"]["steps"] == 10 and over["enhancer"]["guidance"] == 9.0
+    custom = tmp_path / "mine.yaml"
+    custom.write_text("base: smoke\nenhancer: {candidates: 1}\n")
+    mine = load_profile("mine", config_path=custom)
+    assert mine["enhancer"]["candidates"] == 1 and mine["enhancer"]["source"] == "tiny" and mine["name"] == "mine"
+    with pytest.raises(ReconstructionError, match="unknown profile 'nope'"):
+        load_profile("nope")
