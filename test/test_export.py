@@ -7,6 +7,8 @@ ground-truth world, so exported coordinates must equal the ground-truth ones.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -285,6 +287,39 @@ def test_gazebo_world_and_models(exported):
         expected.density = DENSITY
         np.testing.assert_allclose(tensor, expected.moment_inertia, rtol=1e-6, atol=1e-9)
         np.testing.assert_allclose(_floats(link.find("inertial/pose"))[:3], expected.center_mass, atol=1e-6)
+
+
+def _sdformat_pkg() -> str | None:
+    """pkg-config name of an installed libsdformat (>= 12, SDFormat 1.9), or None."""
+    if shutil.which("g++") is None or shutil.which("pkg-config") is None:
+        return None
+    for name in ("sdformat15", "sdformat14", "sdformat13", "sdformat12"):
+        if subprocess.run(["pkg-config", "--exists", name]).returncode == 0:
+            return name
+    return None
+
+
+@pytest.mark.skipif(_sdformat_pkg() is None, reason="libsdformat development files not installed (libsdformat-dev)")
+def test_gazebo_world_loads_in_libsdformat(exported, tmp_path):
+    """The parser gz sim uses loads the world as `cd gazebo && gz sim scene.sdf` would."""
+    out, _ = exported
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", _sdformat_pkg()], capture_output=True,
+                           text=True, check=True).stdout.split()
+    checker = tmp_path / "export_sdf_check"
+    subprocess.run(["g++", "-std=c++17", str(Path(__file__).with_name("export_sdf_check.cc")), *flags,
+                    "-o", str(checker)], check=True, timeout=120)
+    run = subprocess.run([str(checker), str(out / "gazebo" / "scene.sdf")], cwd=out / "gazebo",
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and "ERROR" not in run.stdout, run.stdout + run.stderr
+    lines = [line.split() for line in run.stdout.splitlines()]
+    assert lines[0][:3] == ["world", "dpa_scene", str(len(GT) + 1)]
+    models = {ln[1]: ln for ln in lines if ln[0] == "model"}
+    assert set(models) == {"ground_plane"} | {f"object_{i}" for i in GT}
+    for obj_id, (_, mesh, T_wo, scale) in GT.items():
+        m = models[f"object_{obj_id}"]
+        np.testing.assert_allclose([float(v) for v in m[5:8]], T_wo[:3, 3], atol=1e-5)
+        assert float(m[9]) == pytest.approx(DENSITY * mesh.volume * scale ** 3, rel=1e-4)
+        assert m[11] == "1" and m[15] == "0"  # inertia valid (positive-definite, triangle inequality)
 
 
 def test_gazebo_decomposition_and_static(tmp_path):
