@@ -1,0 +1,227 @@
+"""Ask a running ``dpa_reconstructor`` for a reconstruction and print what it published.
+
+    python -m dpa_ros.ros.demo_client                    # ~/snapshot (std_srvs/Trigger)
+    python -m dpa_ros.ros.demo_client --action --prompt "cup. plate."   # ~/reconstruct, with feedback
+    python -m dpa_ros.ros.demo_client --json             # machine-readable summary on stdout
+
+It waits for the node's service/action (``--wait-node`` s), subscribes to ``<node>/scene``,
+``<node>/markers``, ``<node>/scene_cloud`` and ``/tf_static`` (transient-local, so nothing is
+missed), triggers one reconstruction, waits for the outputs that reconstruction published and
+prints the objects, TF frames, cloud, markers and exported files. Exit code 0 on success, 1 when
+the node reports a failure, 2 when the node or its outputs do not show up in time.
+
+:func:`run_demo` does the same from Python and returns the summary as a dict.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import rclpy
+from rclpy.action import ActionClient
+from rclpy.utilities import remove_ros_args
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import PointCloud2
+from std_srvs.srv import Trigger
+from tf2_msgs.msg import TFMessage
+from visualization_msgs.msg import Marker, MarkerArray
+
+from dpa_ros.action import Reconstruct
+from dpa_ros.msg import Scene
+
+LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+TF_LATCHED = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
+MARKER_TYPES = {v: k for k, v in vars(Marker).items() if k.isupper() and isinstance(v, int) and k not in (
+    "ADD", "MODIFY", "DELETE", "DELETEALL")}
+
+
+class _Client(Node):
+    def __init__(self, node_name: str) -> None:
+        super().__init__("dpa_demo_client")
+        self.target = node_name.rstrip("/")
+        self.got: dict[str, list] = {"scene": [], "markers": [], "cloud": [], "tf": []}
+        self.create_subscription(Scene, f"{self.target}/scene", lambda m: self.got["scene"].append(m), LATCHED)
+        self.create_subscription(MarkerArray, f"{self.target}/markers", lambda m: self.got["markers"].append(m),
+                                 LATCHED)
+        self.create_subscription(PointCloud2, f"{self.target}/scene_cloud", lambda m: self.got["cloud"].append(m),
+                                 LATCHED)
+        self.create_subscription(TFMessage, "/tf_static", lambda m: self.got["tf"].append(m), TF_LATCHED)
+        self.snapshot = self.create_client(Trigger, f"{self.target}/snapshot")
+        self.action = ActionClient(self, Reconstruct, f"{self.target}/reconstruct")
+
+    def spin_until(self, predicate, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not predicate() and time.monotonic() < deadline:
+            rclpy.spin_once(self, timeout_sec=0.05)
+        return bool(predicate())
+
+
+def _exported_files(message: str, scene: Scene | None) -> tuple[str | None, list[str]]:
+    match = re.search(r"exported to (\S+?)(;|$)", message)
+    folder = Path(match.group(1)) if match else None
+    if folder is None and scene is not None:
+        uris = [o.mesh_uri for o in scene.objects if o.mesh_uri]
+        if uris:
+            folder = Path(unquote(urlparse(uris[0]).path)).parent.parent
+    if folder is None or not folder.is_dir():
+        return None, []
+    return str(folder), sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def _summary(scene: Scene | None, markers: MarkerArray | None, cloud: PointCloud2 | None,
+             tf: TFMessage | None, frame_prefix_hint: str = "object_") -> dict:
+    out: dict = {"objects": [], "frames": [], "cloud": None, "markers": {}, "timings_s": {}}
+    if scene is not None:
+        out["frame_id"] = scene.header.frame_id
+        out["stamp"] = scene.header.stamp.sec + scene.header.stamp.nanosec * 1e-9
+        out["profile"] = scene.profile
+        out["timings_s"] = {t.stage: round(t.seconds, 3) for t in scene.timings}
+        out["background_planes"] = [p.label for p in scene.background_planes]
+        for o in scene.objects:
+            p = o.pose.position
+            out["objects"].append({"id": o.id, "label": o.label, "score": round(float(o.score), 3),
+                                   "position": [round(p.x, 3), round(p.y, 3), round(p.z, 3)],
+                                   "scale": round(o.scale, 4), "fit_error": round(o.fit_error, 4),
+                                   "vertices": len(o.mesh.vertices), "triangles": len(o.mesh.triangles),
+                                   "mesh_uri": o.mesh_uri})
+    if tf is not None:
+        for t in tf.transforms:
+            if frame_prefix_hint in t.child_frame_id:
+                tr = t.transform.translation
+                out["frames"].append({"child": t.child_frame_id, "parent": t.header.frame_id,
+                                      "xyz": [round(tr.x, 3), round(tr.y, 3), round(tr.z, 3)]})
+    if cloud is not None:
+        out["cloud"] = {"points": cloud.width * cloud.height, "fields": [f.name for f in cloud.fields],
+                        "frame_id": cloud.header.frame_id, "bytes": len(cloud.data)}
+    if markers is not None:
+        counts: dict[str, int] = {}
+        for m in markers.markers:
+            key = "DELETEALL" if m.action == Marker.DELETEALL else MARKER_TYPES.get(m.type, str(m.type))
+            counts[key] = counts.get(key, 0) + 1
+        out["markers"] = counts
+    return out
+
+
+def run_demo(node_name: str = "/dpa_reconstructor", use_action: bool = False, prompt: str = "",
+             wait_node_s: float = 60.0, timeout_s: float = 600.0, log=print) -> dict:
+    """Trigger one reconstruction on ``node_name`` and collect what it published.
+
+    Returns a dict with ``success``, ``message``, ``objects``, ``frames``, ``cloud``, ``markers``,
+    ``exported_dir``, ``exported_files``, ``feedback`` and ``timings_s``; ``success`` is None when the
+    node did not answer in time. Calls ``rclpy.init`` itself when no context is initialised.
+    """
+    own_context = not rclpy.ok()
+    if own_context:
+        rclpy.init()
+    client = _Client(node_name)
+    result: dict = {"success": None, "message": "", "feedback": []}
+    try:
+        server = client.action if use_action else client.snapshot
+        ready = (lambda: server.server_is_ready()) if use_action else (lambda: server.service_is_ready())
+        log(f"waiting for {client.target} ({'action reconstruct' if use_action else 'service snapshot'}) ...")
+        if not client.spin_until(ready, wait_node_s):
+            result["message"] = f"{client.target} did not appear within {wait_node_s:.0f} s"
+            return result
+        # let transient-local history (an older scene) arrive, then only count what comes next
+        client.spin_until(lambda: False, 1.0)
+        for v in client.got.values():
+            v.clear()
+        t0 = time.monotonic()
+        if use_action:
+            def on_feedback(fb):
+                result["feedback"].append((fb.feedback.stage, round(float(fb.feedback.progress), 3)))
+                log(f"  feedback: {fb.feedback.stage:<10s} {100 * fb.feedback.progress:5.1f} %")
+
+            send = client.action.send_goal_async(Reconstruct.Goal(prompt=prompt), feedback_callback=on_feedback)
+            if not client.spin_until(send.done, 30.0):
+                result["message"] = "no answer to the goal within 30 s"
+                return result
+            handle = send.result()
+            if not handle.accepted:
+                result["success"], result["message"] = False, "goal rejected (node busy?)"
+                return result
+            res_future = handle.get_result_async()
+            if not client.spin_until(res_future.done, timeout_s):
+                result["message"] = f"no result within {timeout_s:.0f} s"
+                return result
+            res = res_future.result().result
+            result["success"], result["message"] = bool(res.success), res.message
+        else:
+            future = client.snapshot.call_async(Trigger.Request())
+            if not client.spin_until(future.done, timeout_s):
+                result["message"] = f"no answer within {timeout_s:.0f} s"
+                return result
+            res = future.result()
+            result["success"], result["message"] = bool(res.success), res.message
+        result["seconds"] = round(time.monotonic() - t0, 2)
+        if result["success"]:
+            got = client.got
+            client.spin_until(lambda: got["scene"] and got["markers"] and got["cloud"] and got["tf"], 10.0)
+        scene = client.got["scene"][-1] if client.got["scene"] else None
+        markers = client.got["markers"][-1] if client.got["markers"] else None
+        cloud = client.got["cloud"][-1] if client.got["cloud"] else None
+        tf = TFMessage(transforms=list({t.child_frame_id: t for m in client.got["tf"] for t in m.transforms}.values()))
+        result.update(_summary(scene, markers, cloud, tf))
+        folder, files = _exported_files(result["message"], scene)
+        result["exported_dir"], result["exported_files"] = folder, files
+        return result
+    finally:
+        client.destroy_node()
+        if own_context:
+            rclpy.try_shutdown()
+
+
+def format_report(r: dict) -> str:
+    lines = [f"success: {r['success']}", f"message: {r['message']}"]
+    if r.get("seconds") is not None:
+        lines.append(f"request took {r['seconds']} s")
+    if r.get("timings_s"):
+        lines.append("stages: " + ", ".join(f"{k} {v} s" for k, v in r["timings_s"].items()))
+    objs = r.get("objects") or []
+    lines.append(f"objects ({len(objs)}) in frame {r.get('frame_id', '?')}:")
+    for o in objs:
+        lines.append(f"  {o['id']:>3} {o['label']:<12s} score {o['score']:.2f}  xyz {o['position']}  scale "
+                     f"{o['scale']}  fit {o['fit_error']}  mesh {o['vertices']} v / {o['triangles']} f")
+    frames = r.get("frames") or []
+    lines.append(f"TF frames ({len(frames)}):")
+    for f in frames:
+        lines.append(f"  {f['parent']} -> {f['child']}  xyz {f['xyz']}")
+    c = r.get("cloud")
+    lines.append(f"scene cloud: {c['points']} points, fields {c['fields']}, {c['bytes']} bytes" if c
+                 else "scene cloud: none received")
+    lines.append(f"markers: {r.get('markers') or 'none received'}")
+    files = r.get("exported_files") or []
+    lines.append(f"exported files ({len(files)}) in {r.get('exported_dir')}:" if files else "exported files: none")
+    lines.extend(f"  {f}" for f in files)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    argv = remove_ros_args(["demo_client"] + list(argv))[1:]
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--node", default="/dpa_reconstructor", help="fully qualified node name")
+    ap.add_argument("--action", action="store_true", help="use ~/reconstruct (feedback) instead of ~/snapshot")
+    ap.add_argument("--prompt", default="", help="detection prompt for the action goal")
+    ap.add_argument("--wait-node", type=float, default=60.0, help="seconds to wait for the node")
+    ap.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the reconstruction")
+    ap.add_argument("--json", action="store_true", help="print the summary as JSON")
+    args = ap.parse_args(argv)
+    log = (lambda s: print(s, file=sys.stderr)) if args.json else print
+    r = run_demo(args.node, args.action, args.prompt, args.wait_node, args.timeout, log=log)
+    print(json.dumps(r, indent=2) if args.json else format_report(r), flush=True)
+    if r["success"] is None:
+        return 2
+    return 0 if r["success"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
