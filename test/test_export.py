@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import trimesh
 from lxml import etree
-from pxr import Sdf, Usd, UsdGeom, UsdPhysics
+from pxr import Sdf, Usd, UsdGeom, UsdPhysics, UsdValidation
 from scipy.spatial.transform import Rotation
 
 from dpa_ros.export import ExportError, ExportOptions, export_scene, world_frame
@@ -357,6 +357,11 @@ def test_usd_stage(exported, name):
     assert UsdGeom.GetStageUpAxis(stage) == UsdGeom.Tokens.z
     assert UsdGeom.GetStageMetersPerUnit(stage) == 1.0
     assert stage.GetDefaultPrim().GetPath() == "/World"
+    # usd-core's own validators (stage metadata, physics rigid bodies / colliders, composition ...)
+    validators = UsdValidation.ValidationRegistry().GetOrLoadAllValidators()
+    assert "usdPhysicsValidators:ColliderChecker" in [v.GetMetadata().name for v in validators]
+    problems = UsdValidation.ValidationContext(validators).Validate(stage)
+    assert [(e.GetName(), e.GetMessage()) for e in problems] == []
     frame = stage.GetRootLayer().customLayerData["dpa_ros_world_frame"]
     assert frame["up_axis"] == "Z" and frame["source"] == "floor"
     scene_prim = stage.GetPrimAtPath("/World/PhysicsScene")
