@@ -62,13 +62,13 @@ if ! stamp_ok editable "$(hash_of setup.py)"; then
 fi
 
 # 4. Messages: colcon build of this package (and tf2_msgs where it is missing) into install/.
-build_inputs=$(find msg action ros_shims CMakeLists.txt package.xml scripts launch config -type f 2>/dev/null | sort)
+build_inputs=$(find msg action ros_shims CMakeLists.txt package.xml scripts launch config -type f 2>/dev/null | sort || true)
 build_hash=$(hash_of $build_inputs requirements/lock.txt)
 if ! stamp_ok build "$build_hash" || [ ! -f install/setup.bash ]; then
   # colcon builds the package through a symlink (build/.pkgsrc/dpa_ros -> the repo): CMake refuses
   # to export include directories that lie inside the source directory, and the venv's numpy
   # headers (which rosidl's Python typesupport exports) do when the source directory is the repo.
-  mkdir -p build/.pkgsrc
+  mkdir -p build/.pkgsrc log
   ln -sfn "$ROOT" build/.pkgsrc/dpa_ros
   paths=("$ROOT/build/.pkgsrc/dpa_ros")
   if ! "$VENV/bin/python" -c 'import tf2_msgs.msg' 2>/dev/null || [ -d install/tf2_msgs ]; then
