@@ -92,17 +92,16 @@ class MassProperties:
 
 
 def _vertex_colors(mesh: trimesh.Trimesh) -> np.ndarray:
-    if mesh.visual is not None and mesh.visual.kind is not None:
-        if mesh.visual.kind == "texture":
-            material = mesh.visual.material
-            if getattr(material, "image", None) is None:  # untextured material: its main colour
-                return np.tile(np.asarray(material.main_color, np.uint8), (len(mesh.vertices), 1))
-            # sample the texture at the UVs
-            mesh = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False, visual=mesh.visual.to_color())
-        colors = np.asarray(mesh.visual.vertex_colors, np.uint8)
-        if colors.shape == (len(mesh.vertices), 4):
-            return colors
-    return np.tile(DEFAULT_RGBA, (len(mesh.vertices), 1))
+    """(V, 4) uint8 RGBA per vertex: vertex/face colours, sampled texture, material colour or grey."""
+    visual = mesh.visual
+    if visual is None or visual.kind is None:
+        return np.tile(DEFAULT_RGBA, (len(mesh.vertices), 1))
+    if visual.kind == "texture":
+        if getattr(visual.material, "image", None) is None:  # untextured material: its main colour
+            return np.tile(np.asarray(visual.material.main_color, np.uint8), (len(mesh.vertices), 1))
+        # sample the texture at the UVs
+        mesh = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False, visual=visual.to_color())
+    return np.asarray(mesh.visual.vertex_colors, np.uint8)
 
 
 def _decimate(mesh: trimesh.Trimesh, colors: np.ndarray, budget: int) -> tuple[trimesh.Trimesh, np.ndarray]:
@@ -140,9 +139,11 @@ def prepare_object(obj: SceneObject, world: WorldFrame, options: ExportOptions) 
         raise ExportError(f"{what}: mesh faces index vertices that do not exist")
     T = np.asarray(obj.T_camera_object, np.float64)
     scale = float(obj.scale)
-    R = T[:3, :3] / scale if scale > 0 else np.full((3, 3), np.nan)
-    if (T.shape != (4, 4) or not np.all(np.isfinite(T)) or not np.allclose(R @ R.T, np.eye(3), atol=1e-4)
-            or np.linalg.det(R) < 0):
+    if T.shape != (4, 4) or not np.all(np.isfinite(T)) or not scale > 0:
+        raise ExportError(f"{what}: T_camera_object must be a finite 4x4 matrix and scale positive, "
+                          f"got shape {T.shape}, scale {scale}")
+    R = T[:3, :3] / scale
+    if not np.allclose(R @ R.T, np.eye(3), atol=1e-4) or np.linalg.det(R) < 0:
         raise ExportError(f"{what}: T_camera_object is not scale × rotation + translation with scale {scale}")
     colors = _vertex_colors(mesh)
     clean = trimesh.Trimesh(verts, faces, process=False)
@@ -270,7 +271,7 @@ def write_object_objs(out_dir: Path, objects: list[ExportObject], world: WorldFr
     """One ``object_<id>.obj`` + ``.mtl`` per object under ``out_dir``, world frame, metres."""
     written: list[Path] = []
     for obj in objects:
-        header = frame_header(world) + [f"object id={obj.id} label={obj.label} score={obj.score:.4f} "
+        header = frame_header(world) + [f"object id={obj.id} label={json.dumps(obj.label)} score={obj.score:.4f} "
                                         "(vertices in the world frame, scale and pose applied)"]
         written += write_obj(out_dir / f"{obj.name}.obj", obj.mesh_world(), obj.colors, obj.name, header)
     return written
@@ -282,8 +283,10 @@ def write_glb(path: Path, objects: list[ExportObject], patches: list[tuple[str, 
 
     Nodes: ``object_<id>`` (object-frame mesh, node matrix = T_world_object including scale,
     vertex colours, mesh extras ``{id, label, score}``) and the ``<label>_<i>`` background plane
-    ``patches`` of :func:`plane_patches` (world coordinates). Scene extras ``dpa_ros_world_frame`` hold the frame metadata.
-    glTF's own convention is y-up: viewers that assume it show the scene lying on its side.
+    ``patches`` of :func:`plane_patches` (world coordinates). The scene's extras
+    ``dpa_ros_world_frame`` hold the frame metadata. glTF's own convention is y-up: viewers
+    and importers that apply it (Blender's, most web viewers) show this z-up scene on its side;
+    the coordinates themselves are the world frame's, as trimesh reads them.
     """
     glb = trimesh.Scene()
     glb.metadata["dpa_ros_world_frame"] = world.metadata()
