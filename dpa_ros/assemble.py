@@ -1,0 +1,208 @@
+"""Stages 5–8 of DESIGN.md §2 from a metric depth map: targets, background, layout, scene.
+
+This is the "bring your own priors" path (``dpa-reconstruct --instances``) and the back half of
+the full pipeline: given the image, its metric depth, the camera and, per object instance, a
+visible mask and candidate meshes, it places every object in metric 3D.
+
+Canonical object frame. Meshes handed to the solver (``Instance.meshes``) are expressed in the
+frame of the object *as seen by a level camera looking at its front*, with the optical frame's
+axis convention: x to the object's right (as seen by that camera), **y down** (so the object's
+up is −y), z forward, away from the camera (the object's back is at +z). The origin and size
+are free: the solver estimates the scale, and the stored pose maps this frame (scale included)
+into the camera optical frame. With a known gravity direction the solver keeps the canonical
+−y axis vertical and only searches yaw (5 DoF). Generators with another convention (Shap-E is
+z-up) must rotate their meshes into this frame first.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import trimesh
+from PIL import Image
+
+from dpa_ros.geometry.camera import CameraModel
+from dpa_ros.geometry.layout import LayoutConfig, LayoutProblem, solve_layout
+from dpa_ros.geometry.planes import fit_background
+from dpa_ros.geometry.targets import InstanceInputError, build_target, check_mask
+from dpa_ros.scene import Scene, SceneObject
+
+#: Most points kept in a scene's point cloud.
+MAX_CLOUD_POINTS = 60000
+
+
+class InstancesFileError(ValueError):
+    """An --instances JSON file (or one of its entries) that cannot be used."""
+
+
+@dataclass
+class Instance:
+    """One detected object, ready for the layout stage.
+
+    Attributes:
+        label: category name.
+        score: detector confidence in [0, 1].
+        mask: (H, W) bool, the instance's visible pixels.
+        meshes: mesh proposals in the canonical object frame (module docstring).
+        crop_rgb: optional image crop (unused by the geometry).
+    """
+
+    label: str
+    score: float
+    mask: np.ndarray
+    meshes: list[trimesh.Trimesh]
+    crop_rgb: np.ndarray | None = None
+
+
+def load_mask_png(path: str | Path) -> np.ndarray:
+    """A mask image as (H, W) bool: a pixel is set when any colour channel (or L) is non-zero."""
+    img = np.asarray(Image.open(path))
+    if img.ndim == 3:
+        img = img[..., :3].max(-1) if img.shape[2] >= 3 else img[..., 0]
+    return img > 0
+
+
+def _load_mesh(path: Path) -> trimesh.Trimesh:
+    mesh = trimesh.load(path, force="mesh", process=False)
+    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
+        raise ValueError("mesh has no faces")
+    return mesh
+
+
+def load_instances_json(path: str | Path) -> list[Instance]:
+    """Read an --instances file (DESIGN.md §3): a JSON list of
+    ``{"label": str, "mask": PNG path, "meshes": [mesh paths], "score": float (optional, 1.0)}``.
+
+    Relative paths are relative to the JSON file. Meshes must be in the canonical object frame.
+    Raises :class:`InstancesFileError` naming the file and the entry at fault.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InstancesFileError(f"cannot read instances file {path}: {exc}") from exc
+    if not isinstance(data, list) or not data:
+        raise InstancesFileError(f"{path}: expected a non-empty JSON list of instances")
+    out = []
+    for i, entry in enumerate(data):
+        where = f"{path}: instance {i}"
+        if not isinstance(entry, dict):
+            raise InstancesFileError(f"{where}: expected an object with label, mask, meshes")
+        label = entry.get("label")
+        if not isinstance(label, str) or not label:
+            raise InstancesFileError(f"{where}: missing or empty 'label'")
+        where = f"{path}: instance {i} ({label!r})"
+        meshes = entry.get("meshes")
+        if not isinstance(entry.get("mask"), str) or not isinstance(meshes, list) or not meshes:
+            raise InstancesFileError(f"{where}: needs 'mask' (a PNG path) and 'meshes' (a non-empty list of paths)")
+        try:
+            score = float(entry.get("score", 1.0))
+        except (TypeError, ValueError) as exc:
+            raise InstancesFileError(f"{where}: 'score' is not a number") from exc
+        mask_path = path.parent / entry["mask"]
+        try:
+            mask = load_mask_png(mask_path)
+        except (OSError, ValueError) as exc:
+            raise InstancesFileError(f"{where}: cannot read mask {mask_path}: {exc}") from exc
+        loaded = []
+        for m in meshes:
+            mesh_path = path.parent / str(m)
+            try:
+                loaded.append(_load_mesh(mesh_path))
+            except Exception as exc:  # trimesh raises many types on unreadable files
+                raise InstancesFileError(f"{where}: cannot use mesh {mesh_path}: {exc}") from exc
+        out.append(Instance(label=label, score=score, mask=mask, meshes=loaded))
+    return out
+
+
+def _check_inputs(image_rgb: np.ndarray, depth: np.ndarray, camera: CameraModel) -> np.ndarray:
+    shape = (camera.height, camera.width)
+    if image_rgb.shape[:2] != shape:
+        raise InstanceInputError(f"image is {image_rgb.shape[1]}x{image_rgb.shape[0]} but the camera is "
+                                 f"{camera.width}x{camera.height}")
+    depth = np.asarray(depth, dtype=np.float64)
+    if depth.shape != shape:
+        raise InstanceInputError(f"depth is {depth.shape[1] if depth.ndim > 1 else '?'}x{depth.shape[0]} but the "
+                                 f"camera is {camera.width}x{camera.height}")
+    valid = np.isfinite(depth) & (depth > 0)
+    if not valid.any():
+        raise InstanceInputError("depth map has no valid pixel (all NaN, zero or infinite)")
+    return np.where(valid, depth, np.nan)
+
+
+def assemble_scene(image_rgb: np.ndarray, metric_depth: np.ndarray, camera: CameraModel,
+                   instances: list[Instance], config: LayoutConfig | None = None,
+                   progress: Callable[[str, float], None] | None = None,
+                   timings: dict[str, float] | None = None, profile: str = "instances") -> Scene:
+    """Place ``instances`` in 3D and return the scene (poses in the camera optical frame, metres).
+
+    Args:
+        image_rgb: (H, W, 3) uint8 image (colours the scene cloud).
+        metric_depth: (H, W) z-depth in metres; NaN, 0 and inf are invalid.
+        camera: intrinsics; ``camera.frame_id`` becomes the scene frame.
+        instances: masks and canonical-frame mesh proposals.
+        config: layout settings (default :class:`LayoutConfig`).
+        progress: called as ``progress(stage, fraction)`` with stage in "background", "layout",
+            "assemble" and fraction in [0, 1].
+        timings: seconds per stage are added to this dict (and to ``scene.timings_s``).
+        profile: recorded in the scene.
+
+    Raises :class:`~dpa_ros.geometry.targets.InstanceInputError` (a ValueError) naming the instance
+    for an empty mask, a mask of the wrong size, no valid depth inside a mask, or an unusable mesh,
+    and for an image/depth that does not match the camera or has no valid depth.
+    """
+    cfg = (config or LayoutConfig()).validate()
+    report = progress or (lambda stage, fraction: None)
+    times = timings if timings is not None else {}
+    depth = _check_inputs(np.asarray(image_rgb), metric_depth, camera)
+    if not instances:
+        raise InstanceInputError("no instances to place")
+
+    t0 = time.perf_counter()
+    report("background", 0.0)
+    names = [f"{i} ({inst.label!r})" for i, inst in enumerate(instances)]
+    masks = [check_mask(inst.mask, camera, name) for inst, name in zip(instances, names)]
+    for inst, name in zip(instances, names):
+        if not inst.meshes:
+            raise InstanceInputError(f"instance {name}: no mesh proposals")
+    objects_union = np.logical_or.reduce(masks)
+    background = fit_background(camera.backproject(depth, ~objects_union), seed=cfg.seed)
+    times["background"] = time.perf_counter() - t0
+    report("background", 1.0)
+
+    t0 = time.perf_counter()
+    report("layout", 0.0)
+    problems = [LayoutProblem(name, build_target(depth, camera, mask, name, max_points=cfg.points,
+                                                 max_pixels=cfg.points, seed=cfg.seed), inst.meshes)
+                for inst, mask, name in zip(instances, masks, names)]
+    results = solve_layout(problems, camera, depth=depth, gravity=background.gravity, config=cfg,
+                           progress=lambda f: report("layout", f))
+    times["layout"] = time.perf_counter() - t0
+    report("layout", 1.0)
+
+    t0 = time.perf_counter()
+    report("assemble", 0.0)
+    objects = [SceneObject(id=i, label=inst.label, score=float(inst.score), mesh=inst.meshes[res.proposal_index],
+                           T_camera_object=res.T_camera_object, scale=res.scale, fit_error=res.fit_error,
+                           proposal_index=res.proposal_index)
+               for i, (inst, res) in enumerate(zip(instances, results))]
+    valid = np.isfinite(depth)
+    v, u = np.nonzero(valid)
+    if len(v) > MAX_CLOUD_POINTS:
+        keep = np.sort(np.random.default_rng(cfg.seed).choice(len(v), MAX_CLOUD_POINTS, replace=False))
+        v, u = v[keep], u[keep]
+    sel = np.zeros_like(valid)
+    sel[v, u] = True
+    cloud = camera.backproject(depth, sel)     # row-major order, same as (v, u) after sorting
+    order = np.lexsort((u, v))
+    rgb = np.asarray(image_rgb)
+    colors = rgb[v[order], u[order], :3].astype(np.uint8) if rgb.ndim == 3 else np.repeat(
+        rgb[v[order], u[order], None], 3, 1).astype(np.uint8)
+    times["assemble"] = time.perf_counter() - t0
+    report("assemble", 1.0)
+    return Scene(camera=camera, objects=objects, background=background, cloud_points=cloud, cloud_colors=colors,
+                 timings_s=dict(times), profile=profile)

@@ -1,0 +1,475 @@
+"""Batched layout solver: pose, scale and proposal choice per instance (DESIGN.md §2 step 6).
+
+For every instance i, mesh proposal p and restart r the solver optimises a similarity transform
+(rotation R, translation, uniform scale s) that places the proposal's surface points P (canonical
+object frame, see :mod:`dpa_ros.assemble`) in the camera optical frame (metres), minimising
+
+    L = CD3D(X_i, s·R·P + t) + λ · CD2D(π(s·R·P + t), Q_i)
+
+with X_i the instance's target points (metres) and Q_i pixel samples inside its mask, both in
+normalised image coordinates ((u − cx)/fx, (v − cy)/fy), so CD2D is a dimensionless image-plane
+distance (≈ radians). CD is the symmetric L1 Chamfer distance: the unsquared Euclidean nearest-
+neighbour distance averaged over each set, the two directions averaged.
+
+Occlusion reasoning (with the scene's metric depth map): a mesh point counts in the
+mesh → target 3D direction only when it faces the camera and the observed depth at its pixel is
+not in front of it by more than ``occlusion_margin`` (else it is hidden, by the object itself or
+by another object); a projected mesh point outside the mask costs nothing in 2D when something
+observed is in front of it there or it falls outside the image. Hidden parts of an object are
+thus free, and the visible mask still pins the silhouette from the inside.
+
+All instances × proposals × restarts run as one batch of padded tensors: one Adam loop whose
+objective is the sum of the independent per-problem objectives (Adam is element-wise, so each
+problem follows exactly the trajectory it would follow alone). Nearest neighbours are found
+without autograd in blocks of at most ``block_elements`` distances (never a dense N×M matrix per
+problem at once); distances are then recomputed from the matched pairs with gradients.
+:func:`solve_layout_loop` is the reference way — one problem at a time with a dense distance
+matrix under autograd — with the same per-step math, for the benchmark and the tests.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import numpy as np
+import torch
+import trimesh
+from scipy.spatial.transform import Rotation
+
+from dpa_ros.geometry.camera import CameraModel
+from dpa_ros.geometry.targets import InstanceInputError, InstanceTarget
+
+
+@dataclass
+class LayoutConfig:
+    """Layout solver settings. Defaults are sized for a CPU; :meth:`paper` gives the paper's values.
+
+    Attributes:
+        lambda_2d: weight λ of the 2D Chamfer term (image-plane units, see module docstring).
+        restarts: random initial rotations per (instance, proposal) (paper: 10).
+        iterations: Adam steps (paper: ~1000).
+        points: surface points sampled per mesh proposal and maximum target points / mask samples
+            per instance (paper: 5000).
+        lr: Adam learning rate for the dimensionless parameters (translation in units of the
+            initial object radius, log-scale, rotation in radians); cosine-decayed to lr/10.
+        seed: seeds point sampling and restart rotations; same seed, same result.
+        device: "cpu", "cuda" or "auto" (CUDA when available).
+        dof: "auto" (5 when gravity is known, else 7), "7" (full rotation) or "5" (yaw about gravity;
+            requires gravity).
+        occlusion_margin: metres an observed surface must be in front of a mesh point to hide it.
+        block_elements: most distances evaluated at once per nearest-neighbour block; None picks
+            2**20 on CPU (cache-sized) and 2**27 on CUDA.
+    """
+
+    lambda_2d: float = 1.0
+    restarts: int = 6
+    iterations: int = 200
+    points: int = 600
+    lr: float = 0.03
+    seed: int = 0
+    device: str = "auto"
+    dof: str = "auto"
+    occlusion_margin: float = 0.05
+    block_elements: int | None = None
+
+    @classmethod
+    def paper(cls, **overrides) -> "LayoutConfig":
+        """The paper's settings: 10 restarts, 1000 iterations, 5000 points per side."""
+        return replace(cls(restarts=10, iterations=1000, points=5000), **overrides)
+
+    def validate(self) -> "LayoutConfig":
+        if self.restarts < 1 or self.iterations < 1 or self.points < 10:
+            raise ValueError(f"layout config needs restarts >= 1, iterations >= 1, points >= 10: {self}")
+        if self.dof not in ("auto", "5", "7"):
+            raise ValueError(f"layout dof must be 'auto', '5' or '7', got {self.dof!r}")
+        if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
+            raise ValueError(f"layout device must be 'cpu', 'cuda' or 'auto', got {self.device!r}")
+        if self.lambda_2d < 0 or self.lr <= 0:
+            raise ValueError(f"layout needs lambda_2d >= 0 and lr > 0: {self}")
+        return self
+
+    def torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if str(self.device).startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError(f"layout device {self.device!r} requested but CUDA is not available")
+        return torch.device(self.device)
+
+
+@dataclass
+class LayoutProblem:
+    """One instance to place: its target and its mesh proposals (canonical object frame)."""
+
+    name: str
+    target: InstanceTarget
+    proposals: list[trimesh.Trimesh]
+
+
+@dataclass
+class LayoutResult:
+    """The placement of one instance.
+
+    Attributes:
+        T_camera_object: 4×4 similarity transform object → optical frame; upper-left block s·R.
+        scale: uniform scale s.
+        fit_error: the objective L of the winning proposal and restart.
+        proposal_index: index of the winning proposal.
+        proposal_errors: best objective per proposal.
+        dof: 5 or 7.
+    """
+
+    T_camera_object: np.ndarray
+    scale: float
+    fit_error: float
+    proposal_index: int
+    proposal_errors: list[float] = field(default_factory=list)
+    dof: int = 7
+
+
+def _mesh_samples(mesh: trimesh.Trimesh, n: int, seed, name: str, index: int) -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
+        raise InstanceInputError(f"instance {name}: mesh proposal {index} has no faces")
+    v = np.asarray(mesh.vertices, float)
+    if not np.all(np.isfinite(v)) or float(mesh.area) <= 0 or np.ptp(v, axis=0).max() <= 0:
+        raise InstanceInputError(f"instance {name}: mesh proposal {index} is degenerate (zero area or non-finite)")
+    pts, faces = trimesh.sample.sample_surface(mesh, n, seed=seed)
+    return np.asarray(pts, float), np.asarray(mesh.face_normals[faces], float)
+
+
+def gravity_alignment(gravity: np.ndarray) -> np.ndarray:
+    """Rotation that maps the canonical down axis (0, 1, 0) onto ``gravity`` (optical frame)."""
+    g = np.asarray(gravity, float)
+    g = g / np.linalg.norm(g)
+    rot, _ = Rotation.align_vectors(g[None], np.array([[0.0, 1.0, 0.0]]))
+    return rot.as_matrix()
+
+
+@dataclass
+class _Item:
+    """One (instance, proposal, restart) problem in numpy, object points centred on their mean."""
+
+    instance: int
+    proposal: int
+    P: np.ndarray        # (n, 3) mesh points minus their centroid, object frame
+    N: np.ndarray        # (n, 3) normals
+    mesh_center: np.ndarray
+    X: np.ndarray        # (m, 3) target points, optical frame
+    Q: np.ndarray        # (k, 2) mask samples, normalised image coordinates
+    R0: np.ndarray       # initial rotation (7 DoF) or R_g (5 DoF)
+    yaw0: float
+    c0: np.ndarray       # initial centre
+    radius: float        # initial object radius (metres), unit of the translation parameter
+    s0: float
+
+
+def _build_items(problems: list[LayoutProblem], camera: CameraModel, gravity: np.ndarray | None,
+                 cfg: LayoutConfig, dof: int) -> list[_Item]:
+    items = []
+    rot_rng = np.random.default_rng([cfg.seed, 7])
+    Kinv = np.linalg.inv(camera.K)
+    R_g = gravity_alignment(gravity) if dof == 5 else None
+    for i, prob in enumerate(problems):
+        if not prob.proposals:
+            raise InstanceInputError(f"instance {prob.name}: no mesh proposals")
+        X = np.asarray(prob.target.points, float)
+        pix = np.asarray(prob.target.pixels, float)
+        Q = (np.concatenate([pix, np.ones((len(pix), 1))], 1) @ Kinv.T)[:, :2]
+        xc = X.mean(0)
+        r_t = float(np.sqrt(((X - xc) ** 2).sum(1).mean()))
+        if dof == 7:
+            rots = [np.eye(3)] + list(Rotation.random(cfg.restarts - 1, random_state=rot_rng).as_matrix().reshape(-1, 3, 3)) \
+                if cfg.restarts > 1 else [np.eye(3)]
+            yaws = [0.0] * cfg.restarts
+        else:
+            rots = [R_g] * cfg.restarts
+            yaws = [2 * math.pi * k / cfg.restarts for k in range(cfg.restarts)]
+        for p, mesh in enumerate(prob.proposals):
+            P, N = _mesh_samples(mesh, cfg.points, [cfg.seed, i, p], prob.name, p)
+            mc = P.mean(0)
+            P = P - mc
+            r_m = float(np.sqrt((P ** 2).sum(1).mean()))
+            s0 = r_t / r_m
+            # The visible surface lies in front of the object's centre: start half a radius behind it.
+            c0 = xc + 0.5 * r_t * xc / np.linalg.norm(xc)
+            for r in range(cfg.restarts):
+                items.append(_Item(i, p, P, N, mc, X, Q, np.asarray(rots[r]), yaws[r], c0, r_t, s0))
+    return items
+
+
+@dataclass
+class _Batch:
+    P: torch.Tensor
+    N: torch.Tensor
+    Pw: torch.Tensor
+    X: torch.Tensor
+    Xw: torch.Tensor
+    Q: torch.Tensor
+    Qw: torch.Tensor
+    R0: torch.Tensor
+    yaw0: torch.Tensor
+    c0: torch.Tensor
+    radius: torch.Tensor
+    s0: torch.Tensor
+    instance: torch.Tensor      # (B,) index into _Scene.masks
+
+
+def _pad(arrays: list[np.ndarray], device) -> tuple[torch.Tensor, torch.Tensor]:
+    n = max(len(a) for a in arrays)
+    d = arrays[0].shape[1]
+    out = np.zeros((len(arrays), n, d), np.float32)
+    w = np.zeros((len(arrays), n), np.float32)
+    for b, a in enumerate(arrays):
+        out[b, : len(a)] = a
+        w[b, : len(a)] = 1.0
+    return torch.from_numpy(out).to(device), torch.from_numpy(w).to(device)
+
+
+def _collate(items: list[_Item], device) -> _Batch:
+    P, Pw = _pad([it.P for it in items], device)
+    N, _ = _pad([it.N for it in items], device)
+    X, Xw = _pad([it.X for it in items], device)
+    Q, Qw = _pad([it.Q for it in items], device)
+
+    def t(vals):
+        return torch.as_tensor(np.asarray(vals, np.float32), device=device)
+    return _Batch(P, N, Pw, X, Xw, Q, Qw, t([it.R0 for it in items]), t([it.yaw0 for it in items]),
+                  t([it.c0 for it in items]), t([it.radius for it in items]), t([it.s0 for it in items]),
+                  torch.as_tensor([it.instance for it in items], dtype=torch.long, device=device))
+
+
+def _skew_exp(w: torch.Tensor) -> torch.Tensor:
+    """Rodrigues: rotation matrices (B, 3, 3) from axis-angle vectors (B, 3)."""
+    theta2 = (w * w).sum(-1, keepdim=True)
+    theta = torch.sqrt(theta2 + 1e-12)
+    a = torch.where(theta2 > 1e-8, torch.sin(theta) / theta, 1 - theta2 / 6)[..., None]
+    b = torch.where(theta2 > 1e-8, (1 - torch.cos(theta)) / (theta2 + 1e-12), 0.5 - theta2 / 24)[..., None]
+    zero = torch.zeros_like(w[:, 0])
+    Kx = torch.stack([zero, -w[:, 2], w[:, 1], w[:, 2], zero, -w[:, 0], -w[:, 1], w[:, 0], zero], -1).view(-1, 3, 3)
+    eye = torch.eye(3, dtype=w.dtype, device=w.device).expand_as(Kx)
+    return eye + a * Kx + b * (Kx @ Kx)
+
+
+def _rotation(params: dict[str, torch.Tensor], batch: _Batch) -> torch.Tensor:
+    if "omega" in params:
+        return _skew_exp(params["omega"]) @ batch.R0
+    yaw = batch.yaw0 + params["yaw"][:, 0]
+    c, s = torch.cos(yaw), torch.sin(yaw)
+    z, o = torch.zeros_like(c), torch.ones_like(c)
+    Ry = torch.stack([c, z, s, z, o, z, -s, z, c], -1).view(-1, 3, 3)
+    return batch.R0 @ Ry
+
+
+def _pose(params, batch):
+    """(R, s, centre) of every problem; the mesh centroid goes to the centre."""
+    R = _rotation(params, batch)
+    s = batch.s0 * torch.exp(params["log_s"][:, 0])
+    centre = batch.c0 + batch.radius[:, None] * params["delta"]
+    return R, s, centre
+
+
+_FAR = 1.0e4
+
+
+def _nn_blocked(query: torch.Tensor, ref: torch.Tensor, ref_w: torch.Tensor, block: int) -> torch.Tensor:
+    """Index (B, n) of each query point's nearest valid reference point, without autograd.
+
+    Works on blocks of at most ``block`` distances; both sets are centred per problem on the
+    reference mean first (float32 precision).
+    """
+    with torch.no_grad():
+        mean = (ref * ref_w[..., None]).sum(1, keepdim=True) / ref_w.sum(1).clamp_min(1.0)[:, None, None]
+        r = torch.where(ref_w[..., None] > 0, ref - mean, torch.full_like(ref, _FAR))
+        q = query - mean
+        ones_q = torch.ones_like(q[..., :1])
+        ones_r = torch.ones_like(r[..., :1])
+        qa = torch.cat([-2.0 * q, ones_q, (q * q).sum(-1, keepdim=True)], -1)      # (B, n, d+2)
+        ra = torch.cat([r, (r * r).sum(-1, keepdim=True), ones_r], -1)             # (B, m, d+2)
+        B, n, _ = q.shape
+        m = r.shape[1]
+        out = torch.empty((B, n), dtype=torch.long, device=q.device)
+        rows = max(1, min(n, block // max(m, 1)))
+        bs = max(1, block // (rows * m))
+        raT = ra.transpose(1, 2).contiguous()
+        for b0 in range(0, B, bs):
+            for r0 in range(0, n, rows):
+                d = torch.bmm(qa[b0:b0 + bs, r0:r0 + rows], raT[b0:b0 + bs])        # squared distances
+                out[b0:b0 + bs, r0:r0 + rows] = d.argmin(-1)
+        return out
+
+
+def _directed_blocked(query, ref, ref_w, block):
+    """Per-query distance (B, n) to the nearest valid reference point, differentiable in both sets."""
+    idx = _nn_blocked(query, ref, ref_w, block)
+    matched = torch.gather(ref, 1, idx[..., None].expand(-1, -1, ref.shape[-1]))
+    return torch.sqrt(((query - matched) ** 2).sum(-1) + 1e-12)
+
+
+def _directed_dense(query, ref, ref_w, block):
+    """Reference: the dense (n, m) distance matrix under autograd, min over references."""
+    ref = torch.where(ref_w[..., None] > 0, ref, torch.full_like(ref, _FAR))
+    return torch.cdist(query, ref).min(-1).values
+
+
+def _wmean(values: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return (values * w).sum(-1) / w.sum(-1).clamp_min(1.0)
+
+
+@dataclass
+class _Scene:
+    """Camera and observed depth as tensors for the occlusion tests."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+    depth: torch.Tensor | None      # (H*W,) metres, NaN invalid
+    masks: torch.Tensor             # (instances, H*W) bool
+    margin: float
+
+
+def _objective(params, batch: _Batch, scene: _Scene, lambda_2d: float, directed, block) -> torch.Tensor:
+    """Per-problem objective (B,) — see the module docstring."""
+    R, s, centre = _pose(params, batch)
+    pts = s[:, None, None] * (batch.P @ R.transpose(1, 2)) + centre[:, None, :]
+    z = pts[..., 2].clamp_min(1e-3)
+    proj = pts[..., :2] / z[..., None]
+    with torch.no_grad():
+        normals = batch.N @ R.transpose(1, 2)
+        facing = (normals * pts).sum(-1) < 0
+        u = torch.round(proj[..., 0] * scene.fx + scene.cx)
+        v = torch.round(proj[..., 1] * scene.fy + scene.cy)
+        in_img = (u >= 0) & (u < scene.width) & (v >= 0) & (v < scene.height) & (pts[..., 2] > 1e-3)
+        flat = (v.clamp(0, scene.height - 1) * scene.width + u.clamp(0, scene.width - 1)).long()
+        # Only points seen inside the instance's own mask can match its 3D points; silhouette
+        # overlap with the outside is the 2D term's business.
+        in_mask = in_img & torch.gather(scene.masks[batch.instance], 1, flat)
+        if scene.depth is not None:
+            obs = scene.depth[flat]
+            hidden = in_img & torch.isfinite(obs) & (obs < pts[..., 2] - scene.margin)
+        else:
+            hidden = torch.zeros_like(in_img)
+        visible = batch.Pw.bool() & facing & in_mask & ~hidden
+        w3 = visible.float()
+        # A problem with no visible point (a bad restart) falls back to all its points.
+        w3 = torch.where(w3.sum(-1, keepdim=True) > 0, w3, batch.Pw)
+        w2 = (batch.Pw.bool() & in_img & ~hidden).float()
+    cd3 = 0.5 * (_wmean(directed(batch.X, pts, batch.Pw, block), batch.Xw)
+                 + _wmean(directed(pts, batch.X, batch.Xw, block), w3))
+    if lambda_2d == 0:
+        return cd3
+    cd2 = 0.5 * (_wmean(directed(batch.Q, proj, batch.Pw, block), batch.Qw)
+                 + _wmean(directed(proj, batch.Q, batch.Qw, block), w2))
+    return cd3 + lambda_2d * cd2
+
+
+def _optimise(batch: _Batch, scene: _Scene, cfg: LayoutConfig, dof: int, directed, block,
+              progress: Callable[[float], None] | None = None) -> tuple[dict, torch.Tensor]:
+    B = batch.P.shape[0]
+    dev = batch.P.device
+    params = {"delta": torch.zeros(B, 3, device=dev, requires_grad=True),
+              "log_s": torch.zeros(B, 1, device=dev, requires_grad=True)}
+    if dof == 7:
+        params["omega"] = torch.zeros(B, 3, device=dev, requires_grad=True)
+    else:
+        params["yaw"] = torch.zeros(B, 1, device=dev, requires_grad=True)
+    opt = torch.optim.Adam(list(params.values()), lr=cfg.lr)
+    T = cfg.iterations
+    report_every = max(1, T // 50)
+    for it in range(T):
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * it / T)))
+        opt.zero_grad(set_to_none=True)
+        loss = _objective(params, batch, scene, cfg.lambda_2d, directed, block)
+        loss.sum().backward()
+        opt.step()
+        if progress is not None and (it + 1) % report_every == 0:
+            progress((it + 1) / T)
+    with torch.no_grad():
+        final = _objective(params, batch, scene, cfg.lambda_2d, directed, block)
+    return {k: v.detach() for k, v in params.items()}, final
+
+
+def _setup(problems, camera, depth, gravity, cfg):
+    cfg = (cfg or LayoutConfig()).validate()
+    if not problems:
+        raise ValueError("layout needs at least one instance")
+    if cfg.dof == "5" and gravity is None:
+        raise ValueError("layout dof '5' needs the gravity direction (fit a floor plane or pass gravity)")
+    dof = 5 if (cfg.dof == "5" or (cfg.dof == "auto" and gravity is not None)) else 7
+    device = cfg.torch_device()
+    block = cfg.block_elements or (2 ** 27 if device.type == "cuda" else 2 ** 20)
+    dt = None
+    if depth is not None:
+        d = np.asarray(depth, np.float32).reshape(-1)
+        dt = torch.from_numpy(np.where(np.isfinite(d) & (d > 0), d, np.nan).astype(np.float32)).to(device)
+    masks = torch.from_numpy(np.stack([np.asarray(p.target.mask, bool).reshape(-1) for p in problems])).to(device)
+    scene = _Scene(camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height, dt, masks,
+                   cfg.occlusion_margin)
+    items = _build_items(problems, camera, gravity, cfg, dof)
+    return cfg, dof, device, block, scene, items
+
+
+def _results(problems, items, params, losses, batch: _Batch, dof) -> list[LayoutResult]:
+    with torch.no_grad():
+        R, s, centre = _pose(params, batch)
+    R, s, centre = R.cpu().double().numpy(), s.cpu().double().numpy(), centre.cpu().double().numpy()
+    losses = losses.cpu().double().numpy()
+    results = []
+    for i, prob in enumerate(problems):
+        best_per_prop = []
+        for p in range(len(prob.proposals)):
+            idx = [b for b, it in enumerate(items) if it.instance == i and it.proposal == p]
+            best_per_prop.append(min(idx, key=lambda b: (not np.isfinite(losses[b]), losses[b])))
+        errors = [float(losses[b]) for b in best_per_prop]
+        p_best = int(np.nanargmin(errors)) if np.any(np.isfinite(errors)) else 0
+        b = best_per_prop[p_best]
+        T = np.eye(4)
+        T[:3, :3] = s[b] * R[b]
+        # The mesh centroid (object frame) goes to `centre`.
+        T[:3, 3] = centre[b] - s[b] * R[b] @ items[b].mesh_center
+        results.append(LayoutResult(T, float(s[b]), errors[p_best], p_best, errors, dof))
+    return results
+
+
+def solve_layout(problems: list[LayoutProblem], camera: CameraModel, depth: np.ndarray | None = None,
+                 gravity: np.ndarray | None = None, config: LayoutConfig | None = None,
+                 progress: Callable[[float], None] | None = None) -> list[LayoutResult]:
+    """Place every instance: one batched optimisation over instances × proposals × restarts.
+
+    Args:
+        problems: instances with their targets and canonical-frame mesh proposals.
+        camera: intrinsics of the image the targets come from.
+        depth: the scene's metric depth (H, W) in metres, for occlusion reasoning; None disables it.
+        gravity: unit down vector in the optical frame; enables 5 DoF (yaw, t, s) under dof "auto".
+        config: solver settings.
+        progress: called with the fraction of iterations done.
+
+    Returns one :class:`LayoutResult` per problem, in order. Raises
+    :class:`~dpa_ros.geometry.targets.InstanceInputError` naming the instance for unusable meshes.
+    """
+    cfg, dof, device, block, scene, items = _setup(problems, camera, depth, gravity, config)
+    batch = _collate(items, device)
+    params, losses = _optimise(batch, scene, cfg, dof, _directed_blocked, block, progress)
+    return _results(problems, items, params, losses, batch, dof)
+
+
+def solve_layout_loop(problems: list[LayoutProblem], camera: CameraModel, depth: np.ndarray | None = None,
+                      gravity: np.ndarray | None = None, config: LayoutConfig | None = None,
+                      progress: Callable[[float], None] | None = None) -> list[LayoutResult]:
+    """The reference way: same objective, initialisation and optimiser as :func:`solve_layout`,
+    but one (instance, proposal, restart) at a time in a Python loop, each with a dense distance
+    matrix under autograd. For benchmarks and cross-checks; slow."""
+    cfg, dof, device, block, scene, items = _setup(problems, camera, depth, gravity, config)
+    outs = []
+    for k, it in enumerate(items):
+        one = _collate([it], device)
+        params, loss = _optimise(one, scene, cfg, dof, _directed_dense, block)
+        outs.append((params, loss))
+        if progress is not None:
+            progress((k + 1) / len(items))
+    params = {key: torch.cat([p[key] for p, _ in outs]) for key in outs[0][0]}
+    losses = torch.cat([loss for _, loss in outs])
+    return _results(problems, items, params, losses, _collate(items, device), dof)
