@@ -106,8 +106,11 @@ def test_world_frame_errors():
     with pytest.raises(ExportError, match="needs T_world_camera"):
         ExportOptions(world_source="matrix")
     scene = make_scene()
-    scene.background.planes[0].offset = -1.0
-    with pytest.raises(ExportError, match="below the floor"):
+    floor = scene.background.planes[0]
+    floor.normal, floor.offset = -floor.normal, -floor.offset  # same plane, normal facing away
+    np.testing.assert_allclose(world_frame(scene, ExportOptions()).T_world_camera, gt_T_world_camera(), atol=1e-9)
+    floor.offset = 0.0
+    with pytest.raises(ExportError, match="passes through the camera"):
         world_frame(scene, ExportOptions())
     with pytest.raises(ExportError, match="collision"):
         ExportOptions(collision="boxes")

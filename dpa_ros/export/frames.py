@@ -13,7 +13,7 @@ Objects are fitted in the camera optical frame (REP 103: x right, y down, z forw
 frame is found from, in the order of ``ExportOptions.world_source == "auto"``:
 
 1. the scene's floor plane n·p + d = 0 (n unit, pointing at the camera, so n is "up" and d is
-   the camera height);
+   the camera height; a plane given with the opposite sign is read the same way);
 2. the scene's gravity vector (unit, pointing down, optical frame);
 3. a user-given ``T_world_camera`` (taken verbatim; e.g. from TF);
 4. the camera pitch/roll given in :class:`ExportOptions` (a level camera by default).
@@ -130,11 +130,12 @@ def _from_gravity(gravity: np.ndarray, height: float | None) -> tuple[np.ndarray
 
 
 def _from_floor(floor: Plane) -> tuple[np.ndarray, float]:
+    """Up is the floor normal on the camera's side (the sign of d says which side that is)."""
     n = _unit(floor.normal, "floor normal")
-    height = float(floor.offset) / float(np.linalg.norm(floor.normal))
-    if height <= 0:
-        raise ExportError(f"floor plane offset {floor.offset} puts the camera below the floor "
-                          "(normal must point at the camera)")
+    signed_height = float(floor.offset) / float(np.linalg.norm(floor.normal))
+    if not abs(signed_height) > 1e-6:
+        raise ExportError(f"floor plane passes through the camera (offset {floor.offset}); cannot tell up from down")
+    n, height = np.sign(signed_height) * n, abs(signed_height)
     return world_from_up(n, -n * height), height
 
 
