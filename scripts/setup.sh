@@ -16,8 +16,9 @@ log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 hash_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
 stamp_ok() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }
 
-# 1. Debian packages: a compiler and CMake for the message build, libusb/libGL/libgomp for open3d.
-APT_PACKAGES=(cmake g++ make git libusb-1.0-0 libgl1 libgomp1)
+# 1. Debian packages: a compiler and CMake for the message build, libusb/libGL/libgomp for open3d,
+#    libsdformat (the parser `gz sim` uses) so the tests load the exported Gazebo world with it.
+APT_PACKAGES=(cmake g++ make git pkg-config libusb-1.0-0 libgl1 libgomp1 libsdformat-dev)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
