@@ -113,5 +113,14 @@ def test_profiles(tmp_path):
     custom.write_text("base: smoke\nenhancer: {candidates: 1}\n")
     mine = load_profile("mine", config_path=custom)
     assert mine["enhancer"]["candidates"] == 1 and mine["enhancer"]["source"] == "tiny" and mine["name"] == "mine"
+    layout_only = tmp_path / "layout.yaml"
+    layout_only.write_text("layout: {iterations: 7}\n")
+    refined = load_profile("smoke", config_path=layout_only)
+    assert refined["layout"]["iterations"] == 7 and refined["layout"]["restarts"] == 2
+    assert refined["enhancer"] == load_profile("smoke")["enhancer"] and refined["name"] == "smoke"
     with pytest.raises(ReconstructionError, match="unknown profile 'nope'"):
         load_profile("nope")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a list\n")
+    with pytest.raises(ReconstructionError, match="not a YAML mapping"):
+        load_profile("smoke", config_path=bad)

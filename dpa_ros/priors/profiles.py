@@ -42,39 +42,39 @@ def merge(base: dict, over: dict | None) -> dict:
     return out
 
 
-def load_profile(name: str, config_path: str | Path | None = None, overrides: dict | None = None) -> dict:
-    """The profile ``name`` as a dict (with ``name`` set), overrides applied.
+def _read_yaml(path: Path, what: str) -> dict:
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ReconstructionError(f"cannot read {what} {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ReconstructionError(f"{what} {path} is not a YAML mapping")
+    return data
 
-    ``config_path`` may be a YAML file: it is then the profile itself (named by its own ``name`` key,
-    else by ``name``), or a mapping with a ``profiles: {NAME: {...}}`` section, or a partial
-    profile (``base: NAME`` picks the file it extends).
+
+def load_profile(name: str, config_path: str | Path | None = None, overrides: dict | None = None) -> dict:
+    """The profile ``name`` as a dict (with ``name`` set), the config file and ``overrides`` applied.
+
+    ``config_path`` may be a directory holding ``NAME.yaml`` files, or a YAML file that refines
+    the profile: its keys are merged over profile ``name`` (or over the profile its ``base`` key
+    names), e.g. a file with only a ``layout:`` section changes only the layout. A file with a
+    ``profiles: {NAME: {...}}`` section contributes that entry instead.
     """
-    data: dict | None = None
+    refine: dict = {}
     if config_path is not None and Path(config_path).is_file():
-        try:
-            data = yaml.safe_load(Path(config_path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ReconstructionError(f"cannot read config {config_path}: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ReconstructionError(f"config {config_path} is not a YAML mapping")
-        if isinstance(data.get("profiles"), dict):
-            data = data["profiles"].get(name)
-        elif "base" in data:
-            own = {k: v for k, v in data.items() if k != "base"}
-            data = merge(load_profile(str(data["base"])), own)
-            data["name"] = own.get("name", name)
-    if data is None:
-        for folder in profile_dirs(config_path):
-            path = folder / f"{name}.yaml"
-            if path.is_file():
-                try:
-                    data = yaml.safe_load(path.read_text()) or {}
-                except (OSError, yaml.YAMLError) as exc:
-                    raise ReconstructionError(f"cannot read profile {path}: {exc}") from exc
-                break
+        refine = _read_yaml(Path(config_path), "config")
+        if isinstance(refine.get("profiles"), dict):
+            refine = refine["profiles"].get(name) or {}
+    base = str(refine.pop("base", name))
+    data = None
+    for folder in profile_dirs(config_path):
+        path = folder / f"{base}.yaml"
+        if path.is_file():
+            data = _read_yaml(path, "profile")
+            break
     if data is None:
         searched = ", ".join(str(d) for d in profile_dirs(config_path))
-        raise ReconstructionError(f"unknown profile '{name}' (searched {searched}; known: {', '.join(PROFILE_NAMES)})")
-    data = merge(data, overrides)
-    data.setdefault("name", name)
+        raise ReconstructionError(f"unknown profile '{base}' (searched {searched}; known: {', '.join(PROFILE_NAMES)})")
+    data = merge(merge(data, refine), overrides)
+    data["name"] = refine.get("name", name)
     return data
