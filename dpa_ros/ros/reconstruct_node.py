@@ -38,6 +38,7 @@ frame is never reconstructed twice.
 from __future__ import annotations
 
 import collections
+import logging
 import queue
 import threading
 import time
@@ -48,6 +49,7 @@ from typing import Any, Callable
 
 import numpy as np
 import rclpy
+import rclpy.logging
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
@@ -112,10 +114,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               range=(-1, 2**31 - 1)),
     ParamSpec("load_on_start", True, "Load the models when the node starts (false: on the first request)",
               read_only=True),
-    ParamSpec("box_threshold", 0.3, "Grounding DINO box threshold", read_only=True, range=(0.0, 1.0)),
-    ParamSpec("text_threshold", 0.25, "Grounding DINO text threshold", read_only=True, range=(0.0, 1.0)),
-    ParamSpec("score_threshold", 0.4, "Keep instances with detector confidence above this (sigma)",
-              read_only=True, range=(0.0, 1.0)),
+    ParamSpec("box_threshold", 0.3, "Grounding DINO box threshold (applied from the next request on)",
+              range=(0.0, 1.0)),
+    ParamSpec("text_threshold", 0.25, "Grounding DINO text threshold (applied from the next request on)",
+              range=(0.0, 1.0)),
+    ParamSpec("score_threshold", 0.4, "Keep instances with detector confidence above this (sigma; applied "
+              "from the next request on)", range=(0.0, 1.0)),
     ParamSpec("prompt", "", "Detection prompt of categories, 'chair. table.' ('' = the profile's prompt)"),
     # inputs
     ParamSpec("image_transport", "raw", "Colour input: raw (image), compressed (image/compressed) or both",
@@ -174,6 +178,26 @@ def check_parameter(name: str, value: Any) -> str | None:
         if bad:
             return f"export_formats: unknown format(s) {bad}; choose from {', '.join(known)}"
     return None
+
+
+class _RosLogHandler(logging.Handler):
+    """Forwards the library's Python logging (``dpa_ros.*``: pipeline, priors, export) to the node's log."""
+
+    def __init__(self, ros_logger) -> None:
+        super().__init__(logging.INFO)
+        self.ros_logger = ros_logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = f"{record.name}: {record.getMessage()}"
+            if record.levelno >= logging.ERROR:
+                self.ros_logger.error(text)
+            elif record.levelno >= logging.WARNING:
+                self.ros_logger.warning(text)
+            else:
+                self.ros_logger.info(text)
+        except Exception:  # logging must never raise
+            pass
 
 
 # ------------------------------------------------------------------------------------ frames, jobs
@@ -235,6 +259,12 @@ class ReconstructNode(Node):
                 raise ValueError(f"invalid parameter: {reason}")
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.profile = self._p("profile")
+        self._log_handler = _RosLogHandler(self.get_logger())
+        lib_logger = logging.getLogger("dpa_ros")
+        lib_logger.addHandler(self._log_handler)
+        lib_logger.propagate = False  # printed once, through the node's logger
+        if lib_logger.level == logging.NOTSET or lib_logger.level > logging.INFO:
+            lib_logger.setLevel(logging.INFO)
 
         self._lock = threading.Lock()
         self._images: collections.deque = collections.deque(maxlen=1)  # newest colour frame (raw or compressed)
@@ -394,8 +424,8 @@ class ReconstructNode(Node):
             if self._pending > 0:
                 if self._p("busy_policy") == "reject":
                     since = time.monotonic() - self._running_since if self._running else 0.0
-                    what = f"a {self._running.kind} reconstruction running for {since:.1f} s" if self._running \
-                        else "a reconstruction about to start"
+                    what = f"{self._running.kind} reconstruction running for {since:.1f} s" if self._running \
+                        else "a reconstruction is about to start"
                     return f"busy: {what} (busy_policy reject)"
                 max_queue = int(self._p("max_queue"))
                 if self._pending >= max_queue + 1:
@@ -509,9 +539,7 @@ class ReconstructNode(Node):
             return
         t0 = time.monotonic()
         mod = self._import_pipeline()
-        overrides = {"segmenter": {"box_threshold": float(self._p("box_threshold")),
-                                   "text_threshold": float(self._p("text_threshold")),
-                                   "keep_threshold": float(self._p("score_threshold"))}}
+        overrides = {"segmenter": self._thresholds()}
         seed = int(self._p("seed"))
         pipeline = mod.Pipeline.from_profile(self.profile, config_path=self._p("config_path") or None,
                                              overrides=overrides, weights_dir=self._p("weights_dir") or None,
@@ -523,6 +551,16 @@ class ReconstructNode(Node):
         self._load_error = None
         detail = ", ".join(f"{k} {v:.2f} s" for k, v in self._load_times.items())
         self.get_logger().info(f"loaded profile '{self.profile}' in {total:.2f} s ({detail})")
+
+    def _thresholds(self) -> dict[str, float]:
+        return {"box_threshold": float(self._p("box_threshold")), "text_threshold": float(self._p("text_threshold")),
+                "keep_threshold": float(self._p("score_threshold"))}
+
+    def _apply_thresholds(self) -> None:
+        """Give the loaded segmenter the current thresholds (its config is read at every call)."""
+        cfg = getattr(getattr(self._pipeline, "segmenter", None), "cfg", None)
+        if isinstance(cfg, dict):
+            cfg.update(self._thresholds())
 
     def _try_load(self) -> str | None:
         try:
@@ -582,6 +620,7 @@ class ReconstructNode(Node):
                 self._fail(job, reason)
                 return
         mod = self._pipeline_mod
+        self._apply_thresholds()
         stage_state = {"stage": None, "t": time.monotonic()}
 
         def progress(stage: str, fraction: float) -> None:
@@ -695,13 +734,18 @@ class ReconstructNode(Node):
         self._stop.set()
         self._jobs.put(None)
         self._worker.join(timeout=timeout_s)
+        logging.getLogger("dpa_ros").removeHandler(self._log_handler)
 
 
 def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args)
     node = None
     try:
-        node = ReconstructNode()
+        try:
+            node = ReconstructNode()
+        except ValueError as exc:  # a parameter value outside its choices
+            rclpy.logging.get_logger(NODE_NAME).fatal(str(exc))
+            raise SystemExit(2) from None
         executor = MultiThreadedExecutor(num_threads=MAX_QUEUE_LIMIT + 4)
         executor.add_node(node)
         try:

@@ -1,0 +1,599 @@
+"""The reconstruct node end to end: a real node process (scripts/reconstruct_node, started with
+config/reconstruct.yaml and the `smoke` profile) and a real rclpy client in this process, in a
+DDS domain of this test run's own (conftest.py).
+
+Input frame: test/assets/coffee.png (a CC0 photo, 300×200, see test/assets/README.md), a CameraInfo
+for a 60° horizontal field of view (the photo's intrinsics are unknown; 60° is a typical phone /
+RGB-D colour camera), and a synthetic aligned depth image in 16UC1 millimetres: a table plane
+tilted away from the camera (0.45 m at the bottom row, 0.9 m at the top), with a few zero holes the
+node must turn into NaN. The photo has no depth of its own; the plane exercises the sensor-depth path.
+
+One node serves the whole module (start-up loads the models once); tests run in file order and
+the first node test relies on the node not having received a frame yet.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import py_compile
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy missing: run under `. ./activate.sh` after `make setup`")
+pytestmark = pytest.mark.ros
+
+import cv2  # noqa: E402
+import trimesh  # noqa: E402
+from action_msgs.msg import GoalStatus  # noqa: E402
+from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
+from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
+from rcl_interfaces.srv import DescribeParameters, SetParameters  # noqa: E402
+from rclpy.action import ActionClient  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+from tf2_msgs.msg import TFMessage  # noqa: E402
+from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
+
+from dpa_ros.action import Reconstruct  # noqa: E402
+from dpa_ros.geometry.camera import CameraModel  # noqa: E402
+from dpa_ros.msg import Scene  # noqa: E402
+from dpa_ros.ros import conversions as conv  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "config" / "reconstruct.yaml"
+LAUNCH = ROOT / "launch" / "reconstruct.launch.py"
+NS = "/dpa_test"
+NODE = f"{NS}/dpa_reconstructor"
+FRAME = "coffee_camera_color_optical_frame"
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+REQUEST_TIMEOUT = 150.0
+
+# pipeline stages as they run (dpa_ros.pipeline: background is fitted before the layout)
+FIRST_STAGES = ("segment", "enhance", "score", "generate", "depth")
+
+
+# ------------------------------------------------------------------------------------ input frames
+def coffee_rgb() -> np.ndarray:
+    bgr = cv2.imread(str(ROOT / "test" / "assets" / "coffee.png"), cv2.IMREAD_COLOR)
+    assert bgr is not None, "test/assets/coffee.png is missing"
+    return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+RGB = coffee_rgb()
+H, W = RGB.shape[:2]
+CAMERA = CameraModel.from_fov(W, H, 60.0, frame_id=FRAME)
+
+
+def table_depth_mm(h: int = H, w: int = W) -> np.ndarray:
+    rows = np.linspace(0.9, 0.45, h)[:, None] * np.ones((1, w))
+    depth = np.round(rows * 1000).astype(np.uint16)
+    depth[::37, ::41] = 0  # sensor holes
+    return depth
+
+
+_stamp_counter = [1000]
+
+
+def next_stamp() -> int:
+    _stamp_counter[0] += 1
+    return _stamp_counter[0] * 1_000_000_000 + 250_000_000
+
+
+def good_frame(stamp: int, compressed: bool = False) -> dict:
+    msgs = {"info": conv.camera_info_from_model(CAMERA, stamp=stamp),
+            "depth": conv.numpy_to_image(table_depth_mm(), "16UC1", FRAME, stamp)}
+    if compressed:
+        msgs["compressed"] = conv.rgb_to_compressed(RGB, "png", FRAME, stamp)
+    else:
+        msgs["image"] = conv.numpy_to_image(RGB[:, :, ::-1], "bgr8", FRAME, stamp, step=W * 3 + 4)  # padded rows
+    return msgs
+
+
+# ---------------------------------------------------------------------------------- node process
+class NodeProcess:
+    def __init__(self, proc: subprocess.Popen, log_path: Path, export_dir: Path) -> None:
+        self.proc, self.log_path, self.export_dir = proc, log_path, export_dir
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, pattern: str, timeout_s: float = 5.0) -> re.Match | None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            m = re.search(pattern, self.log())
+            if m or time.monotonic() > deadline:
+                return m
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ros_node")
+    export_dir = tmp / "export"
+    log_path = tmp / "node.log"
+    cmd = [sys.executable, str(ROOT / "scripts" / "reconstruct_node"), "--ros-args",
+           "--params-file", str(CONFIG), "-r", f"__ns:={NS}",
+           "-p", "profile:=smoke", "-p", "image_transport:=both", "-p", "use_depth:=true",
+           "-p", f"export_dir:={export_dir}"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_LOGGING_BUFFERED_STREAM="1",
+               RCUTILS_COLORIZED_OUTPUT="0")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+    handle = NodeProcess(proc, log_path, export_dir)
+    try:
+        yield handle
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        print(f"--- node log ({log_path}) ---\n{handle.log()[-6000:]}")
+
+
+# ---------------------------------------------------------------------------------------- client
+def _param(name: str, value) -> ParameterMsg:
+    v = ParameterValue()
+    if isinstance(value, bool):
+        v.type, v.bool_value = ParameterType.PARAMETER_BOOL, value
+    elif isinstance(value, int):
+        v.type, v.integer_value = ParameterType.PARAMETER_INTEGER, value
+    elif isinstance(value, float):
+        v.type, v.double_value = ParameterType.PARAMETER_DOUBLE, value
+    else:
+        v.type, v.string_value = ParameterType.PARAMETER_STRING, str(value)
+    return ParameterMsg(name=name, value=v)
+
+
+def wait_until(predicate, timeout_s: float, period: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            return bool(predicate())
+        time.sleep(period)
+    return True
+
+
+class Client:
+    """The test's side of the graph; its executor spins in a background thread."""
+
+    def __init__(self) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("dpa_test_client", context=self.context)
+        n = self.node
+        self.pubs = {"image": n.create_publisher(Image, f"{NS}/image", 5),
+                     "compressed": n.create_publisher(CompressedImage, f"{NS}/image/compressed", 5),
+                     "info": n.create_publisher(CameraInfo, f"{NS}/camera_info", 5),
+                     "depth": n.create_publisher(Image, f"{NS}/depth", 5)}
+        self.lock = threading.Lock()
+        self.got: dict[str, list] = {"scene": [], "markers": [], "cloud": []}
+        n.create_subscription(Scene, f"{NODE}/scene", lambda m: self._store("scene", m), LATCHED)
+        n.create_subscription(MarkerArray, f"{NODE}/markers", lambda m: self._store("markers", m), LATCHED)
+        n.create_subscription(PointCloud2, f"{NODE}/scene_cloud", lambda m: self._store("cloud", m), LATCHED)
+        self.snapshot_client = n.create_client(Trigger, f"{NODE}/snapshot")
+        self.set_params_client = n.create_client(SetParameters, f"{NODE}/set_parameters")
+        self.describe_client = n.create_client(DescribeParameters, f"{NODE}/describe_parameters")
+        self.action = ActionClient(n, Reconstruct, f"{NODE}/reconstruct")
+        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
+        self.executor.add_node(n)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _store(self, key: str, msg) -> None:
+        with self.lock:
+            self.got[key].append((time.monotonic(), msg))
+
+    def latest(self, key: str, stamp_ns: int):
+        with self.lock:
+            for _, m in reversed(self.got[key]):
+                header = m.markers[0].header if isinstance(m, MarkerArray) and m.markers else getattr(m, "header", None)
+                if header is not None and conv.stamp_to_ns(header.stamp) == stamp_ns:
+                    return m
+        return None
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+    # -- helpers
+    def wait_ready(self, timeout_s: float) -> bool:
+        return wait_until(lambda: self.snapshot_client.service_is_ready() and self.action.server_is_ready()
+                          and self.set_params_client.service_is_ready()
+                          and all(p.get_subscription_count() > 0 for p in self.pubs.values()), timeout_s, 0.1)
+
+    def publish(self, msgs: dict, repeat: int = 3) -> None:
+        for _ in range(repeat):
+            for key, msg in msgs.items():
+                self.pubs[key].publish(msg)
+            time.sleep(0.05)
+        time.sleep(0.15)
+
+    @staticmethod
+    def _wait(future, timeout_s: float):
+        assert wait_until(future.done, timeout_s), f"no answer within {timeout_s} s"
+        return future.result()
+
+    def snapshot(self, timeout_s: float = REQUEST_TIMEOUT) -> Trigger.Response:
+        return self._wait(self.snapshot_client.call_async(Trigger.Request()), timeout_s)
+
+    def send_goal(self, prompt: str = "", profile: str = ""):
+        """(goal handle, feedback list); the list fills while the goal runs."""
+        feedback: list = []
+        future = self.action.send_goal_async(Reconstruct.Goal(prompt=prompt, profile=profile),
+                                             feedback_callback=lambda fb: feedback.append(
+                                                 (time.monotonic(), fb.feedback.stage, fb.feedback.progress)))
+        return self._wait(future, 30.0), feedback
+
+    def result(self, handle, timeout_s: float = REQUEST_TIMEOUT):
+        res = self._wait(handle.get_result_async(), timeout_s)
+        return res.status, res.result
+
+    def set_params(self, **values) -> list:
+        req = SetParameters.Request(parameters=[_param(k, v) for k, v in values.items()])
+        return self._wait(self.set_params_client.call_async(req), 10.0).results
+
+
+@pytest.fixture(scope="module")
+def client(node):
+    c = Client()
+    try:
+        assert c.wait_ready(90.0), f"node not ready in 90 s; log:\n{node.log()[-3000:]}"
+        yield c
+    finally:
+        c.close()
+
+
+def _assert_warned(node: NodeProcess, reason: str) -> None:
+    first_line = reason.splitlines()[0][:60]
+    assert node.wait_for_log(r"\[WARN\].*" + re.escape(first_line), 5.0), \
+        f"no warning naming '{first_line}' in the node log"
+
+
+# ------------------------------------------------------------------------------------- no node
+def test_yaml_lists_every_parameter_with_the_code_defaults():
+    from dpa_ros.ros.reconstruct_node import PARAMETERS, parameter_defaults
+
+    data = yaml.safe_load(CONFIG.read_text())
+    assert list(data) == ["dpa_reconstructor"] and list(data["dpa_reconstructor"]) == ["ros__parameters"]
+    params = data["dpa_reconstructor"]["ros__parameters"]
+    assert params == parameter_defaults()
+    for spec in PARAMETERS:  # same types, so --params-file never changes a parameter's type
+        assert type(params[spec.name]) is type(spec.default), spec.name
+        d = spec.descriptor()
+        assert d.description and d.type != ParameterType.PARAMETER_NOT_SET, spec.name
+
+
+def test_launch_file_compiles_and_declares_its_arguments():
+    """`launch`/`launch_ros` are not installable here: compile it and read its declarations."""
+    py_compile.compile(str(LAUNCH), doraise=True)
+    tree = ast.parse(LAUNCH.read_text())
+    funcs = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    assert "generate_launch_description" in funcs
+    args = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "ARGUMENTS")
+    names = [elt.elts[0].value for elt in args.value.elts]
+    assert names == ["profile", "namespace", "config", "image_topic", "camera_info_topic", "depth_topic", "use_depth"]
+    strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    assert {"dpa_ros", "reconstruct_node", "dpa_reconstructor", "reconstruct.yaml", "config"} <= strings
+    assert {"image", "image/compressed", "camera_info", "depth", "/compressed"} <= strings  # remapped inputs
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "Node"]
+    assert len(calls) == 1
+    kwargs = {k.arg for k in calls[0].keywords}
+    assert {"package", "executable", "name", "namespace", "parameters", "remappings"} <= kwargs
+
+
+# ------------------------------------------------------------------------------------ with node
+def test_request_before_any_frame_fails_with_a_reason(node, client):
+    res = client.snapshot(30.0)
+    assert not res.success and "no image received yet" in res.message
+    assert "/dpa_test/image" in res.message
+    _assert_warned(node, res.message)
+
+
+def test_action_end_to_end_feedback_scene_markers_cloud_tf_export(node, client):
+    stamp = next_stamp()
+    client.publish(good_frame(stamp))
+    handle, feedback = client.send_goal()
+    assert handle.accepted
+    status, result = client.result(handle)
+    assert status == GoalStatus.STATUS_SUCCEEDED, result.message
+    assert result.success and result.message.startswith("reconstructed ")
+    scene = result.scene
+    n = len(scene.objects)
+    assert n >= 1
+    assert scene.header.frame_id == FRAME and conv.stamp_to_ns(scene.header.stamp) == stamp
+    assert scene.profile == "smoke" and [t.stage for t in scene.timings][:5] == list(FIRST_STAGES)
+
+    # feedback: stage by stage, in pipeline order, progress never going back, ending at 1
+    assert wait_until(lambda: feedback and feedback[-1][2] == pytest.approx(1.0), 5.0)  # may trail the result
+    stages = [s for _, s, _ in feedback]
+    distinct = [s for i, s in enumerate(stages) if i == 0 or s != stages[i - 1]]
+    assert distinct[:5] == list(FIRST_STAGES), distinct
+    assert set(distinct) >= {"layout", "background", "assemble"} and len(distinct) == len(set(distinct))
+    progress = [p for _, _, p in feedback]
+    assert all(b >= a for a, b in zip(progress, progress[1:])) and progress[-1] == pytest.approx(1.0)
+
+    # ~/scene carries the same scene
+    assert wait_until(lambda: client.latest("scene", stamp) is not None, 10.0)
+    assert client.latest("scene", stamp) == scene
+
+    # markers: DELETEALL, then a coloured triangle list and a label per object
+    assert wait_until(lambda: client.latest("markers", stamp) is not None, 10.0)
+    markers = client.latest("markers", stamp).markers
+    assert len(markers) == 1 + 2 * n and markers[0].action == Marker.DELETEALL
+    meshes = [m for m in markers[1:] if m.type == Marker.TRIANGLE_LIST]
+    labels = [m for m in markers[1:] if m.type == Marker.TEXT_VIEW_FACING]
+    assert [m.id for m in meshes] == [o.id for o in scene.objects] == [m.id for m in labels]
+    for m, o in zip(meshes, scene.objects):
+        assert len(m.points) == 3 * len(o.mesh.triangles) > 0 and m.header.frame_id == FRAME
+        assert m.scale.x == pytest.approx(o.scale)
+    for m, o in zip(labels, scene.objects):
+        assert o.label in m.text
+
+    # the exported scene: scene.json, meshes (mesh_uri), formats of config/reconstruct.yaml
+    out = node.export_dir / f"{stamp // 1_000_000_000}_{stamp % 1_000_000_000:09d}"
+    assert (out / "scene.json").is_file(), sorted(node.export_dir.rglob("*"))
+    exported = json.loads((out / "scene.json").read_text())
+    assert [o["id"] for o in exported["objects"]] == [o.id for o in scene.objects]
+    for o in scene.objects:
+        assert o.mesh_uri == (out / "objects" / f"{o.id}.obj").as_uri()
+        assert (out / "objects" / f"{o.id}.obj").is_file()
+    for name in ("scene.glb", "scene.usda", "gazebo", "obj_world", "scene_cloud_world.ply"):
+        assert (out / name).exists(), name
+    assert f"exported to {out}" in result.message
+
+    # the cloud: every scene point (the exported scene_cloud.ply), xyz + packed rgb, optical frame
+    assert wait_until(lambda: client.latest("cloud", stamp) is not None, 10.0)
+    cloud = client.latest("cloud", stamp)
+    ply = trimesh.load(out / "scene_cloud.ply", process=False)
+    assert cloud.width * cloud.height == len(ply.vertices) > 1000
+    assert [(f.name, f.offset) for f in cloud.fields] == [("x", 0), ("y", 4), ("z", 8), ("rgb", 12)]
+    assert cloud.header.frame_id == FRAME and cloud.point_step == 16
+    pts, cols = conv.pointcloud2_to_arrays(cloud)
+    np.testing.assert_allclose(pts, np.asarray(ply.vertices), atol=1e-5)
+    assert cols is not None and cols.std() > 0  # real colours of the photo
+
+    # TF: one frame per object reaches a subscriber created only now
+    got: list = []
+    sub = client.node.create_subscription(TFMessage, "/tf_static", got.append, LATCHED)
+    try:
+        want = {f"dpa_object_{o.id}" for o in scene.objects}
+        assert wait_until(lambda: any({t.child_frame_id for t in m.transforms} >= want for m in got), 15.0)
+        tf = next(m for m in got if {t.child_frame_id for t in m.transforms} >= want)
+        by_child = {t.child_frame_id: t for t in tf.transforms}
+        for o in scene.objects:
+            t = by_child[f"dpa_object_{o.id}"]
+            assert t.header.frame_id == FRAME and conv.stamp_to_ns(t.header.stamp) == stamp
+            assert (t.transform.translation.x, t.transform.translation.z) == (o.pose.position.x, o.pose.position.z)
+    finally:
+        client.node.destroy_subscription(sub)
+
+    log = node.log()
+    assert re.search(r"loaded profile 'smoke' in [\d.]+ s \(segment [\d.]+ s", log)
+    assert re.search(r"stage segment done in [\d.]+ s", log)
+    assert re.search(rf"action reconstruction done: {n} objects? in [\d.]+ s", log)
+
+
+def _image_msg(stamp, **fields) -> Image:
+    msg = conv.numpy_to_image(RGB, "rgb8", FRAME, stamp)
+    for k, v in fields.items():
+        setattr(msg, k, v)
+    return msg
+
+
+def _bad_cases():
+    def with_frame(stamp, **replace):
+        msgs = good_frame(stamp)
+        msgs.update(replace)
+        return msgs
+
+    def nan_depth(stamp):
+        return conv.numpy_to_image(np.full((H, W), np.nan, np.float32), "32FC1", FRAME, stamp)
+
+    def zero_k(stamp):
+        info = conv.camera_info_from_model(CAMERA, stamp=stamp)
+        info.k = [0.0] * 9
+        info.p = [0.0] * 12
+        return info
+
+    def garbage_jpeg(stamp):
+        msg = CompressedImage(format="jpeg", header=conv._header(FRAME, stamp))
+        msg.data = b"\xff\xd8\xff\xe0 this is not a jpeg"
+        return msg
+
+    return {
+        "data_shorter_than_step_x_height": (
+            lambda s: with_frame(s, image=_image_msg(s, data=bytes(W * 3 * H - 7))),
+            "bad image on image: image data has 179993 bytes but step*height = 900*200 = 180000"),
+        "unknown_encoding": (lambda s: with_frame(s, image=_image_msg(s, encoding="yuv422")),
+                             "unsupported image encoding 'yuv422'"),
+        "zero_size": (lambda s: with_frame(s, image=_image_msg(s, width=0, height=0, step=0, data=b"")),
+                      "image has zero size (0x0)"),
+        "missing_camera_info": (lambda s: {"image": _image_msg(s)}, "missing camera_info for the image stamped"),
+        "camera_info_with_zero_K": (lambda s: with_frame(s, info=zero_k(s)), "camera_info K is all zero"),
+        "camera_info_of_another_size": (
+            lambda s: with_frame(s, info=conv.camera_info_from_model(CameraModel.from_fov(640, 480, 60.0), stamp=s)),
+            "camera_info is 640x480 but the image is 300x200"),
+        "depth_of_the_wrong_size": (
+            lambda s: with_frame(s, depth=conv.numpy_to_image(table_depth_mm(100, 150), "16UC1", FRAME, s)),
+            "depth image is 150x100 but the colour image is 300x200"),
+        "all_nan_depth": (lambda s: with_frame(s, depth=nan_depth(s)), "depth image has no valid pixel"),
+        "depth_in_a_colour_encoding": (
+            lambda s: with_frame(s, depth=conv.numpy_to_image(RGB, "rgb8", FRAME, s)),
+            "unsupported depth encoding 'rgb8'"),
+        "undecodable_compressed_image": (
+            lambda s: {**{k: v for k, v in good_frame(s).items() if k != "image"}, "compressed": garbage_jpeg(s)},
+            "bad image on image/compressed"),
+    }
+
+
+BAD_CASES = _bad_cases()
+
+
+@pytest.mark.parametrize("case", list(BAD_CASES))
+def test_bad_input_fails_fast_with_a_reason_and_a_warning(node, client, case):
+    build, reason = BAD_CASES[case]
+    client.publish(build(next_stamp()))
+    t0 = time.monotonic()
+    res = client.snapshot(30.0)
+    assert not res.success
+    assert reason in res.message, res.message
+    assert time.monotonic() - t0 < 5.0  # rejected before the pipeline runs
+    _assert_warned(node, res.message)
+
+
+def test_bad_input_aborts_an_action_goal_with_the_reason(node, client):
+    build, reason = BAD_CASES["depth_of_the_wrong_size"]
+    client.publish(build(next_stamp()))
+    handle, _ = client.send_goal()
+    assert handle.accepted
+    status, result = client.result(handle, 30.0)
+    assert status == GoalStatus.STATUS_ABORTED and not result.success and reason in result.message
+
+
+def test_pipeline_errors_fail_the_request_and_the_node_keeps_serving(node, client):
+    # an image below the profile's minimum size: the pipeline's own ReconstructionError
+    s = next_stamp()
+    small = CameraModel.from_fov(16, 12, 60.0, frame_id=FRAME)
+    client.publish({"image": conv.numpy_to_image(RGB[:12, :16], "rgb8", FRAME, s),
+                    "info": conv.camera_info_from_model(small, stamp=s),
+                    "depth": conv.numpy_to_image(table_depth_mm(12, 16), "16UC1", FRAME, s)})
+    res = client.snapshot(60.0)
+    assert not res.success and "image too small" in res.message
+    _assert_warned(node, res.message)
+
+    # no detections: sigma raised to 1 at run time (confidences are < 1), then restored
+    assert all(r.successful for r in client.set_params(score_threshold=1.0))
+    try:
+        client.publish(good_frame(next_stamp()))
+        res = client.snapshot(60.0)
+        assert not res.success and "no objects detected" in res.message
+        _assert_warned(node, res.message)
+    finally:
+        assert all(r.successful for r in client.set_params(score_threshold=0.4))
+
+    # a goal for a profile the node has not loaded
+    handle, _ = client.send_goal(profile="paper")
+    status, result = client.result(handle, 30.0)
+    assert status == GoalStatus.STATUS_ABORTED and "profile 'paper' is not loaded" in result.message
+
+
+def _wait_first_feedback(feedback, timeout_s=60.0):
+    assert wait_until(lambda: len(feedback) > 0, timeout_s), "no feedback"
+
+
+def test_busy_reject_then_cancel_between_stages(node, client):
+    """busy_policy reject (the YAML's): while a goal runs, a snapshot is refused with a reason and a
+    second goal is rejected; the running goal is then cancelled at the next stage boundary."""
+    client.publish(good_frame(next_stamp()))
+    handle, feedback = client.send_goal()
+    assert handle.accepted
+    _wait_first_feedback(feedback)
+    res = client.snapshot(10.0)
+    assert not res.success and res.message.startswith("busy: action reconstruction running")
+    second, _ = client.send_goal()
+    assert not second.accepted
+    t0 = time.monotonic()
+    handle.cancel_goal_async()
+    status, result = client.result(handle, 120.0)
+    assert status == GoalStatus.STATUS_CANCELED and not result.success and "cancelled" in result.message
+    stages = {s for _, s, _ in feedback}
+    assert "assemble" not in stages  # stopped before the end
+    print(f"cancel took {time.monotonic() - t0:.2f} s")
+
+
+def test_busy_queue_runs_the_second_request_after_the_first(node, client):
+    assert all(r.successful for r in client.set_params(busy_policy="queue"))
+    try:
+        client.publish(good_frame(next_stamp()))
+        handle, feedback = client.send_goal()
+        assert handle.accepted
+        _wait_first_feedback(feedback)
+        queued = client.snapshot_client.call_async(Trigger.Request())
+        time.sleep(0.5)
+        assert not queued.done()  # waiting behind the running goal
+        handle.cancel_goal_async()  # make the first one short
+        status, _ = client.result(handle, 120.0)
+        assert status == GoalStatus.STATUS_CANCELED
+        res = client._wait(queued, REQUEST_TIMEOUT)
+        assert res.success, res.message
+    finally:
+        assert all(r.successful for r in client.set_params(busy_policy="reject"))
+
+
+def test_parameters_have_descriptors_and_are_enforced(node, client):
+    names = ["profile", "mode", "max_rate_hz", "busy_policy", "score_threshold", "max_queue"]
+    req = DescribeParameters.Request(names=names)
+    desc = {d.name: d for d in client._wait(client.describe_client.call_async(req), 10.0).descriptors}
+    assert desc["profile"].read_only and not desc["mode"].read_only
+    assert "on_demand" in desc["mode"].additional_constraints
+    r = desc["max_rate_hz"].floating_point_range[0]
+    assert (r.from_value, r.to_value) == (0.001, 30.0)
+    assert desc["max_queue"].integer_range[0].to_value == 8
+    results = client.set_params(profile="fast")
+    assert not results[0].successful
+    results = client.set_params(mode="sometimes")
+    assert not results[0].successful and "mode must be one of on_demand, continuous" in results[0].reason
+    assert not client.set_params(max_rate_hz=100.0)[0].successful
+    assert not client.set_params(busy_policy="drop")[0].successful
+
+
+def test_demo_client_prints_what_was_published(node, client):
+    client.publish(good_frame(next_stamp(), compressed=True))  # also the image/compressed path
+    proc = subprocess.run([sys.executable, "-m", "dpa_ros.ros.demo_client", "--node", NODE, "--action", "--json",
+                           "--wait-node", "30", "--timeout", str(REQUEST_TIMEOUT)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=REQUEST_TIMEOUT + 60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    r = json.loads(proc.stdout)
+    n = len(r["objects"])
+    assert r["success"] and n >= 1 and r["frame_id"] == FRAME
+    assert sorted(f["child"] for f in r["frames"]) == sorted(f"dpa_object_{o['id']}" for o in r["objects"])
+    assert r["markers"] == {"DELETEALL": 1, "TRIANGLE_LIST": n, "TEXT_VIEW_FACING": n}
+    assert r["cloud"]["fields"] == ["x", "y", "z", "rgb"] and r["cloud"]["points"] > 1000
+    assert "scene.json" in r["exported_files"] and "scene.glb" in r["exported_files"]
+    assert [s for s, _ in r["feedback"]][0] == "segment"
+    assert "feedback: segment" in proc.stderr
+    # the human-readable form
+    from dpa_ros.ros.demo_client import format_report
+
+    text = format_report(r)
+    assert f"objects ({n})" in text and "TF frames" in text and "scene.json" in text
+
+
+def test_continuous_mode_takes_the_newest_frame_and_drops_stale_ones(node, client):
+    first = next_stamp()
+    client.publish(good_frame(first))
+    assert all(r.successful for r in client.set_params(max_rate_hz=30.0, mode="continuous"))
+    try:
+        # the newest frame is picked up without any request
+        assert wait_until(lambda: "continuous reconstruction of frame" in node.log(), 10.0)
+        busy = client.snapshot(10.0)
+        assert not busy.success and "busy: continuous reconstruction running" in busy.message
+        stale, newest = next_stamp(), next_stamp()
+        client.publish(good_frame(stale))  # arrives while busy ...
+        client.publish(good_frame(newest))  # ... and is superseded by this one
+        assert wait_until(lambda: client.latest("scene", first) is not None, REQUEST_TIMEOUT)
+        assert wait_until(lambda: client.latest("scene", newest) is not None, REQUEST_TIMEOUT)
+        # no new frame: nothing more is reconstructed
+        with client.lock:
+            count = len(client.got["scene"])
+        time.sleep(1.5)
+        with client.lock:
+            assert len(client.got["scene"]) == count
+    finally:
+        assert all(r.successful for r in client.set_params(mode="on_demand", max_rate_hz=0.2))
+    assert client.latest("scene", stale) is None
+    assert f"{stale / 1e9:.3f}" not in node.log()
