@@ -552,25 +552,38 @@ def test_parameters_have_descriptors_and_are_enforced(node, client):
 
 
 def test_demo_client_prints_what_was_published(node, client):
-    client.publish(good_frame(next_stamp(), compressed=True))  # also the image/compressed path
-    proc = subprocess.run([sys.executable, "-m", "dpa_ros.ros.demo_client", "--node", NODE, "--action", "--json",
-                           "--wait-node", "30", "--timeout", str(REQUEST_TIMEOUT)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=REQUEST_TIMEOUT + 60)
+    """Also covers the image/compressed input and MESH_RESOURCE markers pointing at the exported meshes."""
+    client.publish(good_frame(next_stamp(), compressed=True))
+    assert all(r.successful for r in client.set_params(marker_mesh="mesh_resource"))
+    try:
+        proc = _run_demo_client()
+    finally:
+        assert all(r.successful for r in client.set_params(marker_mesh="triangle_list"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     r = json.loads(proc.stdout)
     n = len(r["objects"])
     assert r["success"] and n >= 1 and r["frame_id"] == FRAME
     assert sorted(f["child"] for f in r["frames"]) == sorted(f"dpa_object_{o['id']}" for o in r["objects"])
-    assert r["markers"] == {"DELETEALL": 1, "TRIANGLE_LIST": n, "TEXT_VIEW_FACING": n}
+    assert r["markers"] == {"DELETEALL": 1, "MESH_RESOURCE": n, "TEXT_VIEW_FACING": n}
+    for o in r["objects"]:
+        assert o["mesh_uri"].startswith("file://") and Path(o["mesh_uri"][len("file://"):]).is_file()
     assert r["cloud"]["fields"] == ["x", "y", "z", "rgb"] and r["cloud"]["points"] > 1000
     assert "scene.json" in r["exported_files"] and "scene.glb" in r["exported_files"]
     assert [s for s, _ in r["feedback"]][0] == "segment"
     assert "feedback: segment" in proc.stderr
+    assert r["message_bytes"]["scene_cloud"] > 16 * r["cloud"]["points"] == r["cloud"]["bytes"]
     # the human-readable form
     from dpa_ros.ros.demo_client import format_report
 
     text = format_report(r)
     assert f"objects ({n})" in text and "TF frames" in text and "scene.json" in text
+    print(text)
+
+
+def _run_demo_client() -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dpa_ros.ros.demo_client", "--node", NODE, "--action", "--json",
+                           "--wait-node", "30", "--timeout", str(REQUEST_TIMEOUT)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=REQUEST_TIMEOUT + 60)
 
 
 def test_continuous_mode_takes_the_newest_frame_and_drops_stale_ones(node, client):

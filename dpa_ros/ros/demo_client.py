@@ -27,6 +27,7 @@ from rclpy.action import ActionClient
 from rclpy.utilities import remove_ros_args
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import serialize_message
 from sensor_msgs.msg import PointCloud2
 from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
@@ -78,7 +79,10 @@ def _exported_files(message: str, scene: Scene | None) -> tuple[str | None, list
 
 def _summary(scene: Scene | None, markers: MarkerArray | None, cloud: PointCloud2 | None,
              tf: TFMessage | None, frame_prefix_hint: str = "object_") -> dict:
-    out: dict = {"objects": [], "frames": [], "cloud": None, "markers": {}, "timings_s": {}}
+    out: dict = {"objects": [], "frames": [], "cloud": None, "markers": {}, "timings_s": {},
+                 "message_bytes": {name: len(serialize_message(msg)) for name, msg in
+                                   (("scene", scene), ("markers", markers), ("scene_cloud", cloud), ("tf", tf))
+                                   if msg is not None}}
     if scene is not None:
         out["frame_id"] = scene.header.frame_id
         out["stamp"] = scene.header.stamp.sec + scene.header.stamp.nanosec * 1e-9
@@ -198,6 +202,8 @@ def format_report(r: dict) -> str:
     lines.append(f"scene cloud: {c['points']} points, fields {c['fields']}, {c['bytes']} bytes" if c
                  else "scene cloud: none received")
     lines.append(f"markers: {r.get('markers') or 'none received'}")
+    if r.get("message_bytes"):
+        lines.append("serialized sizes: " + ", ".join(f"{k} {v / 1024:.1f} KiB" for k, v in r["message_bytes"].items()))
     files = r.get("exported_files") or []
     lines.append(f"exported files ({len(files)}) in {r.get('exported_dir')}:" if files else "exported files: none")
     lines.extend(f"  {f}" for f in files)
