@@ -37,7 +37,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 if ! stamp_ok venv "$req_hash"; then
-  log "installing requirements/lock.txt into .venv (first time: a few minutes, ~6 GB)"
+  log "installing requirements/lock.txt into .venv (first time: about 3 minutes, ~7.5 GB)"
   t0=$SECONDS
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q --no-input -r requirements/lock.txt
