@@ -1,10 +1,11 @@
 """Relative (affine-ambiguous) depth → metric depth: robust closed-form scale and shift.
 
 A monocular depth model predicts d up to an unknown affine map; the metric depth is s·d + t.
-:func:`align_depth` solves (s, t) by least squares against metric reference depth pixels (an
-RGB-D sensor's depth where valid, or a metric-depth model), iteratively re-weighted: pixels whose
-residual exceeds ``outlier_k`` robust standard deviations (1.4826·MAD) are dropped and the fit is
-repeated. :func:`align_depth_to_floor` builds the reference from a floor plane at a known camera
+:func:`align_depth` solves (s, t) against metric reference depth pixels (an RGB-D sensor's depth
+where valid, or a metric-depth model): a least-median-of-squares start over random pixel pairs
+(robust to up to half the pixels being wrong), then closed-form least squares on the pixels whose
+residual is within ``outlier_k`` robust standard deviations (1.4826·MAD), re-selected until
+stable. :func:`align_depth_to_floor` builds the reference from a floor plane at a known camera
 height instead. Depth maps are z-depth in the camera optical frame; NaN, inf and values ≤ 0 (in
 the reference) are invalid.
 """
@@ -49,7 +50,8 @@ class DepthAlignment:
 
 
 def align_depth(relative: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None,
-                min_valid: int = 100, outlier_k: float = 3.0, iterations: int = 5) -> DepthAlignment:
+                min_valid: int = 100, outlier_k: float = 3.0, iterations: int = 5, lmeds_trials: int = 200,
+                seed: int = 0) -> DepthAlignment:
     """Robust closed-form fit of ``scale * relative + shift ≈ reference``.
 
     Args:
@@ -58,7 +60,9 @@ def align_depth(relative: np.ndarray, reference: np.ndarray, mask: np.ndarray | 
         mask: optional (H, W) bool restricting the pixels used.
         min_valid: fewest valid pixels accepted.
         outlier_k: residual cut in robust standard deviations.
-        iterations: re-weighting rounds.
+        iterations: least-squares re-selection rounds.
+        lmeds_trials: random pixel pairs tried for the least-median-of-squares start.
+        seed: seeds those pairs (the result is deterministic).
 
     Raises :class:`DepthAlignmentError` when shapes differ, fewer than ``min_valid`` pixels are
     valid in both maps, or the relative depth is constant over them.
@@ -80,15 +84,29 @@ def align_depth(relative: np.ndarray, reference: np.ndarray, mask: np.ndarray | 
     d, r = rel[valid], ref[valid]
     if np.ptp(d) <= 1e-12 * max(1.0, np.abs(d).max()):
         raise DepthAlignmentError("relative depth is constant over the valid pixels; scale is undetermined")
-    inl = np.ones(n_valid, bool)
-    s = t = 0.0
+    # Least median of squares over random pixel pairs (tolerates up to half the pixels being
+    # outliers), then least squares on the inliers, re-selected a few times.
+    rng = np.random.default_rng(seed)
+    sub = rng.choice(n_valid, size=min(n_valid, 5000), replace=False)
+    pairs = rng.integers(0, n_valid, size=(lmeds_trials, 2))
+    dd = d[pairs[:, 0]] - d[pairs[:, 1]]
+    ok = np.abs(dd) > 1e-12
+    s_c = (r[pairs[ok, 0]] - r[pairs[ok, 1]]) / dd[ok]
+    t_c = r[pairs[ok, 0]] - s_c * d[pairs[ok, 0]]
+    med = np.median(np.abs(s_c[:, None] * d[sub] + t_c[:, None] - r[sub]), axis=1)
+    best = int(np.argmin(med))
+    s, t = float(s_c[best]), float(t_c[best])
+    sigma = 1.4826 * float(med[best])
+    inl = np.abs(s * d + t - r) <= max(outlier_k * sigma, 1e-9)
     for _ in range(iterations):
+        if int(inl.sum()) < 3:
+            raise DepthAlignmentError("depth alignment found no consistent set of pixels")
         A = np.stack([d[inl], np.ones(int(inl.sum()))], 1)
         (s, t), *_ = np.linalg.lstsq(A, r[inl], rcond=None)
         res = np.abs(s * d + t - r)
         sigma = 1.4826 * np.median(res[inl])
         new = res <= max(outlier_k * sigma, 1e-9)
-        if int(new.sum()) < max(3, min_valid // 2) or np.array_equal(new, inl):
+        if int(new.sum()) < 3 or np.array_equal(new, inl):
             break
         inl = new
     res = s * d[inl] + t - r[inl]

@@ -175,8 +175,15 @@ def _build_items(problems: list[LayoutProblem], camera: CameraModel, gravity: np
         X = np.asarray(prob.target.points, float)
         pix = np.asarray(prob.target.pixels, float)
         Q = (np.concatenate([pix, np.ones((len(pix), 1))], 1) @ Kinv.T)[:, :2]
-        xc = X.mean(0)
-        r_t = float(np.sqrt(((X - xc) ** 2).sum(1).mean()))
+        # Initial size and place from the silhouette (robust to depth holes and partial depth):
+        # the mask's RMS radius in the image plane times the target's median depth, over sqrt(2/3)
+        # (the RMS radius of a projected isotropic cloud); centre on the mask's mean ray, half a
+        # radius behind the visible surface.
+        z_med = float(np.median(X[:, 2]))
+        qc = Q.mean(0)
+        r_t = float(np.sqrt(((Q - qc) ** 2).sum(1).mean())) * z_med / math.sqrt(2.0 / 3.0)
+        ray = np.array([qc[0], qc[1], 1.0])
+        c0_inst = ray * (z_med + 0.5 * r_t)          # ray has z = 1: a point at that z-depth
         if dof == 7:
             rots = [np.eye(3)] + list(Rotation.random(cfg.restarts - 1, random_state=rot_rng).as_matrix().reshape(-1, 3, 3)) \
                 if cfg.restarts > 1 else [np.eye(3)]
@@ -190,10 +197,8 @@ def _build_items(problems: list[LayoutProblem], camera: CameraModel, gravity: np
             P = P - mc
             r_m = float(np.sqrt((P ** 2).sum(1).mean()))
             s0 = r_t / r_m
-            # The visible surface lies in front of the object's centre: start half a radius behind it.
-            c0 = xc + 0.5 * r_t * xc / np.linalg.norm(xc)
             for r in range(cfg.restarts):
-                items.append(_Item(i, p, P, N, mc, X, Q, np.asarray(rots[r]), yaws[r], c0, r_t, s0))
+                items.append(_Item(i, p, P, N, mc, X, Q, np.asarray(rots[r]), yaws[r], c0_inst, r_t, s0))
     return items
 
 
@@ -348,10 +353,12 @@ def _objective(params, batch: _Batch, scene: _Scene, lambda_2d: float, directed,
         in_mask = in_img & torch.gather(scene.masks[batch.instance], 1, flat)
         if scene.depth is not None:
             obs = scene.depth[flat]
-            hidden = in_img & torch.isfinite(obs) & (obs < pts[..., 2] - scene.margin)
+            seen = torch.isfinite(obs)             # no depth there: nothing to match in 3D
+            hidden = in_img & seen & (obs < pts[..., 2] - scene.margin)
         else:
+            seen = torch.ones_like(in_img)
             hidden = torch.zeros_like(in_img)
-        visible = batch.Pw.bool() & facing & in_mask & ~hidden
+        visible = batch.Pw.bool() & facing & in_mask & seen & ~hidden
         w3 = visible.float()
         # A problem with no visible point (a bad restart) falls back to all its points.
         w3 = torch.where(w3.sum(-1, keepdim=True) > 0, w3, batch.Pw)

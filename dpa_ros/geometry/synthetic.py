@@ -196,7 +196,7 @@ _DEFAULT_OBJECTS = (
     # (label, builder, scale m, world x, world y, yaw deg)
     ("chair", make_chair, 0.8, -0.55, 2.6, 25.0),
     ("cabinet", make_l_shape, 0.9, 0.55, 2.9, -30.0),
-    ("box", make_box, 0.5, 0.05, 2.0, 10.0),
+    ("box", make_box, 0.5, 0.35, 2.0, 10.0),
 )
 
 
@@ -207,7 +207,7 @@ def make_scene(width: int = 160, height: int = 120, hfov_deg: float = 70.0, came
 
     ``objects`` is a sequence of (label, builder() -> canonical mesh, scale m, world x, world y,
     yaw degrees) in the z-up world of :func:`look_at_level`. With the defaults the box stands in
-    front of the chair and hides part of it. ``noise_std`` adds Gaussian noise (metres,
+    front of the L-shaped "cabinet" and hides about a quarter of it. ``noise_std`` adds Gaussian noise (metres,
     multiplied by depth²/4 m, the usual structured-light growth) to the depth.
     """
     camera = CameraModel.from_fov(width, height, hfov_deg)

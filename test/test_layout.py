@@ -1,0 +1,189 @@
+"""Layout solver against rendered ground truth: poses, scales, occlusion, the 2D term, batching."""
+import numpy as np
+import pytest
+import trimesh
+
+from dpa_ros.assemble import Instance, assemble_scene
+from dpa_ros.geometry import synthetic
+from dpa_ros.geometry.layout import LayoutConfig, LayoutProblem, solve_layout, solve_layout_loop
+from dpa_ros.geometry.metrics import scene_metrics
+from dpa_ros.geometry.targets import InstanceInputError, build_target
+
+# Small enough for a 2-core CPU; the paper's settings are LayoutConfig.paper().
+FAST = dict(points=300, iterations=100, restarts=4)
+
+
+def _instances(scene):
+    return [Instance(label, 1.0, mask, [mesh]) for label, mask, mesh in zip(scene.labels, scene.masks, scene.meshes)]
+
+
+def _centre_error(T_pred, T_gt, mesh):
+    c = mesh.bounds.mean(0)
+    return float(np.linalg.norm((T_pred[:3, :3] @ c + T_pred[:3, 3]) - (T_gt[:3, :3] @ c + T_gt[:3, 3])))
+
+
+def _rotation_error_deg(T_pred, T_gt):
+    R1 = T_pred[:3, :3] / np.cbrt(np.linalg.det(T_pred[:3, :3]))
+    R2 = T_gt[:3, :3] / np.cbrt(np.linalg.det(T_gt[:3, :3]))
+    return float(np.degrees(np.arccos(np.clip((np.trace(R1.T @ R2) - 1) / 2, -1, 1))))
+
+
+def _hidden_fraction(scene, i):
+    placed = scene.meshes[i].copy()
+    placed.apply_transform(scene.poses[i])
+    _, ids = synthetic.render([placed], scene.camera)
+    return 1.0 - scene.masks[i].sum() / (ids == 0).sum()
+
+
+def _check(scene, result, t_tol, s_tol, f_min, rot_tol=None):
+    for i, obj in enumerate(result.objects):
+        t_err = _centre_error(obj.T_camera_object, scene.poses[i], scene.meshes[i])
+        assert t_err < t_tol, f"{obj.label}: translation error {t_err:.3f} m"
+        assert abs(obj.scale / scene.scales[i] - 1) < s_tol, f"{obj.label}: scale {obj.scale} vs {scene.scales[i]}"
+        if rot_tol is not None and obj.label in ("chair", "cabinet"):    # the non-symmetric shapes
+            assert _rotation_error_deg(obj.T_camera_object, scene.poses[i]) < rot_tol, obj.label
+    metrics = scene_metrics(result, scene.ground_truth_scene(), count=10000)
+    assert metrics["fscore@0.05"] >= f_min, metrics
+    return metrics
+
+
+def test_noiseless_scene_with_occlusion_5dof():
+    """Three objects (chair, L-shape, box), the box hiding a quarter of the L-shape; gravity from the floor."""
+    scene = synthetic.make_scene()
+    assert _hidden_fraction(scene, 1) > 0.2
+    result = assemble_scene(scene.rgb, scene.depth, scene.camera, _instances(scene), LayoutConfig(**FAST))
+    assert result.background.gravity is not None
+    metrics = _check(scene, result, t_tol=0.03, s_tol=0.05, f_min=90.0, rot_tol=10.0)
+    assert metrics["cd_l1"] < 0.02
+    assert [o.id for o in result.objects] == [0, 1, 2]
+    assert set(result.timings_s) == {"background", "layout", "assemble"}
+    assert 0 < len(result.cloud_points) == len(result.cloud_colors)
+
+
+def test_noisy_depth_looser_bounds():
+    """Depth noise σ = 1 cm × (z/2 m)² (≈1.6 cm at the objects): 5 cm, 10 %, F@0.05 ≥ 80."""
+    scene = synthetic.make_scene(noise_std=0.01, seed=3)
+    result = assemble_scene(scene.rgb, scene.depth, scene.camera, _instances(scene), LayoutConfig(**FAST))
+    _check(scene, result, t_tol=0.05, s_tol=0.10, f_min=80.0, rot_tol=15.0)
+
+
+def test_7dof_without_gravity_picks_the_right_proposal():
+    """Full rotation search (no floor known) on the non-symmetric L-shape; a cylinder proposal must lose."""
+    scene = synthetic.make_scene(objects=[("cabinet", synthetic.make_l_shape, 0.9, 0.1, 2.5, -30.0)])
+    target = build_target(scene.depth, scene.camera, scene.masks[0], "cabinet", max_points=500, max_pixels=500)
+    problem = LayoutProblem("cabinet", target, [synthetic.make_cylinder(), scene.meshes[0]])
+    (res,) = solve_layout([problem], scene.camera, scene.depth, gravity=None,
+                          config=LayoutConfig(points=500, iterations=150, restarts=8, dof="auto"))
+    assert res.dof == 7 and res.proposal_index == 1
+    assert res.proposal_errors[1] < res.proposal_errors[0]
+    assert _centre_error(res.T_camera_object, scene.poses[0], scene.meshes[0]) < 0.03
+    assert abs(res.scale / 0.9 - 1) < 0.05
+    assert _rotation_error_deg(res.T_camera_object, scene.poses[0]) < 10.0
+
+
+def test_2d_term_stops_drift_along_the_ray():
+    """Depth only on a small patch of the object (a sensor hole over the rest); the full mask is known.
+
+    The 3D term alone lets the mesh slide and shrink around the patch; the silhouette term holds it.
+    """
+    scene = synthetic.make_scene(objects=[("box", synthetic.make_box, 0.6, 0.0, 2.4, 20.0)])
+    mask = scene.masks[0]
+    v, u = np.nonzero(mask)
+    patch = mask & (np.abs(np.arange(mask.shape[0])[:, None] - np.median(v)) < 4) \
+        & (np.abs(np.arange(mask.shape[1])[None, :] - np.median(u)) < 4)
+    depth = np.where(patch | ~mask, scene.depth, np.nan)
+    target = build_target(depth, scene.camera, mask, "box", max_points=300, max_pixels=300)
+    gt_centre = scene.poses[0][:3, :3] @ scene.meshes[0].bounds.mean(0) + scene.poses[0][:3, 3]
+    ray = gt_centre / np.linalg.norm(gt_centre)
+    errors = {}
+    for lam in (0.0, 1.0):
+        (res,) = solve_layout([LayoutProblem("box", target, [scene.meshes[0]])], scene.camera, depth,
+                              gravity=scene.gravity, config=LayoutConfig(points=300, iterations=150, restarts=4,
+                                                                         lambda_2d=lam))
+        c = res.T_camera_object[:3, :3] @ scene.meshes[0].bounds.mean(0) + res.T_camera_object[:3, 3]
+        errors[lam] = abs(float((c - gt_centre) @ ray))
+    assert errors[1.0] < 0.05
+    assert errors[1.0] < 0.5 * errors[0.0], errors
+
+
+def _small_problem():
+    scene = synthetic.make_scene(objects=[("cabinet", synthetic.make_l_shape, 0.9, 0.1, 2.5, -30.0)])
+    target = build_target(scene.depth, scene.camera, scene.masks[0], "cabinet", max_points=120, max_pixels=120)
+    return scene, [LayoutProblem("cabinet", target, [scene.meshes[0], synthetic.make_box()])]
+
+
+def test_batched_equals_the_per_problem_loop():
+    scene, problems = _small_problem()
+    cfg = LayoutConfig(points=120, iterations=40, restarts=2, device="cpu")
+    batched = solve_layout(problems, scene.camera, scene.depth, scene.gravity, cfg)
+    loop = solve_layout_loop(problems, scene.camera, scene.depth, scene.gravity, cfg)
+    for a, b in zip(batched, loop):
+        assert a.proposal_index == b.proposal_index
+        np.testing.assert_allclose(a.proposal_errors, b.proposal_errors, rtol=2e-3, atol=1e-5)
+        np.testing.assert_allclose(a.T_camera_object, b.T_camera_object, atol=2e-3)
+
+
+def test_same_seed_same_result_other_seed_other_samples():
+    scene, problems = _small_problem()
+    cfg = LayoutConfig(points=120, iterations=20, restarts=2)
+    a = solve_layout(problems, scene.camera, scene.depth, scene.gravity, cfg)[0]
+    b = solve_layout(problems, scene.camera, scene.depth, scene.gravity, cfg)[0]
+    c = solve_layout(problems, scene.camera, scene.depth, scene.gravity, LayoutConfig(points=120, iterations=20,
+                                                                                     restarts=2, seed=1))[0]
+    np.testing.assert_array_equal(a.T_camera_object, b.T_camera_object)
+    assert a.fit_error == b.fit_error and a.fit_error != c.fit_error
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="dof"):
+        LayoutConfig(dof="6").validate()
+    with pytest.raises(ValueError, match="restarts"):
+        LayoutConfig(restarts=0).validate()
+    scene, problems = _small_problem()
+    with pytest.raises(ValueError, match="gravity"):
+        solve_layout(problems, scene.camera, scene.depth, gravity=None, config=LayoutConfig(dof="5"))
+    paper = LayoutConfig.paper()
+    assert (paper.restarts, paper.iterations, paper.points) == (10, 1000, 5000)
+
+
+@pytest.fixture(scope="module")
+def two_objects():
+    return synthetic.make_scene(objects=synthetic._DEFAULT_OBJECTS[1:])
+
+
+def _assemble(scene, instances, depth=None):
+    return assemble_scene(scene.rgb, scene.depth if depth is None else depth, scene.camera, instances,
+                          LayoutConfig(points=60, iterations=2, restarts=1))
+
+
+def test_empty_mask_names_the_instance(two_objects):
+    inst = _instances(two_objects)
+    inst[1].mask = np.zeros_like(inst[1].mask)
+    with pytest.raises(InstanceInputError, match=r"instance 1 \('box'\): mask is empty"):
+        _assemble(two_objects, inst)
+
+
+def test_mask_outside_the_image_names_the_instance(two_objects):
+    inst = _instances(two_objects)
+    inst[0].mask = np.ones((two_objects.camera.height + 20, two_objects.camera.width), bool)
+    with pytest.raises(InstanceInputError, match=r"instance 0 \('cabinet'\): mask is 160x140 but the image is 160x120"):
+        _assemble(two_objects, inst)
+
+
+def test_mask_without_valid_depth_names_the_instance(two_objects):
+    inst = _instances(two_objects)
+    depth = np.where(inst[1].mask, np.nan, two_objects.depth)
+    with pytest.raises(InstanceInputError, match=r"instance 1 \('box'\): only 0 of \d+ mask pixels have valid depth"):
+        _assemble(two_objects, inst, depth)
+
+
+def test_mesh_without_faces_names_the_instance(two_objects):
+    inst = _instances(two_objects)
+    inst[1].meshes = [inst[1].meshes[0], trimesh.Trimesh(vertices=np.random.rand(5, 3), faces=np.zeros((0, 3), int))]
+    with pytest.raises(InstanceInputError, match=r"instance 1 \('box'\): mesh proposal 1 has no faces"):
+        _assemble(two_objects, inst)
+
+
+def test_all_nan_depth_is_a_clear_error(two_objects):
+    with pytest.raises(InstanceInputError, match="no valid pixel"):
+        _assemble(two_objects, _instances(two_objects), np.full_like(two_objects.depth, np.nan))

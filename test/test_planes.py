@@ -1,0 +1,29 @@
+"""Background planes by RANSAC and gravity from the floor normal."""
+import numpy as np
+
+from dpa_ros.geometry.planes import fit_background
+from dpa_ros.geometry.synthetic import make_scene
+
+
+def _angle_deg(a, b):
+    return np.degrees(np.arccos(np.clip(np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b), -1, 1)))
+
+
+def test_floor_wall_and_gravity_from_a_tilted_camera():
+    scene = make_scene(pitch_deg=25.0, noise_std=0.005)
+    pts = scene.camera.backproject(scene.depth, ~np.logical_or.reduce(scene.masks))
+    bg = fit_background(pts)
+    labels = [p.label for p in bg.planes]
+    assert labels.count("floor") == 1 and "wall" in labels
+    assert _angle_deg(bg.gravity, scene.gravity) < 2.0
+    floor = bg.floor
+    assert floor.offset == np.float64(floor.offset) and abs(floor.offset - scene.camera_height) < 0.03
+    assert np.dot(floor.normal, -scene.gravity) > 0       # normal points up, at the camera
+
+
+def test_no_floor_means_unknown_gravity():
+    rng = np.random.default_rng(0)
+    wall = np.stack([rng.uniform(-2, 2, 3000), rng.uniform(-1, 1, 3000), np.full(3000, 3.0)], 1)
+    bg = fit_background(wall)
+    assert bg.gravity is None and [p.label for p in bg.planes] == ["wall"]
+    assert abs(abs(bg.planes[0].normal[2]) - 1) < 1e-6 and abs(bg.planes[0].offset - 3.0) < 1e-6
