@@ -115,11 +115,14 @@ def _instances_scene(args, image, depth, camera, progress) -> Scene:
 
 def _pipeline_scene(args, image, depth, camera, progress) -> Scene:
     try:
-        from dpa_ros.pipeline import Pipeline
+        from dpa_ros.pipeline import Pipeline, ReconstructionError
     except ImportError as exc:
         raise UserError(f"full pipeline not available: {exc}; use --instances with --depth") from exc
-    pipeline = Pipeline.from_profile(args.profile, config_path=args.config, device=args.device, seed=args.seed)
-    return pipeline.run(image, camera, depth=depth, progress=progress)
+    try:
+        pipeline = Pipeline.from_profile(args.profile, config_path=args.config, device=args.device, seed=args.seed)
+        return pipeline.run(image, camera, depth=depth, progress=progress)
+    except ReconstructionError as exc:  # no detections, missing weights, bad depth ...: one line, exit 2
+        raise UserError(str(exc)) from exc
 
 
 def _export(scene_dir: Path, formats: tuple[str, ...]) -> None:

@@ -186,3 +186,30 @@ def test_cli_full_pipeline(tmp_path, camera):
     assert rc == 0
     scene = read_scene(out)
     assert len(scene.objects) > 0 and scene.profile == "smoke" and set(STAGES) <= set(scene.timings_s)
+
+
+def test_bench_script_smoke(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_pipeline", Path(__file__).parents[1] / "bench" / "pipeline.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--repeat", "1", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "paper RTX 3090" in out and all(stage in out for stage in STAGES)
+    (record,) = [json.loads(p.read_text()) for p in tmp_path.glob("pipeline_smoke_cpu_*.json")]
+    assert set(STAGES) <= set(record["runs"][0]["stages"]) and record["runs"][0]["objects"] > 0
+    assert set(record["load_s"]) == {"segment", "enhance", "score", "generate", "depth"}
+
+
+def test_cli_reports_pipeline_errors_in_one_line(tmp_path, camera, capsys, monkeypatch):
+    from dpa_ros import cli
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("DPA_WEIGHTS_DIR", raising=False)
+    cam_yaml = tmp_path / "camera.yaml"
+    cam_yaml.write_text(yaml.safe_dump(camera.to_camera_info_dict()))
+    rc = cli.main(["--image", str(ASSET), "--camera-info", str(cam_yaml), "--profile", "paper", "--device", "cpu",
+                   "--out", str(tmp_path / "out"), "--export", "none", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err and "missing weights" in err and "dpa-weights download --profile paper" in err

@@ -70,6 +70,19 @@ def generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
     return torch.Generator(device=dev.type if dev.type == "cuda" else "cpu").manual_seed(int(seed))
 
 
+#: where a model comes from: its checkpoint, a tiny config (smoke), or its real architecture with
+#: random weights (:mod:`dpa_ros.priors.random_models`, for speed benchmarks)
+SOURCES = ("weights", "tiny", "random")
+
+
+def source_of(cfg: dict, what: str) -> str:
+    """The ``source`` of a model section (default ``weights``), validated."""
+    source = str((cfg or {}).get("source", "weights"))
+    if source not in SOURCES:
+        raise ReconstructionError(f"{what}: source must be one of {SOURCES}, got '{source}'")
+    return source
+
+
 class LazyModel:
     """Base of the adapters: configuration now, weights on first use, resident afterwards.
 
@@ -90,7 +103,7 @@ class LazyModel:
         self.weights_dir = Path(weights_dir) if weights_dir else None
         self.device = select_device(device)
         self.dtype = select_dtype(self.device, bool(self.cfg.get("fp16", True)))
-        self.tiny = self.cfg.get("source", "weights") == "tiny"
+        self.source = source_of(self.cfg, type(self).__name__)
         self._loaded = False
 
     @property

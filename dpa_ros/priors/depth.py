@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from dpa_ros.geometry.camera import CameraModel
-from dpa_ros.priors import tiny
+from dpa_ros.priors import random_models, tiny
 from dpa_ros.priors.base import LazyModel, ReconstructionError
 from dpa_ros.priors.weights import resolve, spec_for
 
@@ -47,10 +47,12 @@ class MonocularDepth(LazyModel):
             raise ReconstructionError(f"{section}.output must be one of {OUTPUTS}, got '{self.output}'")
 
     def _load(self) -> None:
-        size = int(self.cfg.get("image_size", 64))
-        if self.tiny:
+        if self.source == "tiny":
             build = tiny.dpt_hybrid if self.kind == "dpt" else tiny.depth_anything
-            self.model, self.processor = build(int(self.cfg.get("seed", 0)), size)
+            self.model, self.processor = build(int(self.cfg.get("seed", 0)), int(self.cfg.get("image_size", 64)))
+        elif self.source == "random":
+            build = random_models.dpt_hybrid if self.kind == "dpt" else random_models.depth_anything_small
+            self.model, self.processor = build(self.device)
         else:
             from transformers import AutoImageProcessor, DepthAnythingForDepthEstimation, DPTForDepthEstimation
 
@@ -58,7 +60,7 @@ class MonocularDepth(LazyModel):
             cls = DPTForDepthEstimation if self.kind == "dpt" else DepthAnythingForDepthEstimation
             self.processor = AutoImageProcessor.from_pretrained(path, local_files_only=True)
             self.model = cls.from_pretrained(path, local_files_only=True, dtype=self.dtype).eval()
-        self.model.to(self.device)
+        self.model.to(self.device, self.dtype)
 
     @torch.no_grad()
     def predict(self, image_rgb: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dpa_ros.priors import tiny
+from dpa_ros.priors import random_models, tiny
 from dpa_ros.priors.base import LazyModel, generator
 from dpa_ros.priors.weights import resolve, spec_for
 
@@ -30,8 +30,10 @@ class StableDiffusionEnhancer(LazyModel):
     name = "enhance"
 
     def _load(self) -> None:
-        if self.tiny:
+        if self.source == "tiny":
             self.pipe = tiny.stable_diffusion_img2img(int(self.cfg.get("seed", 0)))
+        elif self.source == "random":
+            self.pipe = random_models.stable_diffusion_img2img(self.device)
         else:
             from diffusers import StableDiffusionImg2ImgPipeline
 
@@ -44,7 +46,9 @@ class StableDiffusionEnhancer(LazyModel):
             from diffusers import DDIMScheduler
 
             self.pipe.scheduler = DDIMScheduler.from_config(self.pipe.scheduler.config)
-        self.pipe.to(self.device, self.dtype)
+        self.pipe.to(self.device)
+        if self.pipe.unet.dtype != self.dtype:  # models built from configs are float32
+            self.pipe.to(self.device, self.dtype)
 
     @property
     def canvas_size(self) -> int:

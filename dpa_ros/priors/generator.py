@@ -22,7 +22,7 @@ import torch
 import trimesh
 from PIL import Image
 
-from dpa_ros.priors import tiny
+from dpa_ros.priors import random_models, tiny
 from dpa_ros.priors.base import LazyModel, generator
 from dpa_ros.priors.weights import resolve, spec_for
 
@@ -43,15 +43,19 @@ class ShapEGenerator(LazyModel):
     name = "generate"
 
     def _load(self) -> None:
-        if self.tiny:
+        if self.source == "tiny":
             self.pipe = tiny.shap_e_img2img(int(self.cfg.get("seed", 0)), int(self.cfg.get("image_size", 32)))
+        elif self.source == "random":
+            self.pipe = random_models.shap_e_img2img(int(self.cfg.get("seed", 0)), self.device)
         else:
             from diffusers import ShapEImg2ImgPipeline
 
             path = resolve(spec_for(self.cfg, "generator"), self.profile, self.weights_dir)
             self.pipe = ShapEImg2ImgPipeline.from_pretrained(path, torch_dtype=self.dtype, local_files_only=True)
             self.pipe.set_progress_bar_config(disable=True)
-        self.pipe.to(self.device, self.dtype)
+        self.pipe.to(self.device)
+        if self.pipe.prior.dtype != self.dtype:  # models built from configs are float32
+            self.pipe.to(self.device, self.dtype)
 
     @torch.no_grad()
     def latents(self, images: list[np.ndarray], seed: int = 0) -> torch.Tensor:

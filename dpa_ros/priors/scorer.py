@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dpa_ros.priors import tiny
+from dpa_ros.priors import random_models, tiny
 from dpa_ros.priors.base import LazyModel
 from dpa_ros.priors.weights import resolve, spec_for
 
@@ -25,9 +25,11 @@ class ClipScorer(LazyModel):
     name = "score"
 
     def _load(self) -> None:
-        if self.tiny:
+        if self.source == "tiny":
             self.model, self.preprocess = tiny.open_clip_model(int(self.cfg.get("seed", 0)),
                                                                int(self.cfg.get("image_size", 32)))
+        elif self.source == "random":
+            self.model, self.preprocess = random_models.open_clip_model(self.cfg.get("arch", "ViT-H-14"), self.device)
         else:
             import open_clip
 

@@ -11,7 +11,10 @@ Profile section ``segmenter``::
     max_instances: 20      # highest-scoring instances kept (null: all)
     min_mask_pixels: 1     # instances whose SAM mask is smaller are dropped
 
-With ``source: tiny`` in both subsections the models are built by :mod:`dpa_ros.priors.tiny`.
+Both models run in float32 (Grounding DINO's deformable attention and SamPredictor's transforms
+expect it; together they take under a second on a GPU). ``source`` in each subsection: ``weights`` (default; from weights_dir or the HF cache), ``tiny``
+(:mod:`dpa_ros.priors.tiny`) or ``random`` (:mod:`dpa_ros.priors.random_models`; the detector's
+``variant``, base or tiny, and SAM's ``type`` pick the size).
 """
 from __future__ import annotations
 
@@ -19,8 +22,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dpa_ros.priors import tiny
-from dpa_ros.priors.base import Detection, LazyModel, ReconstructionError
+from dpa_ros.priors import random_models, tiny
+from dpa_ros.priors.base import Detection, LazyModel, ReconstructionError, source_of
 from dpa_ros.priors.weights import resolve, spec_for
 
 
@@ -47,18 +50,24 @@ class GroundedSAM(LazyModel):
     name = "segment"
 
     def _load(self) -> None:
+        self.dtype = torch.float32  # see the module docstring
         det_cfg, sam_cfg = self.cfg.get("detector", {}), self.cfg.get("sam", {})
-        if det_cfg.get("source", "weights") == "tiny":
+        det_source, sam_source = source_of(det_cfg, "segmenter.detector"), source_of(sam_cfg, "segmenter.sam")
+        if det_source == "tiny":
             self.detector, self.processor = tiny.grounding_dino(int(det_cfg.get("seed", 0)),
                                                                 tuple(det_cfg.get("image_size", (96, 160))))
+        elif det_source == "random":
+            self.detector, self.processor = random_models.grounding_dino(det_cfg.get("variant", "base"), self.device)
         else:
             from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
 
             path = resolve(spec_for(det_cfg, "segmenter.detector"), self.profile, self.weights_dir)
             self.processor = GroundingDinoProcessor.from_pretrained(path, local_files_only=True)
             self.detector = GroundingDinoForObjectDetection.from_pretrained(path, local_files_only=True).eval()
-        if sam_cfg.get("source", "weights") == "tiny":
+        if sam_source == "tiny":
             sam = tiny.sam(int(sam_cfg.get("seed", 0)), int(sam_cfg.get("image_size", 128)))
+        elif sam_source == "random":
+            sam = random_models.sam(sam_cfg.get("type", "vit_h"), self.device)
         else:
             from segment_anything import sam_model_registry
 
