@@ -1,0 +1,148 @@
+"""dpa-reconstruct --instances end to end on a rendered scene written to disk, and its user errors."""
+import importlib.util
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from dpa_ros import cli
+from dpa_ros.assemble import InstancesFileError, load_instances_json
+from dpa_ros.geometry import synthetic
+from dpa_ros.scene import read_scene
+
+LAYOUT_YAML = "layout:\n  points: 300\n  iterations: 100\n  restarts: 4\n"
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """The default synthetic scene as files: RGB PNG, 16-bit depth PNG (mm), camera_info YAML,
+    masks, canonical meshes (OBJ) and the instances JSON."""
+    d = tmp_path_factory.mktemp("inputs")
+    scene = synthetic.make_scene()
+    Image.fromarray(scene.rgb).save(d / "rgb.png")
+    depth_mm = np.where(np.isfinite(scene.depth), np.round(scene.depth * 1000), 0).astype(np.uint16)
+    Image.fromarray(depth_mm).save(d / "depth.png")
+    np.save(d / "depth.npy", scene.depth)
+    (d / "cam.yaml").write_text(yaml.safe_dump(scene.camera.to_camera_info_dict()))
+    (d / "layout.yaml").write_text(LAYOUT_YAML)
+    entries = []
+    (d / "priors").mkdir()
+    for i, (label, mask, mesh) in enumerate(zip(scene.labels, scene.masks, scene.meshes)):
+        Image.fromarray(mask.astype(np.uint8) * 255).save(d / "priors" / f"mask{i}.png")
+        mesh.export(d / "priors" / f"mesh{i}.obj")
+        entries.append({"label": label, "score": 0.9, "mask": f"priors/mask{i}.png", "meshes": [f"priors/mesh{i}.obj"]})
+    (d / "instances.json").write_text(json.dumps(entries))
+    return d, scene
+
+
+def _args(d, out, *extra):
+    return ["--image", str(d / "rgb.png"), "--depth", str(d / "depth.png"), "--camera-info", str(d / "cam.yaml"),
+            "--instances", str(d / "instances.json"), "--config", str(d / "layout.yaml"), "--out", str(out),
+            "--export", "none", "--no-progress", *extra]
+
+
+def test_reconstruct_with_instances_writes_the_scene(inputs, tmp_path, caplog):
+    d, scene = inputs
+    caplog.set_level("INFO")
+    assert cli.main(_args(d, tmp_path / "out", "--seed", "0", "--device", "cpu")) == 0
+    data = json.loads((tmp_path / "out" / "scene.json").read_text())
+    assert [o["label"] for o in data["objects"]] == scene.labels
+    assert all((tmp_path / "out" / o["mesh"]).exists() for o in data["objects"])
+    assert (tmp_path / "out" / "scene_cloud.ply").exists()
+    assert set(data["timings_s"]) == {"background", "layout", "assemble"}
+    assert data["camera"]["width"] == 160 and len(data["camera"]["K"]) == 9
+    got = read_scene(tmp_path / "out")
+    for obj, T, s, mesh in zip(got.objects, scene.poses, scene.scales, scene.meshes):
+        c = mesh.bounds.mean(0)
+        # 16-bit millimetre depth: the same 3 cm / 5 % bounds as in memory.
+        assert np.linalg.norm(obj.T_camera_object[:3, :3] @ c + obj.T_camera_object[:3, 3] - (T[:3, :3] @ c + T[:3, 3])) < 0.03
+        assert abs(obj.scale / s - 1) < 0.05
+        assert obj.score == pytest.approx(0.9)
+    assert "3 objects placed" in caplog.text and "layout" in caplog.text
+
+
+def test_depth_files_png_millimetres_and_npy_metres(inputs):
+    d, scene = inputs
+    valid = np.isfinite(scene.depth)
+    npy = cli.load_depth(d / "depth.npy", 0.001)
+    png = cli.load_depth(d / "depth.png", 0.001)
+    np.testing.assert_array_equal(npy[valid], scene.depth[valid])
+    assert np.abs(png[valid] - scene.depth[valid]).max() <= 0.0005
+    assert np.isnan(png[~valid]).all() and np.isnan(npy[~valid]).all()
+
+
+def test_export_formats_are_checked(inputs, tmp_path, capsys):
+    d, _ = inputs
+    args = _args(d, tmp_path / "o")
+    args[args.index("--export") + 1] = "glb,stl"
+    assert cli.main(args) == 2
+    assert "unknown format(s) stl" in capsys.readouterr().err
+
+
+def test_instances_without_depth_is_a_one_line_error(inputs, tmp_path, capsys):
+    d, _ = inputs
+    args = _args(d, tmp_path / "o")
+    i = args.index("--depth")
+    del args[i:i + 2]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "dpa-reconstruct: error: --instances needs --depth (metric depth from the sensor)"
+
+
+def test_bad_instances_entry_is_named(inputs, tmp_path, capsys):
+    d, _ = inputs
+    bad = json.loads((d / "instances.json").read_text())
+    bad[1]["meshes"] = ["priors/missing.obj"]
+    (tmp_path / "priors").symlink_to(d / "priors")
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(bad))
+    with pytest.raises(InstancesFileError, match=r"instance 1 \('cabinet'\): cannot use mesh .*missing.obj"):
+        load_instances_json(path)
+    args = _args(d, tmp_path / "o")
+    args[args.index("--instances") + 1] = str(path)
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "instance 1 ('cabinet')" in err
+    bad[0] = {"mask": "priors/mask0.png", "meshes": []}
+    path.write_text(json.dumps(bad))
+    with pytest.raises(InstancesFileError, match="instance 0: missing or empty 'label'"):
+        load_instances_json(path)
+
+
+def test_empty_mask_file_fails_naming_the_instance(inputs, tmp_path, capsys):
+    d, scene = inputs
+    entries = json.loads((d / "instances.json").read_text())
+    Image.fromarray(np.zeros((scene.camera.height, scene.camera.width), np.uint8)).save(tmp_path / "empty.png")
+    entries[2]["mask"] = str(tmp_path / "empty.png")
+    for e in entries[:2]:
+        e["mask"] = str(d / e["mask"])
+        e["meshes"] = [str(d / m) for m in e["meshes"]]
+    entries[2]["meshes"] = [str(d / m) for m in entries[2]["meshes"]]
+    (tmp_path / "i.json").write_text(json.dumps(entries))
+    args = _args(d, tmp_path / "o")
+    args[args.index("--instances") + 1] = str(tmp_path / "i.json")
+    assert cli.main(args) == 2
+    assert "instance 2 ('box'): mask is empty" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("dpa_ros.pipeline") is not None, reason="the pipeline exists")
+def test_full_pipeline_missing_is_reported(inputs, tmp_path, capsys):
+    d, _ = inputs
+    args = _args(d, tmp_path / "o")
+    i = args.index("--instances")
+    del args[i:i + 2]
+    assert cli.main(args) == 2
+    assert "full pipeline not available" in capsys.readouterr().err
+
+
+def test_console_script_reports_user_errors_without_traceback(inputs, tmp_path):
+    d, _ = inputs
+    proc = subprocess.run([sys.executable, "-m", "dpa_ros.cli", "--image", str(d / "rgb.png"), "--camera-info",
+                           str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"dpa-reconstruct: error: --camera-info {tmp_path / 'missing.yaml'} does not exist"]
