@@ -213,3 +213,32 @@ def test_cli_reports_pipeline_errors_in_one_line(tmp_path, camera, capsys, monke
                    "--out", str(tmp_path / "out"), "--export", "none", "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "\n" not in err and "missing weights" in err and "dpa-weights download --profile paper" in err
+
+
+@pytest.mark.slow
+def test_bench_random_weights_one_stage_on_cpu(tmp_path, capsys):
+    """The --random-weights path at real size, one cheap stage (DPT-Hybrid depth) on the CPU."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_pipeline", Path(__file__).parents[1] / "bench" / "pipeline.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = ["--profile", "paper", "--random-weights", "--device", "cpu", "--only", "depth", "--repeat", "1",
+            "--out", str(tmp_path)]
+    assert bench.main(args) == 0
+    (record,) = [json.loads(p.read_text()) for p in tmp_path.glob("pipeline_paper_random_depth_cpu_*.json")]
+    assert record["image_size"] == [640, 480] and record["runs"][0]["stages"]["depth"] > 0
+    assert "0.21" in capsys.readouterr().out  # the paper's depth time, side by side
+
+
+@pytest.mark.real_weights
+def test_real_weights_fast_profile_end_to_end(image, camera, tmp_path):
+    from dpa_ros.priors import weights
+    from dpa_ros.priors.profiles import load_profile
+
+    missing = [spec.describe() for spec, path in weights.check(load_profile("fast")) if path is None]
+    if missing:
+        pytest.skip(f"weights absent: {', '.join(missing)} (dpa-weights download --profile fast)")
+    scene = Pipeline.from_profile("fast").run(image, camera, prompt="cup. spoon. plate.")
+    assert any(o.label == "cup" for o in scene.objects)
+    assert len(read_scene(write_scene(scene, tmp_path).parent).objects) == len(scene.objects)

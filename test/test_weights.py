@@ -124,3 +124,8 @@ def test_profiles(tmp_path):
     bad.write_text("- a list\n")
     with pytest.raises(ReconstructionError, match="not a YAML mapping"):
         load_profile("smoke", config_path=bad)
+
+
+def test_unknown_source_is_rejected():
+    with pytest.raises(ReconstructionError, match="source must be one of"):
+        ClipScorer({"source": "hub"})
