@@ -215,12 +215,13 @@ class Client:
                           and self.set_params_client.service_is_ready()
                           and all(p.get_subscription_count() > 0 for p in self.pubs.values()), timeout_s, 0.1)
 
-    def publish(self, msgs: dict, repeat: int = 3) -> None:
+    def publish(self, msgs: dict, repeat: int = 3, gap: float = 0.05) -> None:
+        """Publish a frame a few times (the node's inputs are best-effort) and give it time to arrive."""
         for _ in range(repeat):
             for key, msg in msgs.items():
                 self.pubs[key].publish(msg)
-            time.sleep(0.05)
-        time.sleep(0.15)
+            time.sleep(gap)
+        time.sleep(3 * gap)
 
     @staticmethod
     def _wait(future, timeout_s: float):
@@ -523,13 +524,14 @@ def test_busy_queue_runs_the_second_request_after_the_first(node, client):
         assert handle.accepted
         _wait_first_feedback(feedback)
         queued = client.snapshot_client.call_async(Trigger.Request())
-        time.sleep(0.5)
-        assert not queued.done()  # waiting behind the running goal
+        assert node.wait_for_log(r"request queued behind 1 other", 10.0)
         handle.cancel_goal_async()  # make the first one short
         status, _ = client.result(handle, 120.0)
         assert status == GoalStatus.STATUS_CANCELED
         res = client._wait(queued, REQUEST_TIMEOUT)
         assert res.success, res.message
+        log = node.log()  # the queued request ran after the first one ended
+        assert log.rindex("action reconstruction cancelled") < log.rindex("service reconstruction of frame")
     finally:
         assert all(r.successful for r in client.set_params(busy_policy="reject"))
 
@@ -586,24 +588,34 @@ def _run_demo_client() -> subprocess.CompletedProcess:
                           cwd=ROOT, capture_output=True, text=True, timeout=REQUEST_TIMEOUT + 60)
 
 
+def _log_time(node: NodeProcess, pattern: str) -> float | None:
+    m = re.search(r"\[INFO\] \[([\d.]+)\] [^\n]*" + pattern, node.log())
+    return float(m.group(1)) if m else None
+
+
 def test_continuous_mode_takes_the_newest_frame_and_drops_stale_ones(node, client):
+    """max_rate_hz 0.5: after the first continuous run starts, the next may start 2 s later at the
+    earliest; of the two frames published meanwhile only the newer one is reconstructed."""
     first = next_stamp()
     client.publish(good_frame(first))
-    assert all(r.successful for r in client.set_params(max_rate_hz=30.0, mode="continuous"))
+    assert all(r.successful for r in client.set_params(max_rate_hz=0.5, mode="continuous"))
     try:
-        # the newest frame is picked up without any request
-        assert wait_until(lambda: "continuous reconstruction of frame" in node.log(), 10.0)
-        busy = client.snapshot(10.0)
-        assert not busy.success and "busy: continuous reconstruction running" in busy.message
+        started = f"continuous reconstruction of frame {first / 1e9:.3f} s"
+        assert wait_until(lambda: started in node.log(), 10.0)  # no request needed
         stale, newest = next_stamp(), next_stamp()
-        client.publish(good_frame(stale))  # arrives while busy ...
-        client.publish(good_frame(newest))  # ... and is superseded by this one
+        t0 = time.monotonic()
+        client.publish(good_frame(stale), repeat=2, gap=0.01)
+        client.publish(good_frame(newest), repeat=2, gap=0.01)
+        assert time.monotonic() - t0 < 1.5  # both arrived well within the 2 s rate limit
         assert wait_until(lambda: client.latest("scene", first) is not None, REQUEST_TIMEOUT)
         assert wait_until(lambda: client.latest("scene", newest) is not None, REQUEST_TIMEOUT)
+        t_first = _log_time(node, re.escape(started))
+        t_newest = _log_time(node, re.escape(f"continuous reconstruction of frame {newest / 1e9:.3f} s"))
+        assert t_newest - t_first >= 2.0 - 0.06  # the rate limit (timer period 0.05 s)
         # no new frame: nothing more is reconstructed
         with client.lock:
             count = len(client.got["scene"])
-        time.sleep(1.5)
+        time.sleep(2.5)
         with client.lock:
             assert len(client.got["scene"]) == count
     finally:

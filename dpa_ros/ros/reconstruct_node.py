@@ -430,6 +430,7 @@ class ReconstructNode(Node):
                 max_queue = int(self._p("max_queue"))
                 if self._pending >= max_queue + 1:
                     return f"busy: queue full ({self._pending - 1} waiting, max_queue {max_queue})"
+                self.get_logger().info(f"request queued behind {self._pending} other(s) (busy_policy queue)")
             self._pending += 1
             return None
 
