@@ -129,3 +129,18 @@ def test_profiles(tmp_path):
 def test_unknown_source_is_rejected():
     with pytest.raises(ReconstructionError, match="source must be one of"):
         ClipScorer({"source": "hub"})
+
+
+def test_cli_download_in_a_fresh_process_offline(tmp_path):
+    """The console script as a user runs it: HF_HUB_OFFLINE set before huggingface_hub is imported."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    proc = subprocess.run([sys.executable, "-m", "dpa_ros.priors.weights_cli", "download", "--profile", "fast",
+                           "--weights-dir", str(tmp_path / "w"), "--timeout", "2.5"],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == ["dpa-weights: download failed: RuntimeError: HF_HUB_OFFLINE is set; "
+                                                "unset it to download"]

@@ -148,13 +148,14 @@ def download(profile: dict, weights_dir: str | Path | None = None, timeout_s: fl
     With a ``weights_dir`` the files go to ``<weights_dir>/<org>--<name>/``, else into the HF cache.
     ``timeout_s`` bounds each connection attempt, so an unreachable hub fails instead of hanging.
     """
-    os.environ["HF_HUB_DOWNLOAD_TIMEOUT"] = str(timeout_s)
-    os.environ["HF_HUB_ETAG_TIMEOUT"] = str(timeout_s)
+    seconds = max(1, int(round(timeout_s)))
+    os.environ["HF_HUB_DOWNLOAD_TIMEOUT"] = str(seconds)  # read when huggingface_hub is first imported
+    os.environ["HF_HUB_ETAG_TIMEOUT"] = str(seconds)
     import huggingface_hub
     from huggingface_hub import constants, hf_hub_download, snapshot_download
 
-    constants.HF_HUB_DOWNLOAD_TIMEOUT = int(timeout_s)
-    constants.HF_HUB_ETAG_TIMEOUT = int(timeout_s)
+    constants.HF_HUB_DOWNLOAD_TIMEOUT = seconds  # ... and here when it already was
+    constants.HF_HUB_ETAG_TIMEOUT = seconds
     if constants.HF_HUB_OFFLINE:
         raise RuntimeError("HF_HUB_OFFLINE is set; unset it to download")
     wdir = default_weights_dir(weights_dir)
