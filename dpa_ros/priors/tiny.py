@@ -174,7 +174,9 @@ def _calibrate_sdf_bias(renderer, latent_shape: tuple[int, int], seed: int, insi
     from diffusers.pipelines.shap_e.renderer import volume_query_points
 
     gen = torch.Generator().manual_seed(seed)
-    latent = torch.rand(1, *latent_shape, generator=gen) * 2 - 1  # Heun clips latents to [-1, 1]
+    latent = torch.rand(1, *latent_shape, generator=gen) * 2 - 1  # Heun clips its x0 estimates to [-1, 1]
+    device = next(renderer.parameters()).device
+    latent = latent.to(device)
     with torch.no_grad():
         params = renderer.params_proj(latent)
         for name, param in renderer.mlp.state_dict().items():
@@ -182,7 +184,7 @@ def _calibrate_sdf_bias(renderer, latent_shape: tuple[int, int], seed: int, insi
                 param.copy_(params[f"nerstf.{name}"].squeeze(0))
         last = renderer.mlp.mlp[-1]
         last.bias[0] = 0.0
-        pts = volume_query_points(renderer.volume, grid)[None]
+        pts = volume_query_points(renderer.volume, grid)[None].to(device)
         out = renderer.mlp(position=pts, direction=None, ts=None, nerf_level="fine", rendering_mode="stf")
         pre = torch.atanh(out.signed_distance.clamp(-0.999999, 0.999999)).flatten()
         last.bias[0] = -torch.quantile(pre, 1.0 - inside_fraction)
