@@ -144,3 +144,16 @@ def test_cli_download_in_a_fresh_process_offline(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == ["dpa-weights: download failed: RuntimeError: HF_HUB_OFFLINE is set; "
                                                 "unset it to download"]
+
+
+def test_profiles_found_in_an_ament_install(tmp_path, monkeypatch):
+    share = tmp_path / "install" / "share" / "dpa_ros" / "config" / "profiles"
+    share.mkdir(parents=True)
+    (share / "robot.yaml").write_text("base: smoke\nprompt: 'mug.'\n")
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path / "install"))
+    robot = load_profile("robot")
+    assert robot["prompt"] == "mug." and robot["name"] == "robot"
+    assert robot["enhancer"] == load_profile("smoke")["enhancer"]  # everything else from its base
+    (share / "loop.yaml").write_text("base: loop\n")
+    with pytest.raises(ReconstructionError, match="extends itself"):
+        load_profile("loop")

@@ -2,7 +2,8 @@
 
 A profile named NAME is ``NAME.yaml`` in the first of: the ``config_path`` given (a file, or a
 directory holding profiles), ``$DPA_PROFILES_DIR``, this checkout's ``config/profiles/``, and
-``<prefix>/share/dpa_ros/config/profiles/`` (a colcon/ament install). ``overrides`` are merged
+``<prefix>/share/dpa_ros/config/profiles/`` for every prefix of ``$AMENT_PREFIX_PATH`` (a colcon
+install) and for ``sys.prefix``. ``overrides`` are merged
 over the file, nested dicts key by key (``{"enhancer": {"steps": 10}}`` changes one setting).
 """
 from __future__ import annotations
@@ -27,7 +28,8 @@ def profile_dirs(config_path: str | Path | None = None) -> list[Path]:
     if os.environ.get("DPA_PROFILES_DIR"):
         dirs.append(Path(os.environ["DPA_PROFILES_DIR"]))
     dirs.append(Path(__file__).resolve().parents[2] / "config" / "profiles")
-    dirs.append(Path(sys.prefix) / "share" / "dpa_ros" / "config" / "profiles")
+    prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p] + [sys.prefix]
+    dirs.extend(Path(p) / "share" / "dpa_ros" / "config" / "profiles" for p in prefixes)
     return dirs
 
 
@@ -52,13 +54,29 @@ def _read_yaml(path: Path, what: str) -> dict:
     return data
 
 
+def _named(name: str, config_path: str | Path | None, seen: tuple[str, ...]) -> dict:
+    """Profile file ``NAME.yaml`` from :func:`profile_dirs`, its ``base`` chain merged under it."""
+    if name in seen:
+        raise ReconstructionError(f"profile '{name}' extends itself (base chain {' -> '.join(seen + (name,))})")
+    for folder in profile_dirs(config_path):
+        path = folder / f"{name}.yaml"
+        if path.is_file():
+            data = _read_yaml(path, "profile")
+            if "base" in data:
+                data = merge(_named(str(data.pop("base")), config_path, seen + (name,)), data)
+            return data
+    searched = ", ".join(str(d) for d in profile_dirs(config_path))
+    raise ReconstructionError(f"unknown profile '{name}' (searched {searched}; known: {', '.join(PROFILE_NAMES)})")
+
+
 def load_profile(name: str, config_path: str | Path | None = None, overrides: dict | None = None) -> dict:
     """The profile ``name`` as a dict (with ``name`` set), the config file and ``overrides`` applied.
 
     ``config_path`` may be a directory holding ``NAME.yaml`` files, or a YAML file that refines
     the profile: its keys are merged over profile ``name`` (or over the profile its ``base`` key
     names), e.g. a file with only a ``layout:`` section changes only the layout. A file with a
-    ``profiles: {NAME: {...}}`` section contributes that entry instead.
+    ``profiles: {NAME: {...}}`` section contributes that entry instead. Profile files may also say
+    ``base: OTHER`` to extend another profile.
     """
     refine: dict = {}
     if config_path is not None and Path(config_path).is_file():
@@ -66,15 +84,7 @@ def load_profile(name: str, config_path: str | Path | None = None, overrides: di
         if isinstance(refine.get("profiles"), dict):
             refine = refine["profiles"].get(name) or {}
     base = str(refine.pop("base", name))
-    data = None
-    for folder in profile_dirs(config_path):
-        path = folder / f"{base}.yaml"
-        if path.is_file():
-            data = _read_yaml(path, "profile")
-            break
-    if data is None:
-        searched = ", ".join(str(d) for d in profile_dirs(config_path))
-        raise ReconstructionError(f"unknown profile '{base}' (searched {searched}; known: {', '.join(PROFILE_NAMES)})")
-    data = merge(merge(data, refine), overrides)
+    data = merge(_named(base, config_path, ()), refine)
+    data = merge(data, overrides)
     data["name"] = refine.get("name", name)
     return data
