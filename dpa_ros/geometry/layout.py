@@ -185,8 +185,10 @@ def _build_items(problems: list[LayoutProblem], camera: CameraModel, gravity: np
         ray = np.array([qc[0], qc[1], 1.0])
         c0_inst = ray * (z_med + 0.5 * r_t)          # ray has z = 1: a point at that z-depth
         if dof == 7:
-            rots = [np.eye(3)] + list(Rotation.random(cfg.restarts - 1, random_state=rot_rng).as_matrix().reshape(-1, 3, 3)) \
-                if cfg.restarts > 1 else [np.eye(3)]
+            # The canonical orientation (a level camera facing the object's front), then random ones.
+            rots = [np.eye(3)]
+            if cfg.restarts > 1:
+                rots += list(Rotation.random(cfg.restarts - 1, random_state=rot_rng).as_matrix().reshape(-1, 3, 3))
             yaws = [0.0] * cfg.restarts
         else:
             rots = [R_g] * cfg.restarts
@@ -331,7 +333,7 @@ class _Scene:
     width: int
     height: int
     depth: torch.Tensor | None      # (H*W,) metres, NaN invalid
-    masks: torch.Tensor             # (instances, H*W) bool
+    masks: torch.Tensor             # (instances*H*W,) bool, instance-major
     margin: float
 
 
@@ -350,7 +352,7 @@ def _objective(params, batch: _Batch, scene: _Scene, lambda_2d: float, directed,
         flat = (v.clamp(0, scene.height - 1) * scene.width + u.clamp(0, scene.width - 1)).long()
         # Only points seen inside the instance's own mask can match its 3D points; silhouette
         # overlap with the outside is the 2D term's business.
-        in_mask = in_img & torch.gather(scene.masks[batch.instance], 1, flat)
+        in_mask = in_img & scene.masks[batch.instance[:, None] * (scene.width * scene.height) + flat]
         if scene.depth is not None:
             obs = scene.depth[flat]
             seen = torch.isfinite(obs)             # no depth there: nothing to match in 3D
@@ -412,7 +414,7 @@ def _setup(problems, camera, depth, gravity, cfg):
     if depth is not None:
         d = np.asarray(depth, np.float32).reshape(-1)
         dt = torch.from_numpy(np.where(np.isfinite(d) & (d > 0), d, np.nan).astype(np.float32)).to(device)
-    masks = torch.from_numpy(np.stack([np.asarray(p.target.mask, bool).reshape(-1) for p in problems])).to(device)
+    masks = torch.from_numpy(np.concatenate([np.asarray(p.target.mask, bool).reshape(-1) for p in problems])).to(device)
     scene = _Scene(camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height, dt, masks,
                    cfg.occlusion_margin)
     items = _build_items(problems, camera, gravity, cfg, dof)
