@@ -179,7 +179,7 @@ class Pipeline:
         """
         cfg = self.depth_cfg
         min_frac = float(cfg.get("min_sensor_fraction", 0.05))
-        if sensor is not None and np.isfinite(sensor).mean() >= 0.999:
+        if _sensor_complete(sensor):
             return sensor.astype(np.float64), "sensor"
         pred = self.depth_model.predict(image_rgb).astype(np.float64)
         kind = self.depth_model.output
@@ -241,13 +241,12 @@ class Pipeline:
         timings: dict[str, float] = {}
         loading = 0.0
 
-        def begin(stage: str, model: LazyModel | None = None) -> float:
+        def begin(stage: str, *models: LazyModel) -> float:
             nonlocal loading
             if cancel is not None and cancel():
                 raise Cancelled(f"cancelled before stage '{stage}'")
             report(stage, 0.0)
-            if model is not None:
-                loading += model.load()
+            loading += sum(model.load() for model in models)
             return time.perf_counter()
 
         def end(stage: str, t0: float) -> None:
@@ -263,7 +262,7 @@ class Pipeline:
 
         ecfg = self.profile["enhancer"]
         size, fill = int(ecfg.get("canvas_size", 512)), float(ecfg.get("fill", 0.6))
-        t0 = begin("enhance", self.enhancer if int(ecfg.get("candidates", 6)) > 0 else None)
+        t0 = begin("enhance", *([self.enhancer] if int(ecfg.get("candidates", 6)) > 0 else []))
         canvases = [white_canvas_crop(image, d.mask, size, fill) for d in detections]
         candidates = self.enhancer.enhance(canvases, labels, seed=self.seed)
         end("enhance", t0)
@@ -276,9 +275,8 @@ class Pipeline:
         proposals = self.generator.generate(kept, seed=self.seed)
         end("generate", t0)
 
-        t0 = begin("depth", self.depth_model)
-        if self.metric_model is not None:
-            loading += self.metric_model.load()
+        depth_models = [] if _sensor_complete(sensor) else [m for m in (self.depth_model, self.metric_model) if m]
+        t0 = begin("depth", *depth_models)  # a complete sensor depth needs no model (nor its weights)
         objects_mask = np.logical_or.reduce([d.mask for d in detections])
         metric, reference = self.metric_depth(image, camera, sensor, objects_mask)
         log.info("metric depth from %s", reference)
@@ -307,6 +305,11 @@ class Pipeline:
         if loading > 0:
             scene.timings_s["load"] = loading
         return scene
+
+
+def _sensor_complete(sensor: np.ndarray | None) -> bool:
+    """True when sensor depth is valid on (nearly, 99.9 %) every pixel: no model is needed then."""
+    return sensor is not None and float(np.isfinite(sensor).mean()) >= 0.999
 
 
 def _align(pred: np.ndarray, reference: np.ndarray, kind: str, mask: np.ndarray | None) -> np.ndarray:

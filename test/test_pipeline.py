@@ -242,3 +242,13 @@ def test_real_weights_fast_profile_end_to_end(image, camera, tmp_path):
     scene = Pipeline.from_profile("fast").run(image, camera, prompt="cup. spoon. plate.")
     assert any(o.label == "cup" for o in scene.objects)
     assert len(read_scene(write_scene(scene, tmp_path).parent).objects) == len(scene.objects)
+
+
+def test_complete_sensor_depth_needs_no_depth_model(image, camera):
+    pipe = Pipeline.from_profile("smoke")
+    depth = np.full(image.shape[:2], 1.2, np.float32)
+    scene = pipe.run(image, camera, depth=depth)
+    assert not pipe.depth_model.loaded and len(scene.objects) > 0
+    for obj in scene.objects:
+        assert 0.3 < obj.T_camera_object[2, 3] < 4.0  # placed around the 1.2 m the sensor saw
+    np.testing.assert_allclose(np.median(scene.cloud_points[:, 2]), 1.2, rtol=1e-6)
