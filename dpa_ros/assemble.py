@@ -197,11 +197,9 @@ def assemble_scene(image_rgb: np.ndarray, metric_depth: np.ndarray, camera: Came
         v, u = v[keep], u[keep]
     sel = np.zeros_like(valid)
     sel[v, u] = True
-    cloud = camera.backproject(depth, sel)     # row-major order, same as (v, u) after sorting
-    order = np.lexsort((u, v))
+    cloud = camera.backproject(depth, sel)     # row-major pixel order, the order of (v, u)
     rgb = np.asarray(image_rgb)
-    colors = rgb[v[order], u[order], :3].astype(np.uint8) if rgb.ndim == 3 else np.repeat(
-        rgb[v[order], u[order], None], 3, 1).astype(np.uint8)
+    colors = (rgb[v, u, :3] if rgb.ndim == 3 else np.repeat(rgb[v, u, None], 3, 1)).astype(np.uint8)
     times["assemble"] = time.perf_counter() - t0
     report("assemble", 1.0)
     return Scene(camera=camera, objects=objects, background=background, cloud_points=cloud, cloud_colors=colors,

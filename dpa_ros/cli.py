@@ -200,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         run(args)
     except (UserError, ValueError, FileNotFoundError) as exc:
         # ValueError covers the library's input errors (camera_info, instances, depth alignment).
+        if args.verbose:
+            log.exception("details")
         print(f"dpa-reconstruct: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -58,6 +58,8 @@ def test_noiseless_scene_with_occlusion_5dof():
     assert [o.id for o in result.objects] == [0, 1, 2]
     assert set(result.timings_s) == {"background", "layout", "assemble"}
     assert 0 < len(result.cloud_points) == len(result.cloud_colors)
+    uv = np.round(scene.camera.project(result.cloud_points)).astype(int)
+    np.testing.assert_array_equal(result.cloud_colors, scene.rgb[uv[:, 1], uv[:, 0]])
 
 
 def test_noisy_depth_looser_bounds():
@@ -187,3 +189,30 @@ def test_mesh_without_faces_names_the_instance(two_objects):
 def test_all_nan_depth_is_a_clear_error(two_objects):
     with pytest.raises(InstanceInputError, match="no valid pixel"):
         _assemble(two_objects, _instances(two_objects), np.full_like(two_objects.depth, np.nan))
+
+
+def test_target_drops_background_bleeding_into_the_mask_and_flying_pixels():
+    from scipy.ndimage import binary_dilation
+    from scipy.spatial import cKDTree
+
+    scene = synthetic.make_scene()
+    k = 2                                                       # the box, in front of the others
+    mask = binary_dilation(scene.masks[k], iterations=2)       # a sloppy segmenter: 2 px of background
+    depth = scene.depth.copy()
+    v, u = np.nonzero(scene.masks[k])
+    rng = np.random.default_rng(0)
+    spikes = rng.choice(len(v), 5, replace=False)
+    depth[v[spikes], u[spikes]] *= 0.7                          # flying pixels in front of the object
+    target = build_target(depth, scene.camera, mask, "box", max_points=5000, max_pixels=5000)
+    placed = scene.meshes[k].copy()
+    placed.apply_transform(scene.poses[k])
+    surface = cKDTree(trimesh.sample.sample_surface(placed, 20000, seed=1)[0])
+    dist, _ = surface.query(target.points)
+    # Spikes (~0.6 m off) and the wall behind (> 1 m) are gone; floor pixels touching the box's
+    # base are at its depth and stay, a few centimetres from its surface.
+    raw, _ = surface.query(scene.camera.backproject(depth, mask))
+    assert raw.max() > 0.5 and (raw > 0.1).sum() > 5
+    assert dist.max() < 0.08, dist.max()
+    assert target.removed_fraction > 0.1
+    assert len(target.pixels) == mask.sum()                    # 2D samples: every mask pixel (u, v)
+    assert mask[target.pixels[:, 1].astype(int), target.pixels[:, 0].astype(int)].all()

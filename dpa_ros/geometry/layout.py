@@ -53,13 +53,15 @@ class LayoutConfig:
             per instance (paper: 5000).
         lr: Adam learning rate for the dimensionless parameters (translation in units of the
             initial object radius, log-scale, rotation in radians); cosine-decayed to lr/10.
-        seed: seeds point sampling and restart rotations; same seed, same result.
+        seed: seeds point sampling and restart rotations; same seed, same result (bit for bit on
+            the CPU with a fixed thread count; on CUDA the atomic adds of the backward pass may
+            change the last bits).
         device: "cpu", "cuda" or "auto" (CUDA when available).
         dof: "auto" (5 when gravity is known, else 7), "7" (full rotation) or "5" (yaw about gravity;
             requires gravity).
         occlusion_margin: metres an observed surface must be in front of a mesh point to hide it.
         block_elements: most distances evaluated at once per nearest-neighbour block; None picks
-            2**20 on CPU (cache-sized) and 2**27 on CUDA.
+            2**19 on CPU (a 2 MB block stays in cache) and 2**27 on CUDA.
     """
 
     lambda_2d: float = 1.0
@@ -93,7 +95,7 @@ class LayoutConfig:
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if str(self.device).startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError(f"layout device {self.device!r} requested but CUDA is not available")
+            raise ValueError(f"layout device {self.device!r} requested but CUDA is not available")
         return torch.device(self.device)
 
 
@@ -278,30 +280,51 @@ def _pose(params, batch):
 _FAR = 1.0e4
 
 
+_GROUPS = 8
+
+
+def _argmin_two_level(d: torch.Tensor) -> torch.Tensor:
+    """argmin over the last dimension (a multiple of ``_GROUPS``), the same answer as ``d.argmin(-1)``
+    but faster on CPUs: an element-wise min over ``_GROUPS`` contiguous slices (vectorised),
+    an argmin over one slice's width, then an argmin over the ``_GROUPS`` candidates."""
+    *lead, m = d.shape
+    w = m // _GROUPS
+    dv = d.view(*lead, _GROUPS, w)
+    col = dv.amin(-2).argmin(-1)
+    cand = torch.gather(dv, -1, col[..., None, None].expand(*lead, _GROUPS, 1)).squeeze(-1)
+    return cand.argmin(-1) * w + col
+
+
 def _nn_blocked(query: torch.Tensor, ref: torch.Tensor, ref_w: torch.Tensor, block: int) -> torch.Tensor:
     """Index (B, n) of each query point's nearest valid reference point, without autograd.
 
-    Works on blocks of at most ``block`` distances; both sets are centred per problem on the
-    reference mean first (float32 precision).
+    Squared distances come from one small matmul per block of at most ``block`` entries
+    (|q|² − 2 q·r + |r|² as a (d+2)-term dot product, written into one reused buffer); both sets
+    are centred per problem on the reference mean first (float32 precision). Invalid and padding
+    reference points are moved far away so they never win.
     """
     with torch.no_grad():
         mean = (ref * ref_w[..., None]).sum(1, keepdim=True) / ref_w.sum(1).clamp_min(1.0)[:, None, None]
         r = torch.where(ref_w[..., None] > 0, ref - mean, torch.full_like(ref, _FAR))
+        pad = -r.shape[1] % _GROUPS
+        if pad:
+            r = torch.cat([r, torch.full_like(r[:, :pad], _FAR)], 1)
         q = query - mean
-        ones_q = torch.ones_like(q[..., :1])
-        ones_r = torch.ones_like(r[..., :1])
-        qa = torch.cat([-2.0 * q, ones_q, (q * q).sum(-1, keepdim=True)], -1)      # (B, n, d+2)
-        ra = torch.cat([r, (r * r).sum(-1, keepdim=True), ones_r], -1)             # (B, m, d+2)
+        qa = torch.cat([-2.0 * q, torch.ones_like(q[..., :1]), (q * q).sum(-1, keepdim=True)], -1)   # (B, n, d+2)
+        raT = torch.cat([r, (r * r).sum(-1, keepdim=True), torch.ones_like(r[..., :1])], -1).transpose(1, 2).contiguous()
         B, n, _ = q.shape
         m = r.shape[1]
         out = torch.empty((B, n), dtype=torch.long, device=q.device)
-        rows = max(1, min(n, block // max(m, 1)))
+        rows = max(1, min(n, block // m))
         bs = max(1, block // (rows * m))
-        raT = ra.transpose(1, 2).contiguous()
+        buf = torch.empty(bs * rows * m, dtype=q.dtype, device=q.device)
         for b0 in range(0, B, bs):
+            b1 = min(B, b0 + bs)
             for r0 in range(0, n, rows):
-                d = torch.bmm(qa[b0:b0 + bs, r0:r0 + rows], raT[b0:b0 + bs])        # squared distances
-                out[b0:b0 + bs, r0:r0 + rows] = d.argmin(-1)
+                r1 = min(n, r0 + rows)
+                d = buf[: (b1 - b0) * (r1 - r0) * m].view(b1 - b0, r1 - r0, m)
+                torch.bmm(qa[b0:b1, r0:r1], raT[b0:b1], out=d)
+                out[b0:b1, r0:r1] = _argmin_two_level(d)
         return out
 
 
@@ -409,7 +432,7 @@ def _setup(problems, camera, depth, gravity, cfg):
         raise ValueError("layout dof '5' needs the gravity direction (fit a floor plane or pass gravity)")
     dof = 5 if (cfg.dof == "5" or (cfg.dof == "auto" and gravity is not None)) else 7
     device = cfg.torch_device()
-    block = cfg.block_elements or (2 ** 27 if device.type == "cuda" else 2 ** 20)
+    block = cfg.block_elements or (2 ** 27 if device.type == "cuda" else 2 ** 19)
     dt = None
     if depth is not None:
         d = np.asarray(depth, np.float32).reshape(-1)
