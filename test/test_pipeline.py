@@ -252,3 +252,14 @@ def test_complete_sensor_depth_needs_no_depth_model(image, camera):
     for obj in scene.objects:
         assert 0.3 < obj.T_camera_object[2, 3] < 4.0  # placed around the 1.2 m the sensor saw
     np.testing.assert_allclose(np.median(scene.cloud_points[:, 2]), 1.2, rtol=1e-6)
+
+
+def test_no_mesh_for_any_instance_is_a_reconstruction_error(image, camera):
+    import torch
+
+    pipe = Pipeline.from_profile("smoke")
+    pipe.generator.load()
+    with torch.no_grad():
+        pipe.generator.pipe.shap_e_renderer.mlp.mlp[-1].bias[0] = -100.0  # every latent decodes to nothing
+    with pytest.raises(ReconstructionError, match=r"none of the \d+ detected objects could be placed"):
+        pipe.run(image, camera)

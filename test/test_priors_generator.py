@@ -88,3 +88,12 @@ def test_real_weights_fast_profile():
         pytest.skip(f"weights absent: {spec.describe()} (dpa-weights download --profile fast)")
     out = ShapEGenerator(cfg, profile="fast").generate([_images(1, s=256)], seed=0)
     assert len(out[0]) == cfg["latents_per_image"]
+
+
+def test_latent_without_surface_is_dropped():
+    gen = ShapEGenerator(load_profile("smoke")["generator"], profile="smoke", device="cpu")
+    gen.load()
+    with torch.no_grad():
+        gen.pipe.shap_e_renderer.mlp.mlp[-1].bias[0] = -100.0  # the SDF is negative (outside) everywhere
+    assert gen.decode(torch.zeros(32, 16)) is None
+    assert gen.generate([_images(1)], seed=0) == [[]]

@@ -88,7 +88,9 @@ class ShapEGenerator(LazyModel):
         grid = int(self.cfg.get("grid_size", 128))
         try:
             raw = renderer.decode_to_mesh(latent[None].to(self.device), self.device, grid_size=grid)
-        except ZeroDivisionError:  # diffusers fails on a latent whose field has no zero crossing
+        except (ValueError, ZeroDivisionError):
+            # diffusers' decoder fails on a field with no zero crossing (an empty vertex list):
+            # torch.cat of no texture batches (ValueError), or a modulo by zero vertices
             return None
         verts = raw.verts.detach().float().cpu().numpy()
         if len(verts) == 0 or len(raw.faces) == 0:
