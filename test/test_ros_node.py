@@ -117,30 +117,42 @@ class NodeProcess:
             time.sleep(0.1)
 
 
-@pytest.fixture(scope="module")
-def node(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ros_node")
+def start_node(tmp: Path, ns: str, *params: str) -> NodeProcess:
+    """The node executable with config/reconstruct.yaml, the smoke profile and ``params`` overrides."""
     export_dir = tmp / "export"
     log_path = tmp / "node.log"
     cmd = [sys.executable, str(ROOT / "scripts" / "reconstruct_node"), "--ros-args",
-           "--params-file", str(CONFIG), "-r", f"__ns:={NS}",
-           "-p", "profile:=smoke", "-p", "image_transport:=both", "-p", "use_depth:=true",
+           "--params-file", str(CONFIG), "-r", f"__ns:={ns}", "-p", "profile:=smoke",
            "-p", f"export_dir:={export_dir}"]
+    for p in params:
+        cmd += ["-p", p]
     env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_LOGGING_BUFFERED_STREAM="1",
                RCUTILS_COLORIZED_OUTPUT="0")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
-    handle = NodeProcess(proc, log_path, export_dir)
-    try:
-        yield handle
-    finally:
+    return NodeProcess(proc, log_path, export_dir)
+
+
+def stop_node(handle: NodeProcess) -> None:
+    """terminate, then kill after a timeout; prints the log's tail for failing tests."""
+    proc = handle.proc
+    if proc.poll() is None:
         proc.terminate()
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
-        print(f"--- node log ({log_path}) ---\n{handle.log()[-6000:]}")
+    print(f"--- node log ({handle.log_path}) ---\n{handle.log()[-6000:]}")
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    handle = start_node(tmp_path_factory.mktemp("ros_node"), NS, "image_transport:=both", "use_depth:=true")
+    try:
+        yield handle
+    finally:
+        stop_node(handle)
 
 
 # ---------------------------------------------------------------------------------------- client
@@ -169,24 +181,25 @@ def wait_until(predicate, timeout_s: float, period: float = 0.02) -> bool:
 class Client:
     """The test's side of the graph; its executor spins in a background thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, ns: str = NS) -> None:
+        node_name = f"{ns}/dpa_reconstructor"
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node("dpa_test_client", context=self.context)
         n = self.node
-        self.pubs = {"image": n.create_publisher(Image, f"{NS}/image", 5),
-                     "compressed": n.create_publisher(CompressedImage, f"{NS}/image/compressed", 5),
-                     "info": n.create_publisher(CameraInfo, f"{NS}/camera_info", 5),
-                     "depth": n.create_publisher(Image, f"{NS}/depth", 5)}
+        self.pubs = {"image": n.create_publisher(Image, f"{ns}/image", 5),
+                     "compressed": n.create_publisher(CompressedImage, f"{ns}/image/compressed", 5),
+                     "info": n.create_publisher(CameraInfo, f"{ns}/camera_info", 5),
+                     "depth": n.create_publisher(Image, f"{ns}/depth", 5)}
         self.lock = threading.Lock()
         self.got: dict[str, list] = {"scene": [], "markers": [], "cloud": []}
-        n.create_subscription(Scene, f"{NODE}/scene", lambda m: self._store("scene", m), LATCHED)
-        n.create_subscription(MarkerArray, f"{NODE}/markers", lambda m: self._store("markers", m), LATCHED)
-        n.create_subscription(PointCloud2, f"{NODE}/scene_cloud", lambda m: self._store("cloud", m), LATCHED)
-        self.snapshot_client = n.create_client(Trigger, f"{NODE}/snapshot")
-        self.set_params_client = n.create_client(SetParameters, f"{NODE}/set_parameters")
-        self.describe_client = n.create_client(DescribeParameters, f"{NODE}/describe_parameters")
-        self.action = ActionClient(n, Reconstruct, f"{NODE}/reconstruct")
+        n.create_subscription(Scene, f"{node_name}/scene", lambda m: self._store("scene", m), LATCHED)
+        n.create_subscription(MarkerArray, f"{node_name}/markers", lambda m: self._store("markers", m), LATCHED)
+        n.create_subscription(PointCloud2, f"{node_name}/scene_cloud", lambda m: self._store("cloud", m), LATCHED)
+        self.snapshot_client = n.create_client(Trigger, f"{node_name}/snapshot")
+        self.set_params_client = n.create_client(SetParameters, f"{node_name}/set_parameters")
+        self.describe_client = n.create_client(DescribeParameters, f"{node_name}/describe_parameters")
+        self.action = ActionClient(n, Reconstruct, f"{node_name}/reconstruct")
         self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
         self.executor.add_node(n)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
@@ -213,7 +226,8 @@ class Client:
     def wait_ready(self, timeout_s: float) -> bool:
         return wait_until(lambda: self.snapshot_client.service_is_ready() and self.action.server_is_ready()
                           and self.set_params_client.service_is_ready()
-                          and all(p.get_subscription_count() > 0 for p in self.pubs.values()), timeout_s, 0.1)
+                          and self.pubs["image"].get_subscription_count() > 0
+                          and self.pubs["info"].get_subscription_count() > 0, timeout_s, 0.1)
 
     def publish(self, msgs: dict, repeat: int = 3, gap: float = 0.05) -> None:
         """Publish a frame a few times (the node's inputs are best-effort) and give it time to arrive."""
@@ -622,3 +636,42 @@ def test_continuous_mode_takes_the_newest_frame_and_drops_stale_ones(node, clien
         assert all(r.successful for r in client.set_params(mode="on_demand", max_rate_hz=0.2))
     assert client.latest("scene", stale) is None
     assert f"{stale / 1e9:.3f}" not in node.log()
+
+
+def test_an_invalid_parameter_value_stops_the_node_with_the_reason(tmp_path):
+    handle = start_node(tmp_path, "/dpa_test_bad", "mode:=sometimes")
+    try:
+        rc = handle.proc.wait(timeout=60)
+    finally:
+        stop_node(handle)
+    assert rc == 2
+    assert re.search(r"\[FATAL\].*invalid parameter: mode must be one of on_demand, continuous, got 'sometimes'",
+                     handle.log())
+
+
+def test_models_load_on_the_first_request_when_load_on_start_is_false(tmp_path):
+    """A second node, in its own namespace, with reliable inputs and no depth: nothing loads before
+    the first goal, which reports a `load` stage before the pipeline's stages."""
+    ns = "/dpa_test_lazy"
+    handle = start_node(tmp_path, ns, "load_on_start:=false", "input_reliability:=reliable")
+    c = None
+    try:
+        c = Client(ns)
+        assert c.wait_ready(90.0), handle.log()[-3000:]
+        time.sleep(1.0)
+        assert "loaded profile" not in handle.log()  # nothing loaded before a request
+        stamp = next_stamp()
+        c.publish(good_frame(stamp), repeat=1)
+        goal, feedback = c.send_goal()
+        status, result = c.result(goal)
+        assert status == GoalStatus.STATUS_SUCCEEDED, result.message
+        stages = [s for _, s, _ in feedback]
+        assert stages[0] == "load" and stages[1] == "segment"
+        assert re.search(r"loaded profile 'smoke' in [\d.]+ s", handle.log())
+        # the scene's object frames use this node's frame_prefix and the image's frame
+        assert wait_until(lambda: c.latest("scene", stamp) is not None, 10.0)
+        assert conv.stamp_to_ns(result.scene.header.stamp) == stamp and result.scene.header.frame_id == FRAME
+    finally:
+        if c is not None:
+            c.close()
+        stop_node(handle)
