@@ -12,11 +12,20 @@ distance (≈ radians). CD is the symmetric L1 Chamfer distance: the unsquared E
 neighbour distance averaged over each set, the two directions averaged.
 
 Occlusion reasoning (with the scene's metric depth map): a mesh point counts in the
-mesh → target 3D direction only when it faces the camera and the observed depth at its pixel is
-not in front of it by more than ``occlusion_margin`` (else it is hidden, by the object itself or
-by another object); a projected mesh point outside the mask costs nothing in 2D when something
-observed is in front of it there or it falls outside the image. Hidden parts of an object are
-thus free, and the visible mask still pins the silhouette from the inside.
+mesh → target 3D direction only when it faces the camera, its pixel lies inside the instance's
+mask and has valid depth, and that observed depth is not in front of it by more than
+``occlusion_margin`` (else it is hidden, by the object itself or by another object); a projected
+mesh point outside the mask costs nothing in 2D when something observed is in front of it there
+or it falls outside the image. Hidden parts of an object are thus free, and the visible mask still
+pins the silhouette from the inside.
+
+Initialisation: size and centre from the mask (its RMS radius in the image plane times the
+target's median depth; the centre on the mask's mean ray, half a radius behind the visible
+surface). Restarts: 7 DoF — the canonical orientation, then uniformly random rotations; 5 DoF —
+the canonical up axis on gravity and yaws evenly spaced over 360°. Parameters are dimensionless
+(translation in units of the initial radius, log-scale, rotation in radians) and share one Adam
+learning rate, cosine-decayed to a tenth. Per (instance, proposal) the restart with the lowest
+final objective wins, then per instance the proposal with the lowest.
 
 All instances × proposals × restarts run as one batch of padded tensors: one Adam loop whose
 objective is the sum of the independent per-problem objectives (Adam is element-wise, so each
