@@ -38,7 +38,7 @@ from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
 from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import DescribeParameters, SetParameters  # noqa: E402
 from rclpy.action import ActionClient  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
@@ -117,17 +117,17 @@ class NodeProcess:
             time.sleep(0.1)
 
 
-def start_node(tmp: Path, ns: str, *params: str) -> NodeProcess:
-    """The node executable with config/reconstruct.yaml, the smoke profile and ``params`` overrides."""
+def start_node(tmp: Path, ns: str, *params: str, profile: str = "smoke", env: dict | None = None) -> NodeProcess:
+    """The node executable with config/reconstruct.yaml, ``profile`` and ``params`` overrides."""
     export_dir = tmp / "export"
     log_path = tmp / "node.log"
     cmd = [sys.executable, str(ROOT / "scripts" / "reconstruct_node"), "--ros-args",
-           "--params-file", str(CONFIG), "-r", f"__ns:={ns}", "-p", "profile:=smoke",
+           "--params-file", str(CONFIG), "-r", f"__ns:={ns}", "-p", f"profile:={profile}",
            "-p", f"export_dir:={export_dir}"]
     for p in params:
         cmd += ["-p", p]
     env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_LOGGING_BUFFERED_STREAM="1",
-               RCUTILS_COLORIZED_OUTPUT="0")
+               RCUTILS_COLORIZED_OUTPUT="0", **(env or {}))
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     return NodeProcess(proc, log_path, export_dir)
@@ -308,6 +308,46 @@ def test_launch_file_compiles_and_declares_its_arguments():
     assert len(calls) == 1
     kwargs = {k.arg for k in calls[0].keywords}
     assert {"package", "executable", "name", "namespace", "parameters", "remappings"} <= kwargs
+
+
+def test_static_tf_publisher_keeps_frames_and_replaces_an_older_scenes():
+    """dpa_ros.ros.tf in-process: frames accumulate by child name; replace=True drops the old set,
+    and a late subscriber only sees the latest set (one latched message, as tf2_ros sends)."""
+    from geometry_msgs.msg import TransformStamped
+
+    from dpa_ros.ros.tf import StaticTransformPublisher
+
+    def tf(child: str, x: float) -> TransformStamped:
+        t = TransformStamped(child_frame_id=child)
+        t.header.frame_id = "cam"
+        t.transform.translation.x = x
+        t.transform.rotation.w = 1.0
+        return t
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    try:
+        pub_node = rclpy.create_node("dpa_test_tf_pub", context=ctx)
+        sub_node = rclpy.create_node("dpa_test_tf_sub", context=ctx)
+        tfp = StaticTransformPublisher(pub_node)
+        assert tfp.backend == "tf_static_publisher"  # no tf2_ros in this environment
+        tfp.publish([tf("dpa_object_0", 1.0), tf("dpa_object_1", 2.0)])
+        sent = tfp.publish([tf("dpa_object_1", 3.0)])  # update by child frame
+        assert [(t.child_frame_id, t.transform.translation.x) for t in sent.transforms] == [
+            ("dpa_object_0", 1.0), ("dpa_object_1", 3.0)]
+        sent = tfp.publish([tf("dpa_object_7", 4.0)], replace=True)
+        assert tfp.frames == ["dpa_object_7"]
+        got: list = []
+        sub_node.create_subscription(TFMessage, "/tf_static", got.append, LATCHED)
+        executor = SingleThreadedExecutor(context=ctx)
+        executor.add_node(sub_node)
+        deadline = time.monotonic() + 15.0
+        while not got and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.1)
+        executor.shutdown()
+        assert got and [t.child_frame_id for t in got[-1].transforms] == ["dpa_object_7"]
+    finally:
+        rclpy.try_shutdown(context=ctx)
 
 
 # ------------------------------------------------------------------------------------ with node
@@ -671,6 +711,31 @@ def test_models_load_on_the_first_request_when_load_on_start_is_false(tmp_path):
         # the scene's object frames use this node's frame_prefix and the image's frame
         assert wait_until(lambda: c.latest("scene", stamp) is not None, 10.0)
         assert conv.stamp_to_ns(result.scene.header.stamp) == stamp and result.scene.header.frame_id == FRAME
+    finally:
+        if c is not None:
+            c.close()
+        stop_node(handle)
+
+
+def test_missing_weights_fail_each_request_with_the_fix_and_never_hang(tmp_path):
+    """The YAML's own profile (paper) with no weights anywhere (empty weights_dir and HF cache)."""
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "hf").mkdir()
+    ns = "/dpa_test_noweights"
+    handle = start_node(tmp_path, ns, f"weights_dir:={tmp_path / 'weights'}", profile="paper",
+                        env={"HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(tmp_path / "hf" / "hub")})
+    c = None
+    try:
+        c = Client(ns)
+        assert c.wait_ready(90.0), handle.log()[-3000:]
+        c.publish(good_frame(next_stamp()), repeat=1)
+        for _ in range(2):  # retried per request; the node keeps serving
+            t0 = time.monotonic()
+            res = c.snapshot(60.0)
+            assert not res.success and time.monotonic() - t0 < 30.0
+            assert "cannot load profile 'paper': missing weights for" in res.message
+            assert "dpa-weights download --profile paper" in res.message
+        _assert_warned(handle, res.message)
     finally:
         if c is not None:
             c.close()

@@ -45,7 +45,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import rclpy
@@ -229,7 +229,6 @@ class Job:
     cancelled: bool = False
     message: str = ""
     scene_msg: SceneMsg | None = None
-    submitted: float = field(default_factory=time.monotonic)
 
     def cancel_requested(self) -> bool:
         return bool(self.goal_handle is not None and self.goal_handle.is_cancel_requested)
@@ -271,7 +270,6 @@ class ReconstructNode(Node):
         n = self._p("input_depth")
         self._infos: collections.deque = collections.deque(maxlen=max(n, 10))
         self._depths: collections.deque = collections.deque(maxlen=max(n, 5))
-        self._image_count = 0
         self._pending = 0  # admitted requests not finished yet (queued + running)
         self._running: Job | None = None
         self._running_since = 0.0
@@ -347,7 +345,6 @@ class ReconstructNode(Node):
     def _on_image(self, msg, source: str) -> None:
         with self._lock:
             self._images.append((source, msg))
-            self._image_count += 1
 
     def _on_info(self, msg: CameraInfo) -> None:
         with self._lock:
