@@ -1,5 +1,4 @@
 """dpa-reconstruct --instances end to end on a rendered scene written to disk, and its user errors."""
-import importlib.util
 import json
 import subprocess
 import sys
@@ -127,16 +126,6 @@ def test_empty_mask_file_fails_naming_the_instance(inputs, tmp_path, capsys):
     args[args.index("--instances") + 1] = str(tmp_path / "i.json")
     assert cli.main(args) == 2
     assert "instance 2 ('box'): mask is empty" in capsys.readouterr().err
-
-
-@pytest.mark.skipif(importlib.util.find_spec("dpa_ros.pipeline") is not None, reason="the pipeline exists")
-def test_full_pipeline_missing_is_reported(inputs, tmp_path, capsys):
-    d, _ = inputs
-    args = _args(d, tmp_path / "o")
-    i = args.index("--instances")
-    del args[i:i + 2]
-    assert cli.main(args) == 2
-    assert "full pipeline not available" in capsys.readouterr().err
 
 
 def test_console_script_reports_user_errors_without_traceback(inputs, tmp_path):
