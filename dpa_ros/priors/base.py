@@ -64,7 +64,7 @@ def select_dtype(device: torch.device, fp16: bool = True) -> torch.dtype:
     return torch.float16 if (fp16 and device.type == "cuda") else torch.float32
 
 
-def generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+def seeded_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
     """A torch generator seeded with ``seed`` for ``device`` (CPU generators for CPU tensors)."""
     dev = torch.device(device)
     return torch.Generator(device=dev.type if dev.type == "cuda" else "cpu").manual_seed(int(seed))

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from dpa_ros.priors import random_models, tiny
-from dpa_ros.priors.base import LazyModel, generator
+from dpa_ros.priors.base import LazyModel, seeded_generator
 from dpa_ros.priors.weights import resolve, spec_for
 
 
@@ -81,7 +81,7 @@ class StableDiffusionEnhancer(LazyModel):
             # (i0 i1 i0 i1 ...) but repeats prompts (p0 p0 p1 p1 ...) with num_images_per_prompt > 1
             images = [Image.fromarray(canvases[i]).resize((s, s), Image.BICUBIC) for i in idx for _ in range(m)]
             prompts = [template.format(category=labels[i]) for i in idx for _ in range(m)]
-            gens = [generator(seed + 1000 * i + j, self.device) for i in idx for j in range(m)]
+            gens = [seeded_generator(seed + 1000 * i + j, self.device) for i in idx for j in range(m)]
             res = self.pipe(prompt=prompts, image=images, strength=float(self.cfg.get("strength", 0.5)),
                             num_inference_steps=int(self.cfg.get("steps", 50)),
                             guidance_scale=float(self.cfg.get("guidance", 9.0)),

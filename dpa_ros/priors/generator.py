@@ -23,7 +23,7 @@ import trimesh
 from PIL import Image
 
 from dpa_ros.priors import random_models, tiny
-from dpa_ros.priors.base import LazyModel, generator
+from dpa_ros.priors.base import LazyModel, seeded_generator
 from dpa_ros.priors.weights import resolve, spec_for
 
 #: rotation taking Shap-E's z-up frame (viewer on -y) to the canonical object frame (x right, y down, z away)
@@ -71,7 +71,7 @@ class ShapEGenerator(LazyModel):
         for b0 in range(0, len(images), per_call):
             idx = range(b0, min(len(images), b0 + per_call))
             pixels = proc([Image.fromarray(np.asarray(images[i], np.uint8)) for i in idx], return_tensors="pt").pixel_values
-            gens = [generator(seed + 1000 * i + j, self.device) for i in idx for j in range(n_per)]
+            gens = [seeded_generator(seed + 1000 * i + j, self.device) for i in idx for j in range(n_per)]
             res = self.pipe(image=pixels.to(self.device, self.dtype), num_images_per_prompt=n_per,
                             num_inference_steps=int(self.cfg.get("steps", 64)),
                             guidance_scale=float(self.cfg.get("guidance", 3.0)), generator=gens, output_type="latent")
@@ -105,7 +105,7 @@ class ShapEGenerator(LazyModel):
 
         Args:
             images_per_instance: per instance its K kept (S, S, 3) uint8 images.
-            seed: instance i's images are seeded from ``seed + 100000·i``.
+            seed: the images of all instances, in order, form one batch; see :meth:`latents`.
         """
         flat, owner = [], []
         for i, imgs in enumerate(images_per_instance):

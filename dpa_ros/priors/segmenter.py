@@ -45,7 +45,10 @@ def category_token_spans(offsets: list[tuple[int, int]], text: str, categories: 
 
 
 class GroundedSAM(LazyModel):
-    """Open-vocabulary instance segmentation: Grounding DINO + Segment Anything (batched over boxes)."""
+    """Open-vocabulary instance segmentation: Grounding DINO + Segment Anything (batched over boxes).
+
+    Thresholds are read from ``cfg`` at every call, so a caller may change them on a loaded adapter.
+    """
 
     name = "segment"
 
