@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -136,6 +137,11 @@ def test_bad_inputs_fail_before_any_model_loads(image, camera):
     assert not any(m.loaded for m in pipe.models().values())
     with pytest.raises(ReconstructionError, match="unknown layout option"):
         Pipeline.from_profile("smoke", overrides={"layout": {"iters": 3}})
+    with pytest.raises(ReconstructionError, match="unknown device 'gpu0'"):
+        Pipeline.from_profile("smoke", device="gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ReconstructionError, match="CUDA is not available"):
+            Pipeline.from_profile("smoke", device="cuda")
 
 
 def test_cancel_between_stages(pipeline, image, camera):
@@ -255,7 +261,6 @@ def test_complete_sensor_depth_needs_no_depth_model(image, camera):
 
 
 def test_no_mesh_for_any_instance_is_a_reconstruction_error(image, camera):
-    import torch
 
     pipe = Pipeline.from_profile("smoke")
     pipe.generator.load()

@@ -53,10 +53,19 @@ class Detection:
 
 
 def select_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` as given, else CUDA when available, else CPU. ``"auto"`` means None."""
+    """``device`` as given, else CUDA when available, else CPU. ``"auto"`` means None.
+
+    Raises :class:`ReconstructionError` for an unknown device or CUDA requested where there is none.
+    """
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ReconstructionError(f"unknown device '{device}' (use cpu, cuda, cuda:N or auto)") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ReconstructionError(f"device '{device}' requested but CUDA is not available here (use cpu or auto)")
+    return dev
 
 
 def select_dtype(device: torch.device, fp16: bool = True) -> torch.dtype:
