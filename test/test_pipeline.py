@@ -261,7 +261,6 @@ def test_complete_sensor_depth_needs_no_depth_model(image, camera):
 
 
 def test_no_mesh_for_any_instance_is_a_reconstruction_error(image, camera):
-
     pipe = Pipeline.from_profile("smoke")
     pipe.generator.load()
     with torch.no_grad():
