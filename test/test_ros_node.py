@@ -224,10 +224,14 @@ class Client:
 
     # -- helpers
     def wait_ready(self, timeout_s: float) -> bool:
-        return wait_until(lambda: self.snapshot_client.service_is_ready() and self.action.server_is_ready()
+        """Node's services, action and input subscriptions visible here (+ a moment for the node's
+        side of discovery, so that the first best-effort frames are not published into the void)."""
+        ok = wait_until(lambda: self.snapshot_client.service_is_ready() and self.action.server_is_ready()
                           and self.set_params_client.service_is_ready()
                           and self.pubs["image"].get_subscription_count() > 0
                           and self.pubs["info"].get_subscription_count() > 0, timeout_s, 0.1)
+        time.sleep(0.5)
+        return ok
 
     def publish(self, msgs: dict, repeat: int = 3, gap: float = 0.05) -> None:
         """Publish a frame a few times (the node's inputs are best-effort) and give it time to arrive."""
@@ -701,7 +705,7 @@ def test_models_load_on_the_first_request_when_load_on_start_is_false(tmp_path):
         time.sleep(1.0)
         assert "loaded profile" not in handle.log()  # nothing loaded before a request
         stamp = next_stamp()
-        c.publish(good_frame(stamp), repeat=1)
+        c.publish(good_frame(stamp))
         goal, feedback = c.send_goal()
         status, result = c.result(goal)
         assert status == GoalStatus.STATUS_SUCCEEDED, result.message
@@ -728,7 +732,7 @@ def test_missing_weights_fail_each_request_with_the_fix_and_never_hang(tmp_path)
     try:
         c = Client(ns)
         assert c.wait_ready(90.0), handle.log()[-3000:]
-        c.publish(good_frame(next_stamp()), repeat=1)
+        c.publish(good_frame(next_stamp()))
         for _ in range(2):  # retried per request; the node keeps serving
             t0 = time.monotonic()
             res = c.snapshot(60.0)
