@@ -437,7 +437,12 @@ class ReconstructNode(Node):
 
     def _submit(self, kind: str, prompt: str | None, goal_handle=None) -> Job:
         """Capture the frame and enqueue a job (the caller holds an admission). Raises InputError."""
-        frame = self.capture_frame()
+        try:
+            frame = self.capture_frame()
+        except InputError:
+            raise
+        except Exception as exc:  # an unforeseen conversion failure must not leak the admission
+            raise InputError(f"cannot use the input frame: {type(exc).__name__}: {exc}") from exc
         job = Job(kind=kind, frame=frame, prompt=prompt or self._p("prompt") or None, goal_handle=goal_handle)
         for note in frame.notes:
             self.get_logger().warning(note)
@@ -493,7 +498,7 @@ class ReconstructNode(Node):
         result.success, result.message = job.success, job.message
         if job.scene_msg is not None:
             result.scene = job.scene_msg
-        if job.cancelled:
+        if job.cancelled and goal_handle.is_cancel_requested:
             goal_handle.canceled()
         elif job.success:
             goal_handle.succeed()
