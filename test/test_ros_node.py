@@ -219,6 +219,7 @@ class Client:
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=2.0)
+        self.action.destroy()
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
 
