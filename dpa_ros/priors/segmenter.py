@@ -12,9 +12,10 @@ Profile section ``segmenter``::
     min_mask_pixels: 1     # instances whose SAM mask is smaller are dropped
 
 Both models run in float32 (Grounding DINO's deformable attention and SamPredictor's transforms
-expect it; together they take under a second on a GPU). ``source`` in each subsection: ``weights`` (default; from weights_dir or the HF cache), ``tiny``
-(:mod:`dpa_ros.priors.tiny`) or ``random`` (:mod:`dpa_ros.priors.random_models`; the detector's
-``variant``, base or tiny, and SAM's ``type`` pick the size).
+expect it; the paper measured 0.93 s for the stage on an RTX 3090). ``source`` in each subsection:
+``weights`` (default; from weights_dir or the HF cache), ``tiny`` (:mod:`dpa_ros.priors.tiny`) or
+``random`` (:mod:`dpa_ros.priors.random_models`; the detector's ``variant``, base or tiny, and SAM's
+``type`` pick the size).
 """
 from __future__ import annotations
 
