@@ -345,9 +345,14 @@ def _directed_blocked(query, ref, ref_w, block):
 
 
 def _directed_dense(query, ref, ref_w, block):
-    """Reference: the dense (n, m) distance matrix under autograd, min over references."""
-    ref = torch.where(ref_w[..., None] > 0, ref, torch.full_like(ref, _FAR))
-    return torch.cdist(query, ref).min(-1).values
+    """Reference: the dense (n, m) distance matrix under autograd, min over references.
+
+    Centred on the reference mean like :func:`_nn_blocked`, so cdist's matmul formula keeps
+    float32 precision at centimetre distances.
+    """
+    mean = (ref * ref_w[..., None]).sum(1, keepdim=True) / ref_w.sum(1).clamp_min(1.0)[:, None, None]
+    ref = torch.where(ref_w[..., None] > 0, ref - mean, torch.full_like(ref, _FAR))
+    return torch.cdist(query - mean, ref).min(-1).values
 
 
 def _wmean(values: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
