@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ACTIVATE := . ./activate.sh
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench lock clean
+.PHONY: setup demo test bench weights lock clean
 
 setup:
 	@bash scripts/setup.sh
@@ -17,6 +17,11 @@ test: setup
 
 bench: setup
 	@$(ACTIVATE) && python bench/layout.py && python bench/pipeline.py
+
+# Download a profile's weights (needs a network; nothing else in the project does).
+PROFILE ?= fast
+weights: setup
+	@$(ACTIVATE) && dpa-weights download --profile $(PROFILE)
 
 # Re-resolve requirements/requirements.in into requirements/lock.txt in a throw-away venv.
 lock:

@@ -3,6 +3,8 @@
 `pip install -e .` gives `import dpa_ros` and the `dpa-*` commands. The ROS interfaces
 (dpa_ros.msg, dpa_ros.action) come from the colcon build of CMakeLists.txt; see README.
 """
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 setup(
@@ -12,8 +14,15 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["dpa_ros", "dpa_ros.*"]),
-    package_data={"dpa_ros": ["assets/*", "assets/**/*"]},
-    install_requires=["numpy", "scipy", "pyyaml", "trimesh", "pillow", "torch", "tqdm"],
+    # Versions that are known to work together are pinned in requirements/lock.txt.
+    install_requires=[
+        "numpy", "scipy", "pyyaml", "pillow", "tqdm", "trimesh", "lxml", "usd-core", "open3d",
+        "opencv-python-headless", "torch", "torchvision", "transformers", "diffusers", "accelerate",
+        "segment-anything", "open_clip_torch", "huggingface-hub", "safetensors", "vhacdx",
+    ],
+    # Profiles are found under <prefix>/share/dpa_ros/config/profiles (dpa_ros.priors.profiles).
+    data_files=[("share/dpa_ros/config/profiles", [str(p) for p in sorted(Path("config/profiles").glob("*.yaml"))]),
+                ("share/dpa_ros/config", ["config/reconstruct.yaml"])],
     entry_points={
         "console_scripts": [
             "dpa-reconstruct = dpa_ros.cli:main",
