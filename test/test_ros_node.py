@@ -371,6 +371,7 @@ def test_action_end_to_end_feedback_scene_markers_cloud_tf_export(node, client):
     status, result = client.result(handle)
     assert status == GoalStatus.STATUS_SUCCEEDED, result.message
     assert result.success and result.message.startswith("reconstructed ")
+    assert f" of frame {stamp // 1_000_000_000}.{stamp % 1_000_000_000:09d} s in " in result.message
     scene = result.scene
     n = len(scene.objects)
     assert n >= 1

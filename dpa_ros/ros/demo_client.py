@@ -65,6 +65,10 @@ class _Client(Node):
         return bool(predicate())
 
 
+def _stamp_ns(stamp) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
 def _exported_files(message: str, scene: Scene | None) -> tuple[str | None, list[str]]:
     match = re.search(r"exported to (\S+?)(;|$)", message)
     folder = Path(match.group(1)) if match else None
@@ -134,10 +138,7 @@ def run_demo(node_name: str = "/dpa_reconstructor", use_action: bool = False, pr
         if not client.spin_until(ready, wait_node_s):
             result["message"] = f"{client.target} did not appear within {wait_node_s:.0f} s"
             return result
-        # let transient-local history (an older scene) arrive, then only count what comes next
-        client.spin_until(lambda: False, 1.0)
-        for v in client.got.values():
-            v.clear()
+        client.spin_until(lambda: False, 0.5)  # let discovery settle
         t0 = time.monotonic()
         if use_action:
             def on_feedback(fb):
@@ -166,13 +167,32 @@ def run_demo(node_name: str = "/dpa_reconstructor", use_action: bool = False, pr
             res = future.result()
             result["success"], result["message"] = bool(res.success), res.message
         result["seconds"] = round(time.monotonic() - t0, 2)
+        # the outputs of *this* reconstruction: those stamped with its frame (the topics are latched,
+        # so an older scene may arrive late); the stamp is in the result's scene / the service message
+        if use_action and result["success"]:
+            stamp = _stamp_ns(res.scene.header.stamp)
+        else:
+            m = re.search(r"of frame (\d+)\.(\d{9}) s", result["message"])
+            stamp = int(m.group(1)) * 1_000_000_000 + int(m.group(2)) if m else None
+        got = client.got
+
+        def pick(key: str):
+            for msg in reversed(got[key]):
+                header = msg.markers[0].header if key == "markers" and msg.markers else getattr(msg, "header", None)
+                if stamp is None or (header is not None and _stamp_ns(header.stamp) == stamp):
+                    return msg
+            return None
+
+        def tf_frames():
+            return {t.child_frame_id: t for m in got["tf"] for t in m.transforms
+                    if stamp is None or _stamp_ns(t.header.stamp) == stamp}
+
+        scene = markers = cloud = tf = None  # a failed request published nothing
         if result["success"]:
-            got = client.got
-            client.spin_until(lambda: got["scene"] and got["markers"] and got["cloud"] and got["tf"], 10.0)
-        scene = client.got["scene"][-1] if client.got["scene"] else None
-        markers = client.got["markers"][-1] if client.got["markers"] else None
-        cloud = client.got["cloud"][-1] if client.got["cloud"] else None
-        tf = TFMessage(transforms=list({t.child_frame_id: t for m in client.got["tf"] for t in m.transforms}.values()))
+            client.spin_until(lambda: pick("scene") and pick("markers") and pick("cloud")
+                              and len(tf_frames()) >= len(pick("scene").objects), 10.0)
+            scene, markers, cloud = pick("scene"), pick("markers"), pick("cloud")
+            tf = TFMessage(transforms=list(tf_frames().values()))
         result.update(_summary(scene, markers, cloud, tf))
         folder, files = _exported_files(result["message"], scene)
         result["exported_dir"], result["exported_files"] = folder, files

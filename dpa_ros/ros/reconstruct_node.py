@@ -666,7 +666,9 @@ class ReconstructNode(Node):
         n = len(scene.objects)
         timings = ", ".join(f"{k} {v:.2f} s" for k, v in scene.timings_s.items())
         job.success = True
-        job.message = (f"reconstructed {conv.summarize_scene_msg(job.scene_msg)} in {elapsed:.2f} s"
+        sec, nsec = divmod(frame.stamp_ns, 1_000_000_000)
+        job.message = (f"reconstructed {conv.summarize_scene_msg(job.scene_msg)} of frame {sec}.{nsec:09d} s "
+                       f"in {elapsed:.2f} s"
                        + "".join(f"; {x}" for x in frame.notes + notes))
         log.info(f"{job.kind} reconstruction done: {n} object{'s' if n != 1 else ''} in {elapsed:.2f} s "
                  f"({timings}); {len(scene.cloud_points)} cloud points" + "".join(f"; {x}" for x in notes))
