@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SAMPLE=samples/room
 OUT=${DEMO_OUT:-out/demo}
-rm -rf "$OUT" && mkdir -p "$OUT"
+rm -rf "$OUT" && mkdir -p "$OUT" && OUT=$(realpath "$OUT")
 # Keep the demo's DDS traffic on this machine.
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-42} HF_HUB_OFFLINE=1
 
@@ -27,7 +27,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 reconstruct_node --ros-args --params-file config/reconstruct.yaml -p profile:=smoke -p use_depth:=true \
-  -p export_dir:="$PWD/$OUT/ros" \
+  -p export_dir:="$OUT/ros" \
   -r image:=/camera/color/image_raw -r camera_info:=/camera/color/camera_info \
   -r depth:=/camera/aligned_depth_to_color/image_raw > "$OUT/node.log" 2>&1 &
 pids+=($!)
