@@ -153,6 +153,8 @@ def main(argv=None) -> int:
         "cuda_peak_a_mb": a["cuda_peak_mb"], "cuda_peak_b_mb": b["cuda_peak_mb"],
         "final_error_a_mean": float(pa.mean()), "final_error_b_mean": float(pb.mean()),
         "final_error_max_abs_diff": float(np.abs(pa - pb).max()),
+        "problems_a_better": int((pa < pb - 1e-4).sum()), "problems_b_better": int((pb < pa - 1e-4).sum()),
+        "final_errors_a": pa.tolist(), "final_errors_b": pb.tolist(),
         "a_instance_errors": a["instance_errors"], "a_chosen_proposals": a["chosen_proposals"],
         "timestamp": datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"),
     }
@@ -163,7 +165,8 @@ def main(argv=None) -> int:
             ("peak RSS [MB]", f"{a['peak_rss_mb']:.0f} (before solve {a['rss_before_mb']:.0f})",
              f"{b['peak_rss_mb']:.0f} (before solve {b['rss_before_mb']:.0f})"),
             ("final error, mean over compared problems", f"{report['final_error_a_mean']:.5f}",
-             f"{report['final_error_b_mean']:.5f}")]
+             f"{report['final_error_b_mean']:.5f}"),
+            ("problems fitting better by > 1e-4", f"{report['problems_a_better']}", f"{report['problems_b_better']}")]
     if a["cuda_peak_mb"] is not None:
         rows.insert(4, ("CUDA peak [MB]", f"{a['cuda_peak_mb']:.0f}", f"{b['cuda_peak_mb']:.0f}"))
     print(f"layout benchmark, config {args.config}: {cfg}, {total} problems, device {a['device']}, "
