@@ -125,13 +125,13 @@ def _pipeline_scene(args, image, depth, camera, progress) -> Scene:
         raise UserError(str(exc)) from exc
 
 
-def _export(scene_dir: Path, formats: tuple[str, ...]) -> None:
+def _export(scene_dir: Path, formats: tuple[str, ...], overwrite: bool) -> None:
     try:
-        from dpa_ros.export import export_scene
+        from dpa_ros.export import ExportOptions, export_scene
     except ImportError as exc:
         log.warning("exporters not available (%s); wrote scene.json, meshes and cloud only", exc)
         return
-    export_scene(scene_dir, formats=formats)
+    export_scene(scene_dir, formats=formats, options=ExportOptions(overwrite=overwrite))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -149,6 +149,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--device", help="cpu, cuda or auto")
     ap.add_argument("--export", default=",".join(EXPORT_FORMATS),
                     help=f"comma-separated export formats ({','.join(EXPORT_FORMATS)}) or 'none'")
+    ap.add_argument("--force", action="store_true", help="replace what a previous run left in --out")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("-v", "--verbose", action="store_true")
     return ap.parse_args(argv)
@@ -173,6 +174,8 @@ def run(args: argparse.Namespace) -> Path:
         p = getattr(args, name)
         if p is not None and not p.exists():
             raise UserError(f"--{name.replace('_', '-')} {p} does not exist")
+    if not args.force and args.out.is_dir() and any(args.out.iterdir()):
+        raise UserError(f"--out {args.out} is not empty; use --force to replace its contents")
     camera = CameraModel.from_yaml(args.camera_info)
     image = load_image(args.image)
     depth = load_depth(args.depth, args.depth_scale) if args.depth is not None else None
@@ -189,7 +192,7 @@ def run(args: argparse.Namespace) -> Path:
     log.info("%d objects placed in %.2f s; scene written to %s", len(scene.objects), time.perf_counter() - t0,
              json_path)
     if formats:
-        _export(args.out, formats)
+        _export(args.out, formats, overwrite=args.force)
     return json_path
 
 

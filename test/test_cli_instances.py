@@ -64,6 +64,22 @@ def test_reconstruct_with_instances_writes_the_scene(inputs, tmp_path, caplog):
     assert "3 objects placed" in caplog.text and "layout" in caplog.text
 
 
+def test_second_run_into_the_same_out_needs_force_and_then_replaces_the_exports(inputs, tmp_path, capsys):
+    d, _ = inputs
+    out = tmp_path / "out"
+    args = [a if a != "none" else "glb,gazebo" for a in _args(d, out, "--seed", "0", "--device", "cpu")]
+    assert cli.main(args) == 0
+    first = (out / "scene.glb").stat().st_mtime_ns
+    capsys.readouterr()
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not empty" in err and "--force" in err and len(err.splitlines()) == 1
+    assert (out / "scene.glb").stat().st_mtime_ns == first  # nothing was touched
+    assert cli.main([*args, "--force"]) == 0
+    assert (out / "scene.glb").stat().st_mtime_ns > first
+    assert (out / "gazebo" / "scene.sdf").is_file()
+
+
 def test_depth_files_png_millimetres_and_npy_metres(inputs):
     d, scene = inputs
     valid = np.isfinite(scene.depth)
