@@ -42,7 +42,7 @@ def sam(kind: str = "vit_h", device: str | torch.device = "cpu"):
 
 def stable_diffusion_img2img(device: str | torch.device = "cpu"):
     """``StableDiffusionImg2ImgPipeline`` with SD 2.1's UNet (865 M), VAE and OpenCLIP-H text encoder."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionImg2ImgPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     vocab, merges = tiny.clip_bpe_vocab()
@@ -57,13 +57,7 @@ def stable_diffusion_img2img(device: str | torch.device = "cpu"):
             vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_attention_heads=16, num_hidden_layers=23,
             hidden_act="gelu", projection_dim=1024, bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                              set_alpha_to_one=False, steps_offset=1)
-    pipe = StableDiffusionImg2ImgPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                          scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                          image_encoder=None, requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return tiny.sd_img2img_pipeline(unet, vae, text_encoder, tokenizer)
 
 
 def open_clip_model(arch: str = "ViT-H-14", device: str | torch.device = "cpu"):

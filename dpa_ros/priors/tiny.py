@@ -113,7 +113,7 @@ def sam(seed: int = 0, img_size: int = 128):
 
 def stable_diffusion_img2img(seed: int = 0):
     """A ``StableDiffusionImg2ImgPipeline`` with a 2-level 32/64 UNet, a 2× VAE and a 2-layer CLIP text encoder."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionImg2ImgPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     _seed(seed)
@@ -130,6 +130,13 @@ def stable_diffusion_img2img(seed: int = 0):
         vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
         max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id))
+    return sd_img2img_pipeline(unet, vae, text_encoder, tokenizer)
+
+
+def sd_img2img_pipeline(unet, vae, text_encoder, tokenizer):
+    """StableDiffusionImg2ImgPipeline from its parts, with SD's DDIM schedule and no safety checker."""
+    from diffusers import DDIMScheduler, StableDiffusionImg2ImgPipeline
+
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
                               set_alpha_to_one=False, steps_offset=1)
     pipe = StableDiffusionImg2ImgPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
