@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
 from dpa_ros.assemble import Instance, assemble_scene
 from dpa_ros.geometry.camera import CameraModel
