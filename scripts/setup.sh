@@ -39,13 +39,14 @@ fi
 if ! stamp_ok venv "$req_hash"; then
   log "installing requirements/lock.txt into .venv (first time: about 3 minutes, ~7.5 GB)"
   t0=$SECONDS
-  "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q --no-input -r requirements/lock.txt
+  "$VENV/bin/python" -m pip install -qq --upgrade pip
+  # -qq: errors only (this machine's pip configuration warns once per package about local indexes)
+  "$VENV/bin/python" -m pip install -qq --no-input -r requirements/lock.txt
   # The ROS wheels were built in a manylinux container: their exported CMake files name its
   # Python and numpy include directories. Point them at this venv's.
   py_inc=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
   np_inc=$("$VENV/bin/python" -c 'import numpy; print(numpy.get_include())')
-  grep -rl '/opt/python/cp311-cp311' "$VENV/share" --include='*.cmake' 2>/dev/null | while read -r f; do
+  { grep -rl '/opt/python/cp311-cp311' "$VENV/share" --include='*.cmake' 2>/dev/null || true; } | while read -r f; do
     sed -i -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$np_inc#g" \
            -e "s#/opt/python/cp311-cp311/include/python3.11#$py_inc#g" "$f"
   done
@@ -58,7 +59,7 @@ fi
 #    that pkgutil.extend_path can see, so dpa_ros.msg from install/ joins the source package.
 if ! stamp_ok editable "$(hash_of setup.py)"; then
   log "installing dpa_ros (editable)"
-  "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
+  "$VENV/bin/python" -m pip install -qq --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
   hash_of setup.py > "$STAMPS/editable"
 fi
 
