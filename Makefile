@@ -23,11 +23,11 @@ PROFILE ?= fast
 weights: setup
 	@$(ACTIVATE) && dpa-weights download --profile $(PROFILE)
 
-# Re-resolve requirements/requirements.in into requirements/lock.txt in a throw-away venv.
+# Re-resolve requirements/ros.in + ml.in into requirements/lock.txt in a throw-away venv.
 lock:
 	@rm -rf /tmp/dpa-lock-venv && python3.11 -m venv /tmp/dpa-lock-venv \
 	  && /tmp/dpa-lock-venv/bin/pip install -q -U pip \
-	  && /tmp/dpa-lock-venv/bin/pip install -q -r requirements/requirements.in \
+	  && /tmp/dpa-lock-venv/bin/pip install -q -r requirements/ros.in -r requirements/ml.in \
 	  && /tmp/dpa-lock-venv/bin/python scripts/freeze_lock.py > requirements/lock.txt \
 	  && rm -rf /tmp/dpa-lock-venv
 

@@ -15,6 +15,6 @@ for dist in distributions():
     if name.lower() in SKIP or dist.read_text("direct_url.json"):
         continue
     pins.add(f"{name}=={dist.version}")
-print("# Exact pins of everything in the venv, resolved from requirements/requirements.in by 'make lock'")
+print("# Exact pins of everything in the venv, resolved from requirements/ros.in + ml.in by 'make lock'")
 print("# (python 3.11, x86_64, Debian 12). 'make setup' installs this file.")
 print("\n".join(sorted(pins, key=str.lower)))
