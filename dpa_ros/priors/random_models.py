@@ -74,9 +74,9 @@ def shap_e_img2img(seed: int = 0, device: str | torch.device = "cpu"):
     As in :func:`dpa_ros.priors.tiny.shap_e_img2img`, the marching-cubes tables are filled and the SDF
     bias calibrated, so random latents decode to non-empty meshes of realistic vertex counts.
     """
-    from diffusers import HeunDiscreteScheduler, PriorTransformer, ShapEImg2ImgPipeline
+    from diffusers import PriorTransformer
     from diffusers.pipelines.shap_e import ShapERenderer
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+    from transformers import CLIPVisionConfig, CLIPVisionModel
 
     torch.manual_seed(seed)
     with torch.device(device):
@@ -91,15 +91,7 @@ def shap_e_img2img(seed: int = 0, device: str | torch.device = "cpu"):
         renderer = ShapERenderer()
     fill_mesh_decoder(renderer.mesh_decoder)
     tiny._calibrate_sdf_bias(renderer, (1024, 1024), seed, grid=32)
-    image_processor = CLIPImageProcessor(crop_size=224, do_center_crop=True, do_normalize=True, do_resize=True,
-                                         image_mean=[0.48145466, 0.4578275, 0.40821073],
-                                         image_std=[0.26862954, 0.26130258, 0.27577711], resample=3, size=224)
-    scheduler = HeunDiscreteScheduler(beta_schedule="exp", num_train_timesteps=1024, prediction_type="sample",
-                                      use_karras_sigmas=True, clip_sample=True, clip_sample_range=1.0)
-    pipe = ShapEImg2ImgPipeline(prior=prior, image_encoder=image_encoder, image_processor=image_processor,
-                                shap_e_renderer=renderer, scheduler=scheduler)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return tiny.shap_e_img2img_pipeline(prior, image_encoder, renderer, image_size=224)
 
 
 def dpt_hybrid(device: str | torch.device = "cpu"):

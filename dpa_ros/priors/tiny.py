@@ -213,9 +213,9 @@ def shap_e_img2img(seed: int = 0, image_size: int = 32):
       inside: meshes are non-empty, seeded, and still shaped by the latent. This is a property
       of the smoke weights only.
     """
-    from diffusers import HeunDiscreteScheduler, PriorTransformer, ShapEImg2ImgPipeline
+    from diffusers import PriorTransformer
     from diffusers.pipelines.shap_e import ShapERenderer
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+    from transformers import CLIPVisionConfig, CLIPVisionModel
 
     _seed(seed)
     latent_dim, width = 16, 8
@@ -227,15 +227,23 @@ def shap_e_img2img(seed: int = 0, image_size: int = 32):
     image_encoder = CLIPVisionModel(CLIPVisionConfig(hidden_size=16, image_size=image_size, projection_dim=16,
                                                      intermediate_size=24, num_attention_heads=2, num_channels=3,
                                                      num_hidden_layers=1, patch_size=8))
-    image_processor = CLIPImageProcessor(crop_size=image_size, do_center_crop=True, do_normalize=True, do_resize=True,
-                                         image_mean=[0.48145466, 0.4578275, 0.40821073],
-                                         image_std=[0.26862954, 0.26130258, 0.27577711], resample=3, size=image_size)
     renderer = ShapERenderer(param_names=("nerstf.mlp.0.weight", "nerstf.mlp.1.weight", "nerstf.mlp.2.weight",
                                           "nerstf.mlp.3.weight"),
                              param_shapes=((width, 93), (width, width), (width, width), (width, width)),
                              d_latent=latent_dim, d_hidden=width, n_output=12, background=(0.1, 0.1, 0.1))
     fill_mesh_decoder(renderer.mesh_decoder)
     _calibrate_sdf_bias(renderer, (4 * width, latent_dim), seed)
+    return shap_e_img2img_pipeline(prior, image_encoder, renderer, image_size)
+
+
+def shap_e_img2img_pipeline(prior, image_encoder, renderer, image_size: int):
+    """ShapEImg2ImgPipeline from its parts, with Shap-E's CLIP preprocessing and Karras-Heun schedule."""
+    from diffusers import HeunDiscreteScheduler, ShapEImg2ImgPipeline
+    from transformers import CLIPImageProcessor
+
+    image_processor = CLIPImageProcessor(crop_size=image_size, do_center_crop=True, do_normalize=True, do_resize=True,
+                                         image_mean=[0.48145466, 0.4578275, 0.40821073],
+                                         image_std=[0.26862954, 0.26130258, 0.27577711], resample=3, size=image_size)
     scheduler = HeunDiscreteScheduler(beta_schedule="exp", num_train_timesteps=1024, prediction_type="sample",
                                       use_karras_sigmas=True, clip_sample=True, clip_sample_range=1.0)
     pipe = ShapEImg2ImgPipeline(prior=prior, image_encoder=image_encoder, image_processor=image_processor,
