@@ -30,7 +30,7 @@ from dpa_ros.export.gazebo import write_gazebo
 from dpa_ros.export.meshes import (prepare_objects, plane_patches, write_cloud_ply, write_glb,
                                    write_object_objs)
 from dpa_ros.export.options import ExportError, ExportOptions
-from dpa_ros.export.targets import check_target, relocate, staged_directory
+from dpa_ros.export.targets import check_target, write_directory
 from dpa_ros.export.usd import build_stage, write_usd
 from dpa_ros.scene import Scene, read_scene
 
@@ -109,10 +109,7 @@ def export_scene(scene_dir: str | Path, formats: Iterable[str] = FORMATS, option
                 log.warning("scene has no objects and no planes; %s not written (glTF cannot be empty)", GLB_FILE)
                 written[fmt] = []
         elif fmt == "obj":
-            target = scene_dir / OBJ_DIR
-            with staged_directory(target) as stage:
-                files = write_object_objs(stage, objects, world)
-            written[fmt] = relocate(files, stage, target)
+            written[fmt] = write_directory(scene_dir / OBJ_DIR, lambda stage: write_object_objs(stage, objects, world))
         elif fmt == "ply":
             if len(scene.cloud_points):
                 written[fmt] = [write_cloud_ply(scene_dir / CLOUD_WORLD_PLY, scene, world)]
@@ -120,10 +117,8 @@ def export_scene(scene_dir: str | Path, formats: Iterable[str] = FORMATS, option
                 log.warning("scene has no point cloud; %s not written", CLOUD_WORLD_PLY)
                 written[fmt] = []
         elif fmt == "gazebo":
-            target = scene_dir / GAZEBO_DIR
-            with staged_directory(target) as stage:
-                files = write_gazebo(stage, objects, world, options)
-            written[fmt] = relocate(files, stage, target)
+            written[fmt] = write_directory(scene_dir / GAZEBO_DIR,
+                                           lambda stage: write_gazebo(stage, objects, world, options))
         else:
             usd_stage = build_stage(objects, patches, world, options)
             written[fmt] = [write_usd(p, usd_stage) for p in output_paths(scene_dir, "usd", options)]

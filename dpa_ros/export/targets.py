@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from dpa_ros.export.options import ExportError
 
@@ -48,6 +48,9 @@ def staged_directory(target: Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def relocate(paths: list[Path], stage: Path, target: Path) -> list[Path]:
-    """Map paths written under ``stage`` to where they are after :func:`staged_directory` renames it."""
-    return [target / p.relative_to(stage) for p in paths]
+def write_directory(target: Path, write: Callable[[Path], list[Path]]) -> list[Path]:
+    """Run ``write(stage)`` in a :func:`staged_directory` for ``target``; return the written files'
+    final paths (under ``target``)."""
+    with staged_directory(target) as stage:
+        files = write(stage)
+    return [target / f.relative_to(stage) for f in files]
