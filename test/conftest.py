@@ -1,6 +1,11 @@
 """Test-wide settings: no network, and ROS 2 traffic isolated to this machine and this run."""
 import os
 import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
 
 # Never reach a model hub from tests (DESIGN.md §4: no hub here; tokenizers would return junk).
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -9,3 +14,25 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 # other ROS graphs on the machine never see each other. Child processes inherit both.
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ["ROS_DOMAIN_ID"] = os.environ.get("DPA_TEST_ROS_DOMAIN_ID") or str(random.SystemRandom().randint(1, 100))
+
+
+PHOTO = Path(__file__).parent / "assets" / "coffee.png"
+
+
+@pytest.fixture(scope="module")
+def image() -> np.ndarray:
+    """The real test photo (CC0, see test/assets/README.md) as (200, 300, 3) uint8 RGB."""
+    return np.asarray(Image.open(PHOTO).convert("RGB"))
+
+
+@pytest.fixture
+def require_weights():
+    """``require_weights(cfg, section, profile)`` skips the test, naming the model and the command that
+    fetches it, when that model's weights are not in weights_dir or the Hugging Face cache."""
+    from dpa_ros.priors import weights
+
+    def check(cfg: dict, section: str, profile: str) -> None:
+        spec = weights.spec_for(cfg, section)
+        if weights.find(spec) is None:
+            pytest.skip(f"weights absent: {spec.describe()} (dpa-weights download --profile {profile})")
+    return check

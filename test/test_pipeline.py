@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
 
 from dpa_ros.geometry.camera import CameraModel
 from dpa_ros.geometry.depth_alignment import DepthAlignmentError
@@ -17,11 +16,6 @@ from dpa_ros.pipeline import (STAGES, Cancelled, MissingWeightsError, Pipeline, 
 from dpa_ros.scene import read_scene, write_scene
 
 ASSET = Path(__file__).parent / "assets" / "coffee.png"
-
-
-@pytest.fixture(scope="module")
-def image():
-    return np.asarray(Image.open(ASSET).convert("RGB"))
 
 
 @pytest.fixture(scope="module")

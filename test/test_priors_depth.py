@@ -1,23 +1,12 @@
 """Monocular depth adapters (stage 5: DPT-Hybrid layout, Depth Anything) and the sensor-depth path."""
-from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from dpa_ros.geometry.camera import CameraModel
-from dpa_ros.priors import weights
 from dpa_ros.priors.base import ReconstructionError
 from dpa_ros.priors.depth import MonocularDepth, sensor_depth
 from dpa_ros.priors.profiles import load_profile, merge
-
-ASSET = Path(__file__).parent / "assets" / "coffee.png"
-
-
-@pytest.fixture(scope="module")
-def image():
-    return np.asarray(Image.open(ASSET).convert("RGB"))
-
 
 @pytest.fixture(scope="module")
 def smoke_depth_cfg():
@@ -61,10 +50,8 @@ def test_sensor_depth():
 
 @pytest.mark.real_weights
 @pytest.mark.parametrize("profile", ["paper", "fast"])
-def test_real_weights(image, profile):
+def test_real_weights(image, profile, require_weights):
     cfg = load_profile(profile)["depth"]
-    spec = weights.spec_for(cfg, "depth")
-    if weights.find(spec) is None:
-        pytest.skip(f"weights absent: {spec.describe()} (dpa-weights download --profile {profile})")
+    require_weights(cfg, "depth", profile)
     pred = MonocularDepth(cfg, profile=profile).predict(image)
     assert pred.shape == image.shape[:2] and pred.std() > 0

@@ -1,22 +1,11 @@
 """Stable Diffusion img2img adapter (stage 2) and the white-canvas crop, with the smoke profile."""
-from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from dpa_ros.priors import weights
 from dpa_ros.priors.crops import mask_bbox, white_canvas_crop
 from dpa_ros.priors.enhancer import StableDiffusionEnhancer
 from dpa_ros.priors.profiles import load_profile, merge
-
-ASSET = Path(__file__).parent / "assets" / "coffee.png"
-
-
-@pytest.fixture(scope="module")
-def image():
-    return np.asarray(Image.open(ASSET).convert("RGB"))
-
 
 @pytest.fixture(scope="module")
 def enhancer():
@@ -90,11 +79,9 @@ def test_no_instances_or_no_candidates(enhancer):
 
 
 @pytest.mark.real_weights
-def test_real_weights_fast_profile(image):
+def test_real_weights_fast_profile(image, require_weights):
     cfg = load_profile("fast")["enhancer"]
-    spec = weights.spec_for(cfg, "enhancer")
-    if weights.find(spec) is None:
-        pytest.skip(f"weights absent: {spec.describe()} (dpa-weights download --profile fast)")
+    require_weights(cfg, "enhancer", "fast")
     enh = StableDiffusionEnhancer(cfg, profile="fast")
     out = enh.enhance(_canvases(image, 512)[:1], ["cup"], seed=0)
     assert out.shape == (1, cfg["candidates"], 512, 512, 3) and out.std() > 10

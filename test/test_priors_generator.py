@@ -4,7 +4,6 @@ import pytest
 import torch
 import trimesh
 
-from dpa_ros.priors import weights
 from dpa_ros.priors.generator import SHAP_E_TO_OBJECT, ShapEGenerator, shap_e_to_object_frame
 from dpa_ros.priors.marching_cubes import EDGES, fill_mesh_decoder, tables
 from dpa_ros.priors.profiles import load_profile
@@ -82,11 +81,9 @@ def test_latent_shape(gen):
 
 
 @pytest.mark.real_weights
-def test_real_weights_fast_profile():
+def test_real_weights_fast_profile(require_weights):
     cfg = load_profile("fast")["generator"]
-    spec = weights.spec_for(cfg, "generator")
-    if weights.find(spec) is None:
-        pytest.skip(f"weights absent: {spec.describe()} (dpa-weights download --profile fast)")
+    require_weights(cfg, "generator", "fast")
     out = ShapEGenerator(cfg, profile="fast").generate([_images(1, s=256)], seed=0)
     assert len(out[0]) == cfg["latents_per_image"]
 

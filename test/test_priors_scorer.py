@@ -4,7 +4,6 @@ import copy
 import numpy as np
 import pytest
 
-from dpa_ros.priors import weights
 from dpa_ros.priors.profiles import load_profile, merge
 from dpa_ros.priors.scorer import ClipScorer
 
@@ -67,11 +66,9 @@ def test_deterministic_under_seed(scorer):
 
 
 @pytest.mark.real_weights
-def test_real_weights_fast_profile():
+def test_real_weights_fast_profile(require_weights):
     cfg = load_profile("fast")["scorer"]
-    spec = weights.spec_for(cfg, "scorer")
-    if weights.find(spec) is None:
-        pytest.skip(f"weights absent: {spec.describe()} (dpa-weights download --profile fast)")
+    require_weights(cfg, "scorer", "fast")
     originals, cands = _images(1, 2, s=224)
     kept, sims = ClipScorer(cfg, profile="fast").select(originals, cands)
     assert sims.shape == (1, 3) and len(kept[0]) == cfg["top_k"]

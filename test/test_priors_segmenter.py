@@ -1,23 +1,14 @@
 """Grounded-SAM adapter (stage 1) with the smoke profile's tiny Grounding DINO and SAM."""
 import copy
-from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from dpa_ros.priors import weights
 from dpa_ros.priors.base import Detection, ReconstructionError
 from dpa_ros.priors.profiles import load_profile, merge
 from dpa_ros.priors.segmenter import GroundedSAM, category_token_spans, parse_prompt
 
-ASSET = Path(__file__).parent / "assets" / "coffee.png"
 PROMPT = "cup. plate. spoon. table."
-
-
-@pytest.fixture(scope="module")
-def image():
-    return np.asarray(Image.open(ASSET).convert("RGB"))
 
 
 @pytest.fixture(scope="module")
@@ -112,11 +103,9 @@ def test_grey_image_and_bad_inputs(segmenter):
 
 
 @pytest.mark.real_weights
-def test_real_weights_fast_profile(image):
+def test_real_weights_fast_profile(image, require_weights):
     cfg = load_profile("fast")["segmenter"]
     for section in ("detector", "sam"):
-        spec = weights.spec_for(cfg[section], f"segmenter.{section}")
-        if weights.find(spec) is None:
-            pytest.skip(f"weights absent: {spec.describe()} (dpa-weights download --profile fast)")
+        require_weights(cfg[section], f"segmenter.{section}", "fast")
     dets = GroundedSAM(cfg, profile="fast").segment(image, "cup. spoon. plate.")
     assert any(d.label == "cup" for d in dets)
