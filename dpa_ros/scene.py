@@ -207,9 +207,9 @@ def read_scene(scene_dir: str | Path) -> Scene:
                 scale=float(o.get("scale", np.cbrt(abs(np.linalg.det(T[:3, :3]))))),
                 fit_error=float(o.get("fit_error", float("nan"))),
                 proposal_index=int(o.get("proposal_index", -1))))
+    except SceneFormatError:
+        raise
     except (OSError, KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, SceneFormatError):
-            raise
         raise SceneFormatError(f"cannot read scene {json_path}: {exc}") from exc
     bg = data.get("background") or {}
     background = Background(planes=[Plane.from_dict(p) for p in bg.get("planes", [])],
