@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-command environment for dpa_ros on Debian 12 with Python 3.11:
 #   Debian packages -> .venv from requirements/lock.txt -> editable dpa_ros -> colcon build of the
-#   package's messages (and a tf2_msgs stand-in where no real tf2_msgs exists) into install/.
+#   package's messages (and stand-ins for tf2_msgs, vision_msgs, moveit_msgs where no real one exists)
+#   into install/.
 # Idempotent: each step is skipped when the inputs it depends on are unchanged (stamps in
 # .setup-stamps/), so a second run finishes in seconds.
 set -euo pipefail
@@ -63,7 +64,7 @@ if ! stamp_ok editable "$(hash_of setup.py)"; then
   hash_of setup.py > "$STAMPS/editable"
 fi
 
-# 4. Messages: colcon build of this package (and tf2_msgs where it is missing) into install/.
+# 4. Messages: colcon build of this package (and the ros_shims/ stand-ins that are missing) into install/.
 build_inputs=$(find msg action ros_shims CMakeLists.txt package.xml scripts launch config -type f 2>/dev/null | sort || true)
 build_hash=$(hash_of $build_inputs requirements/lock.txt)
 if ! stamp_ok build "$build_hash" || [ ! -f install/setup.bash ]; then
@@ -73,9 +74,13 @@ if ! stamp_ok build "$build_hash" || [ ! -f install/setup.bash ]; then
   mkdir -p build/.pkgsrc log
   ln -sfn "$ROOT" build/.pkgsrc/dpa_ros
   paths=("$ROOT/build/.pkgsrc/dpa_ros")
-  if ! "$VENV/bin/python" -c 'import tf2_msgs.msg' 2>/dev/null || [ -d install/tf2_msgs ]; then
-    paths+=("$ROOT/ros_shims/tf2_msgs")
-  fi
+  # A stand-in (ros_shims/<pkg>: the real package's .msg files, unchanged) only where no real <pkg>
+  # is importable; one built before (install/<pkg>) is rebuilt.
+  for shim in tf2_msgs vision_msgs object_recognition_msgs moveit_msgs; do
+    if ! "$VENV/bin/python" -c "import $shim.msg" 2>/dev/null || [ -d "install/$shim" ]; then
+      paths+=("$ROOT/ros_shims/$shim")
+    fi
+  done
   log "building messages with colcon: ${paths[*]##*/}"
   t0=$SECONDS
   (
@@ -98,5 +103,7 @@ import rclpy, dpa_ros, torch
 from dpa_ros.msg import Scene
 from dpa_ros.action import Reconstruct
 from tf2_msgs.msg import TFMessage
+from vision_msgs.msg import Detection3DArray
+from moveit_msgs.msg import CollisionObject
 print(f"[setup] ok: dpa_ros {dpa_ros.__version__}, rclpy, torch {torch.__version__}, messages built")
 PY
