@@ -3,6 +3,9 @@
 With ``--instances`` the learned stages 1–4 are skipped ("bring your own priors"): the given
 masks and canonical-frame meshes are placed by the layout solver in the sensor's metric depth
 (``--depth`` is then required). Without it the full pipeline of the chosen ``--profile`` runs.
+Besides ``scene.json`` (and the files it names) and the ``--export`` formats (the exporter's list,
+:data:`dpa_ros.export.FORMATS`), it writes ``preview.png``: the input image with every fitted
+object's silhouette, outline and label drawn over it (:mod:`dpa_ros.overlay`).
 User errors end with exit status 2 and a one-line reason on stderr, never a traceback.
 """
 from __future__ import annotations
@@ -17,13 +20,14 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from dpa_ros.export import FORMATS as EXPORT_FORMATS
+from dpa_ros.export import ExportOptions, export_scene
 from dpa_ros.geometry.camera import CameraModel
 from dpa_ros.geometry.layout import LayoutConfig
+from dpa_ros.overlay import PREVIEW_PNG, write_preview
 from dpa_ros.scene import Scene, write_scene
 
 log = logging.getLogger("dpa_ros.cli")
-
-EXPORT_FORMATS = ("glb", "ply", "gazebo", "usd")
 
 
 class UserError(Exception):
@@ -126,11 +130,6 @@ def _pipeline_scene(args, image, depth, camera, progress) -> Scene:
 
 
 def _export(scene_dir: Path, formats: tuple[str, ...], overwrite: bool) -> None:
-    try:
-        from dpa_ros.export import ExportOptions, export_scene
-    except ImportError as exc:
-        log.warning("exporters not available (%s); wrote scene.json, meshes and cloud only", exc)
-        return
     export_scene(scene_dir, formats=formats, options=ExportOptions(overwrite=overwrite))
 
 
@@ -187,10 +186,12 @@ def run(args: argparse.Namespace) -> Path:
     finally:
         progress.close()
     json_path = write_scene(scene, args.out)
+    preview = write_preview(args.out / PREVIEW_PNG, image, scene)
     for stage, seconds in scene.timings_s.items():
         log.info("stage %-12s %8.2f s", stage, seconds)
     log.info("%d objects placed in %.2f s; scene written to %s", len(scene.objects), time.perf_counter() - t0,
              json_path)
+    log.info("preview (input image with the fitted objects drawn over it): %s", preview)
     if formats:
         _export(args.out, formats, overwrite=args.force)
     return json_path
