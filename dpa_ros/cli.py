@@ -160,7 +160,8 @@ def _export_formats(text: str) -> tuple[str, ...]:
     formats = tuple(f.strip().lower() for f in text.split(",") if f.strip())
     unknown = [f for f in formats if f not in EXPORT_FORMATS]
     if unknown:
-        raise UserError(f"--export: unknown format(s) {', '.join(unknown)}; choose from {', '.join(EXPORT_FORMATS)} or none")
+        raise UserError(f"--export: unknown format(s) {', '.join(unknown)}; "
+                        f"choose from {', '.join(EXPORT_FORMATS)} or none")
     return formats
 
 

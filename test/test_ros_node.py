@@ -34,21 +34,28 @@ pytestmark = pytest.mark.ros
 import cv2  # noqa: E402
 import trimesh  # noqa: E402
 from action_msgs.msg import GoalStatus  # noqa: E402
+from moveit_msgs.msg import CollisionObject  # noqa: E402
+from PIL import Image as PILImage  # noqa: E402
 from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
 from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import DescribeParameters, SetParameters  # noqa: E402
 from rclpy.action import ActionClient  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from scipy.spatial.transform import Rotation  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
+from vision_msgs.msg import Detection3DArray  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from dpa_ros.action import Reconstruct  # noqa: E402
 from dpa_ros.geometry.camera import CameraModel  # noqa: E402
 from dpa_ros.msg import Scene  # noqa: E402
+from dpa_ros.overlay import draw_overlay  # noqa: E402
 from dpa_ros.ros import conversions as conv  # noqa: E402
+from dpa_ros.ros.planning import COLLISION_OBJECT_TYPE_HASH, DETECTION3D_ARRAY_TYPE_HASH  # noqa: E402
+from dpa_ros.scene import Scene as LibScene  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "reconstruct.yaml"
@@ -745,4 +752,140 @@ def test_missing_weights_fail_each_request_with_the_fix_and_never_hang(tmp_path)
     finally:
         if c is not None:
             c.close()
+        stop_node(handle)
+
+
+# ------------------------------------------------- planner outputs: ~/detections, collision_object, ~/overlay
+HISTORY = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+class Received:
+    """What this process got on the planner topics, in arrival order."""
+
+    def __init__(self, client: Client) -> None:
+        self.lock = threading.Lock()
+        self.msgs: dict[str, list] = {"detections": [], "collision": [], "overlay": []}
+        n = client.node
+        n.create_subscription(Detection3DArray, f"{NODE}/detections", lambda m: self._add("detections", m), HISTORY)
+        n.create_subscription(CollisionObject, f"{NS}/collision_object", lambda m: self._add("collision", m), HISTORY)
+        n.create_subscription(Image, f"{NODE}/overlay", lambda m: self._add("overlay", m), HISTORY)
+
+    def _add(self, key: str, msg) -> None:
+        with self.lock:
+            self.msgs[key].append(msg)
+
+    def stamped(self, key: str, stamp_ns: int) -> list:
+        with self.lock:
+            return [m for m in self.msgs[key] if conv.stamp_to_ns(m.header.stamp) == stamp_ns]
+
+
+def _reconstruct(client: Client) -> tuple[int, object]:
+    """One snapshot of a fresh frame; (stamp, the ~/scene of that frame)."""
+    stamp = next_stamp()
+    client.publish(good_frame(stamp))
+    res = client.snapshot()
+    assert res.success, res.message
+    assert wait_until(lambda: client.latest("scene", stamp) is not None, 10.0)
+    scene = client.latest("scene", stamp)
+    assert len(scene.objects) >= 1
+    return stamp, scene
+
+
+def _xyz(p) -> np.ndarray:
+    return np.array([p.x, p.y, p.z])
+
+
+def _rotation(q) -> np.ndarray:
+    return Rotation.from_quat((q.x, q.y, q.z, q.w)).as_matrix()
+
+
+def test_detections_collision_objects_and_overlay_match_the_scene_then_stale_ids_are_removed(node, client):
+    """Received here, from the node's process: each checked against the ~/scene of the same frame."""
+    got = Received(client)
+    stamp, scene = _reconstruct(client)
+    n = len(scene.objects)
+    assert wait_until(lambda: got.stamped("detections", stamp) and got.stamped("overlay", stamp)
+                      and sum(c.operation == CollisionObject.ADD for c in got.stamped("collision", stamp)) >= n, 10.0)
+
+    # the types on the wire are the real packages' (RIHS01 type hashes announced by the node's process)
+    hashes = {str(i.topic_type_hash) for i in client.node.get_publishers_info_by_topic(f"{NODE}/detections")}
+    assert hashes == {DETECTION3D_ARRAY_TYPE_HASH}
+    hashes = {str(i.topic_type_hash) for i in client.node.get_publishers_info_by_topic(f"{NS}/collision_object")}
+    assert hashes == {COLLISION_OBJECT_TYPE_HASH}
+
+    # Detection3DArray: same header as the scene, one detection per object
+    (dets,) = got.stamped("detections", stamp)
+    assert dets.header == scene.header and dets.header.frame_id == FRAME
+    assert [d.id for d in dets.detections] == [f"dpa_object_{o.id}" for o in scene.objects]
+    for det, obj in zip(dets.detections, scene.objects):
+        hyp = det.results[0]
+        assert (hyp.hypothesis.class_id, hyp.hypothesis.score) == (obj.label, pytest.approx(obj.score, abs=1e-6))
+        assert hyp.pose.pose == obj.pose
+        verts = np.array([(p.x, p.y, p.z) for p in obj.mesh.vertices])
+        lo, hi = verts.min(axis=0), verts.max(axis=0)
+        R, t = _rotation(obj.pose.orientation), _xyz(obj.pose.position)
+        np.testing.assert_allclose(_xyz(det.bbox.size), (hi - lo) * obj.scale, rtol=1e-9)
+        np.testing.assert_allclose(_xyz(det.bbox.center.position), R @ ((lo + hi) / 2 * obj.scale) + t, atol=1e-9)
+        np.testing.assert_allclose(_rotation(det.bbox.center.orientation), R, atol=1e-9)
+
+    # CollisionObject: ADD per object, mesh scaled to metres in the object frame, rigid pose (an
+    # earlier test's scene may have had more objects: their REMOVEs carry this stamp too)
+    adds = [c for c in got.stamped("collision", stamp) if c.operation != CollisionObject.REMOVE]
+    assert [(c.id, c.operation) for c in adds] == [(f"dpa_object_{o.id}", CollisionObject.ADD) for o in scene.objects]
+    for co, obj in zip(adds, scene.objects):
+        assert co.header == scene.header and co.pose == obj.pose and len(co.meshes) == 1
+        verts = np.array([(p.x, p.y, p.z) for p in obj.mesh.vertices])
+        np.testing.assert_allclose([(p.x, p.y, p.z) for p in co.meshes[0].vertices], verts * obj.scale, rtol=1e-12)
+        assert [tuple(t.vertex_indices) for t in co.meshes[0].triangles] == \
+            [tuple(t.vertex_indices) for t in obj.mesh.triangles]
+        assert co.mesh_poses[0].orientation.w == 1.0 and _xyz(co.mesh_poses[0].position).tolist() == [0, 0, 0]
+
+    # ~/overlay: the input image's header and size, the objects drawn where the scene puts them
+    (overlay,) = got.stamped("overlay", stamp)
+    assert overlay.encoding == "rgb8" and (overlay.width, overlay.height) == (CAMERA.width, CAMERA.height)
+    assert overlay.header.frame_id == FRAME
+    picture = conv.image_to_rgb(overlay)
+    expected = draw_overlay(RGB, LibScene(camera=CAMERA, objects=[conv.object_from_msg(o) for o in scene.objects]))
+    assert np.any(picture != RGB)
+    assert np.mean(np.all(picture == expected, axis=2)) > 0.99  # the same drawing (float round trip aside)
+    out = node.export_dir / f"{stamp // 1_000_000_000}_{stamp % 1_000_000_000:09d}"
+    with PILImage.open(out / "preview.png") as img:
+        np.testing.assert_array_equal(np.asarray(img.convert("RGB")), picture)
+
+    # a second scene under another frame_prefix: every id of the first is REMOVEd, before the new ADDs
+    assert all(r.successful for r in client.set_params(frame_prefix="second_"))
+    try:
+        stamp2, scene2 = _reconstruct(client)
+        first_ids = [f"dpa_object_{o.id}" for o in scene.objects]
+        second_ids = [f"second_object_{o.id}" for o in scene2.objects]
+        want = len(first_ids) + len(second_ids)
+        assert wait_until(lambda: len(got.stamped("collision", stamp2)) >= want, 10.0)
+        ops = [(c.id, c.operation) for c in got.stamped("collision", stamp2)]
+        assert ops == [(i, CollisionObject.REMOVE) for i in first_ids] + [(i, CollisionObject.ADD) for i in second_ids]
+        assert wait_until(lambda: got.stamped("detections", stamp2), 10.0)
+        assert [d.id for d in got.stamped("detections", stamp2)[0].detections] == second_ids
+    finally:
+        client.set_params(frame_prefix="dpa_")
+
+
+def test_outputs_are_switched_off_and_renamed_by_parameters(tmp_path):
+    """No models needed: what the node advertises at start is the check."""
+    ns = "/dpa_test_outputs_off"
+    handle = start_node(tmp_path, ns, "load_on_start:=false", "publish_collision_objects:=false",
+                        "publish_overlay:=false", "detections_topic:=/planner/objects")
+    c = Client(ns)
+    try:
+        assert handle.wait_for_log(r"ready: profile", 60.0), handle.log()[-2000:]
+
+        def types_by_topic():  # the topics this node publishes (another test's node may still run)
+            return {name: types for name, types in c.node.get_topic_names_and_types()
+                    if any((i.node_name, i.node_namespace) == ("dpa_reconstructor", ns)
+                           for i in c.node.get_publishers_info_by_topic(name))}
+        assert wait_until(lambda: "/planner/objects" in types_by_topic(), 20.0), types_by_topic()
+        topics = types_by_topic()
+        assert topics["/planner/objects"] == ["vision_msgs/msg/Detection3DArray"]
+        assert not any("moveit_msgs/msg/CollisionObject" in t for t in topics.values())
+        assert f"{ns}/dpa_reconstructor/overlay" not in topics and f"{ns}/dpa_reconstructor/scene" in topics
+    finally:
+        c.close()
         stop_node(handle)

@@ -18,6 +18,9 @@ Interfaces (DESIGN.md §3; ``~`` is the node's private namespace, ``/<ns>/dpa_re
 ``~/markers``        pub visualization_msgs/MarkerArray        DELETEALL, then mesh + label per object
 ``~/scene_cloud``    pub sensor_msgs/PointCloud2               xyz + rgb, in the image's optical frame
 ``/tf_static``       pub tf2_msgs/TFMessage                    ``<frame_prefix>object_<id>`` per object
+``~/detections``     pub vision_msgs/Detection3DArray          with ``publish_detections`` (:mod:`.planning`)
+``collision_object`` pub moveit_msgs/CollisionObject           one per object, ADD; REMOVE of stale ids
+``~/overlay``        pub sensor_msgs/Image                     rgb8, the input image with the objects drawn
 ==================== ========================================= ===========================================
 
 Threading: subscriptions only store the newest messages; a request converts and validates the
@@ -64,6 +67,7 @@ from visualization_msgs.msg import MarkerArray
 from dpa_ros.action import Reconstruct
 from dpa_ros.geometry.camera import CameraModel
 from dpa_ros.msg import Scene as SceneMsg
+from dpa_ros.overlay import PREVIEW_PNG, draw_overlay, write_png
 from dpa_ros.ros import conversions as conv
 from dpa_ros.ros.conversions import ConversionError
 from dpa_ros.ros.tf import StaticTransformPublisher
@@ -156,6 +160,17 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("label_height_m", 0.08, "Height of the text label markers (m)", range=(0.001, 10.0)),
     ParamSpec("cloud_max_points", 0, "Most points in ~/scene_cloud, evenly subsampled (0 = all)",
               range=(0, 100_000_000)),
+    ParamSpec("publish_detections", True, "Publish each scene as vision_msgs/Detection3DArray on detections_topic",
+              read_only=True),
+    ParamSpec("detections_topic", "~/detections", "Topic of the Detection3DArray (reliable, transient-local)",
+              read_only=True),
+    ParamSpec("publish_collision_objects", True, "Publish one moveit_msgs/CollisionObject per object on "
+              "collision_object_topic (ADD; REMOVE for the previous scene's objects)", read_only=True),
+    ParamSpec("collision_object_topic", "collision_object", "Topic of the CollisionObjects (move_group listens "
+              "on collision_object)", read_only=True),
+    ParamSpec("publish_overlay", True, "Publish ~/overlay (sensor_msgs/Image rgb8): the input image with each "
+              "object's silhouette, outline and label; also written as preview.png with export_dir",
+              read_only=True),
 )
 PARAMETER_INDEX = {p.name: p for p in PARAMETERS}
 
@@ -173,7 +188,8 @@ def check_parameter(name: str, value: Any) -> str | None:
     if spec.choices and value not in spec.choices:
         return f"{name} must be one of {', '.join(spec.choices)}, got '{value}'"
     if name == "export_formats":
-        known = ("glb", "obj", "ply", "gazebo", "usd")
+        from dpa_ros.export import FORMATS as known
+
         bad = [f for f in value if f not in known]
         if bad:
             return f"export_formats: unknown format(s) {bad}; choose from {', '.join(known)}"
@@ -313,6 +329,9 @@ class ReconstructNode(Node):
         self._marker_pub = self.create_publisher(MarkerArray, "~/markers", LATCHED_QOS)
         self._cloud_pub = self.create_publisher(PointCloud2, "~/scene_cloud", LATCHED_QOS)
         self._tf = StaticTransformPublisher(self)
+        self._planning = self._planning_publisher()
+        self._overlay_pub = self.create_publisher(Image, "~/overlay", LATCHED_QOS) if self._p("publish_overlay") \
+            else None
 
         # triggers
         self._request_group = ReentrantCallbackGroup()
@@ -328,11 +347,25 @@ class ReconstructNode(Node):
         self.get_logger().info(
             f"ready: profile '{self.profile}', inputs {', '.join(self._image_topics)} + {self._info_sub.topic_name}"
             + (f" + {self._depth_sub.topic_name}" if self._depth_sub else "")
-            + f"; mode {self._p('mode')}, busy_policy {self._p('busy_policy')}; tf backend {self._tf.backend}")
+            + f"; mode {self._p('mode')}, busy_policy {self._p('busy_policy')}; tf backend {self._tf.backend}"
+            + "".join(f"; publishes {t}" for t in (self._planning.topics if self._planning else [])))
 
     # ------------------------------------------------------------------------------- helpers
     def _p(self, name: str) -> Any:
         return self.get_parameter(name).value
+
+    def _planning_publisher(self):
+        """The Detection3DArray / CollisionObject publisher, or None when both are switched off."""
+        detections = self._p("detections_topic") if self._p("publish_detections") else None
+        collision = self._p("collision_object_topic") if self._p("publish_collision_objects") else None
+        if not (detections or collision):
+            return None
+        try:
+            from dpa_ros.ros.planning import PlanningPublisher
+        except ImportError as exc:
+            raise ValueError(f"publish_detections / publish_collision_objects need vision_msgs and moveit_msgs "
+                             f"({exc}); install them, or set both parameters to false") from exc
+        return PlanningPublisher(self, detections, collision)
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         for p in params:
@@ -674,8 +707,9 @@ class ReconstructNode(Node):
                  f"({timings}); {len(scene.cloud_points)} cloud points" + "".join(f"; {x}" for x in notes))
 
     # ------------------------------------------------------------------------------- outputs
-    def _export(self, scene, stamp_ns: int) -> tuple[dict[int, str], list[str]]:
-        """Write scene.json + meshes (+ export formats) to <export_dir>/<stamp>/; (mesh URIs, notes)."""
+    def _export(self, scene, stamp_ns: int, overlay: np.ndarray | None) -> tuple[dict[int, str], list[str]]:
+        """Write scene.json + meshes (+ export formats, + the overlay as preview.png) to
+        <export_dir>/<stamp>/; (mesh URIs, notes)."""
         export_dir = self._p("export_dir")
         if not export_dir:
             return {}, []
@@ -695,6 +729,8 @@ class ReconstructNode(Node):
         except Exception as exc:
             return {}, [f"export to {out} failed: {type(exc).__name__}: {exc}"]
         uris = {int(o.id): (out / "objects" / f"{o.id}.obj").as_uri() for o in scene.objects}
+        if overlay is not None:
+            write_png(out / PREVIEW_PNG, overlay)
         formats = list(self._p("export_formats"))
         if formats:
             try:
@@ -710,7 +746,13 @@ class ReconstructNode(Node):
         return uris, notes
 
     def _publish(self, scene, frame: Frame) -> tuple[SceneMsg, list[str]]:
-        uris, notes = self._export(scene, frame.stamp_ns)
+        overlay = None
+        if self._overlay_pub is not None or self._p("export_dir"):
+            try:
+                overlay = draw_overlay(frame.rgb, scene)
+            except ValueError as exc:
+                self.get_logger().warning(f"no overlay: {exc}")
+        uris, notes = self._export(scene, frame.stamp_ns, overlay)
         for note in notes[1:]:
             self.get_logger().warning(note)
         stamp = conv.ns_to_stamp(frame.stamp_ns)
@@ -730,6 +772,10 @@ class ReconstructNode(Node):
         self._tf.publish(conv.scene_to_transforms(scene_msg, self._p("frame_prefix")), replace=True)
         self._marker_pub.publish(markers)
         self._cloud_pub.publish(cloud)
+        if self._planning is not None:
+            self._planning.publish(scene_msg, self._p("frame_prefix"))
+        if self._overlay_pub is not None and overlay is not None:
+            self._overlay_pub.publish(conv.numpy_to_image(overlay, "rgb8", frame.frame_id, stamp))
         self._scene_pub.publish(scene_msg)
         return scene_msg, notes
 
