@@ -20,6 +20,7 @@ dpa-reconstruct --image "$SAMPLE/rgb.png" --depth "$SAMPLE/depth.png" --camera-i
 echo "-- accuracy against the sample's ground truth (dpa-eval):"
 dpa-eval "$OUT/instances" "$SAMPLE/ground_truth"
 echo "-- files: $(cd "$OUT/instances" && find . -maxdepth 2 -type f | sort | head -20 | tr '\n' ' ')"
+echo "-- picture of the fit (input image + each object's silhouette and label): $OUT/instances/preview.png"
 
 echo
 echo "== 2/2  ROS 2 node dpa_reconstructor (profile smoke) fed by $SAMPLE/rosbag"
@@ -36,9 +37,11 @@ pids+=($!)
 # Let discovery settle and the first frames arrive before asking for a snapshot.
 for _ in $(seq 50); do grep -q "playing" "$OUT/player.log" 2>/dev/null && break; sleep 0.2; done
 sleep 2
-if ! python -m dpa_ros.ros.demo_client --wait-node 180; then
+if ! python -m dpa_ros.ros.demo_client --wait-node 180 --save-overlay "$OUT/ros_overlay.png"; then
   echo "-- the node's log:"; tail -30 "$OUT/node.log"; exit 1
 fi
 echo "-- node log (stages): "; grep -E "loaded|stage|objects" "$OUT/node.log" | sed 's/^/   /' | tail -15
 echo
 echo "Demo outputs are in $OUT/ (instances/ and ros/)."
+echo "Pictures: $OUT/instances/preview.png (dpa-reconstruct), $OUT/ros_overlay.png (the node's ~/overlay topic,"
+echo "          /dpa_reconstructor/overlay; also preview.png in each export folder under $OUT/ros/)."

@@ -151,3 +151,21 @@ def test_console_script_reports_user_errors_without_traceback(inputs, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"dpa-reconstruct: error: --camera-info {tmp_path / 'missing.yaml'} does not exist"]
+
+
+def test_one_list_of_export_formats_and_obj_is_accepted(inputs, tmp_path):
+    """dpa-reconstruct --export and dpa-export take the exporter's own list; --export obj writes the
+    per-object OBJ files that the exporter makes."""
+    from dpa_ros.export import FORMATS
+    from dpa_ros.export.cli import build_parser
+
+    assert "obj" in FORMATS and cli.EXPORT_FORMATS is FORMATS
+    assert build_parser().get_default("format") == ",".join(FORMATS)
+    d, scene = inputs
+    args = _args(d, tmp_path / "out", "--seed", "0", "--device", "cpu")
+    assert cli.parse_args(args[: args.index("--export")]).export == ",".join(FORMATS)  # the default: all
+    args[args.index("--export") + 1] = "obj"
+    assert cli.main(args) == 0
+    objs = sorted((tmp_path / "out" / "obj_world").glob("*.obj"))
+    assert len(objs) == len(scene.labels)
+    assert not (tmp_path / "out" / "scene.glb").exists()  # only what was asked for

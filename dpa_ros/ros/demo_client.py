@@ -5,9 +5,10 @@
     python -m dpa_ros.ros.demo_client --json             # machine-readable summary on stdout
 
 It waits for the node's service/action (``--wait-node`` s), subscribes to ``<node>/scene``,
-``<node>/markers``, ``<node>/scene_cloud`` and ``/tf_static`` (transient-local, so nothing is
-missed), triggers one reconstruction, waits for the outputs that reconstruction published and
-prints the objects, TF frames, cloud, markers and exported files. Exit code 0 on success, 1 when
+``<node>/markers``, ``<node>/scene_cloud``, ``<node>/overlay`` and ``/tf_static`` (transient-local,
+so nothing is missed), triggers one reconstruction, waits for the outputs that reconstruction
+published and prints the objects, TF frames, cloud, markers, the overlay image (written as a PNG
+with ``--save-overlay PATH``) and exported files. Exit code 0 on success, 1 when
 the node reports a failure, 2 when the node or its outputs do not show up in time.
 
 :func:`run_demo` does the same from Python and returns the summary as a dict.
@@ -28,13 +29,15 @@ from rclpy.utilities import remove_ros_args
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import serialize_message
-from sensor_msgs.msg import PointCloud2
+from sensor_msgs.msg import Image, PointCloud2
 from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import Marker, MarkerArray
 
 from dpa_ros.action import Reconstruct
 from dpa_ros.msg import Scene
+from dpa_ros.overlay import write_png
+from dpa_ros.ros.conversions import image_to_rgb
 
 LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -48,13 +51,14 @@ class _Client(Node):
     def __init__(self, node_name: str) -> None:
         super().__init__("dpa_demo_client")
         self.target = node_name.rstrip("/")
-        self.got: dict[str, list] = {"scene": [], "markers": [], "cloud": [], "tf": []}
+        self.got: dict[str, list] = {"scene": [], "markers": [], "cloud": [], "tf": [], "overlay": []}
         self.create_subscription(Scene, f"{self.target}/scene", lambda m: self.got["scene"].append(m), LATCHED)
         self.create_subscription(MarkerArray, f"{self.target}/markers", lambda m: self.got["markers"].append(m),
                                  LATCHED)
         self.create_subscription(PointCloud2, f"{self.target}/scene_cloud", lambda m: self.got["cloud"].append(m),
                                  LATCHED)
         self.create_subscription(TFMessage, "/tf_static", lambda m: self.got["tf"].append(m), TF_LATCHED)
+        self.create_subscription(Image, f"{self.target}/overlay", lambda m: self.got["overlay"].append(m), LATCHED)
         self.snapshot = self.create_client(Trigger, f"{self.target}/snapshot")
         self.action = ActionClient(self, Reconstruct, f"{self.target}/reconstruct")
 
@@ -119,12 +123,13 @@ def _summary(scene: Scene | None, markers: MarkerArray | None, cloud: PointCloud
 
 
 def run_demo(node_name: str = "/dpa_reconstructor", use_action: bool = False, prompt: str = "",
-             wait_node_s: float = 60.0, timeout_s: float = 600.0, log=print) -> dict:
+             wait_node_s: float = 60.0, timeout_s: float = 600.0, log=print, save_overlay: Path | None = None) -> dict:
     """Trigger one reconstruction on ``node_name`` and collect what it published.
 
     Returns a dict with ``success``, ``message``, ``objects``, ``frames``, ``cloud``, ``markers``,
-    ``exported_dir``, ``exported_files``, ``feedback`` and ``timings_s``; ``success`` is None when the
-    node did not answer in time. Calls ``rclpy.init`` itself when no context is initialised.
+    ``overlay``, ``exported_dir``, ``exported_files``, ``feedback`` and ``timings_s``; ``success`` is
+    None when the node did not answer in time. With ``save_overlay`` the received ``~/overlay`` image
+    is written there as a PNG. Calls ``rclpy.init`` itself when no context is initialised.
     """
     own_context = not rclpy.ok()
     if own_context:
@@ -194,6 +199,13 @@ def run_demo(node_name: str = "/dpa_reconstructor", use_action: bool = False, pr
             scene, markers, cloud = pick("scene"), pick("markers"), pick("cloud")
             tf = TFMessage(transforms=list(tf_frames().values()))
         result.update(_summary(scene, markers, cloud, tf))
+        result["overlay"] = None
+        if result["success"] and client.spin_until(lambda: pick("overlay") is not None, 5.0):
+            overlay = pick("overlay")
+            result["overlay"] = {"topic": f"{client.target}/overlay", "width": overlay.width,
+                                 "height": overlay.height, "encoding": overlay.encoding, "saved_to": None}
+            if save_overlay is not None:
+                result["overlay"]["saved_to"] = str(write_png(save_overlay, image_to_rgb(overlay)))
         folder, files = _exported_files(result["message"], scene)
         result["exported_dir"], result["exported_files"] = folder, files
         return result
@@ -222,6 +234,9 @@ def format_report(r: dict) -> str:
     lines.append(f"scene cloud: {c['points']} points, fields {c['fields']}, {c['bytes']} bytes" if c
                  else "scene cloud: none received")
     lines.append(f"markers: {r.get('markers') or 'none received'}")
+    o = r.get("overlay")
+    lines.append(f"overlay: {o['width']}x{o['height']} {o['encoding']} on {o['topic']}"
+                 + (f", saved to {o['saved_to']}" if o["saved_to"] else "") if o else "overlay: none received")
     if r.get("message_bytes"):
         lines.append("serialized sizes: " + ", ".join(f"{k} {v / 1024:.1f} KiB" for k, v in r["message_bytes"].items()))
     files = r.get("exported_files") or []
@@ -240,9 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wait-node", type=float, default=60.0, help="seconds to wait for the node")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the reconstruction")
     ap.add_argument("--json", action="store_true", help="print the summary as JSON")
+    ap.add_argument("--save-overlay", type=Path, help="write the received ~/overlay image to this PNG")
     args = ap.parse_args(argv)
     log = (lambda s: print(s, file=sys.stderr)) if args.json else print
-    r = run_demo(args.node, args.action, args.prompt, args.wait_node, args.timeout, log=log)
+    r = run_demo(args.node, args.action, args.prompt, args.wait_node, args.timeout, log=log,
+                 save_overlay=args.save_overlay)
     print(json.dumps(r, indent=2) if args.json else format_report(r), flush=True)
     if r["success"] is None:
         return 2
