@@ -103,41 +103,62 @@ def draw_overlay(rgb: np.ndarray, scene: Scene, alpha: float = DEFAULT_ALPHA, la
                          f"{cam.width}x{cam.height}")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"overlay alpha must be in [0, 1], got {alpha}")
-    out = image.astype(np.float64)
+    weight = int(round(alpha * 256))  # fill blend in 8-bit fixed point: (in * (256 - w) + colour * w) / 256
     thickness = max(1, round(min(cam.width, cam.height) / 240))
+    result = image.copy()
     # far to near, so that nearer objects cover farther ones
     order = sorted(range(len(scene.objects)), key=lambda i: -float(scene.objects[i].translation[2]))
     boxes: dict[int, tuple[int, int, int, int]] = {}
     for i in order:
         mask = silhouette(scene.objects[i], cam)
-        if not mask.any():
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        if not rows.size:
             continue
-        colour = np.array(object_colour(i), dtype=np.float64)
-        out[mask] = (1.0 - alpha) * out[mask] + alpha * colour
-        edge = mask & ~ndimage.binary_erosion(mask, iterations=thickness, border_value=0)
-        out[edge] = colour
-        rows, cols = np.nonzero(mask)
-        boxes[i] = (int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max()))
-    result = np.clip(np.round(out), 0, 255).astype(np.uint8)
+        y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        inside = mask[y0:y1, x0:x1]  # work on the silhouette's bounding box only
+        region = result[y0:y1, x0:x1]
+        colour = np.array(object_colour(i), dtype=np.uint16)
+        painted = ((region.astype(np.uint16) * (256 - weight) + colour * weight + 128) >> 8).astype(np.uint8)
+        edge = inside & ~ndimage.binary_erosion(inside, iterations=thickness, border_value=0)
+        painted[edge] = colour
+        region[...] = np.where(inside[..., None], painted, region)
+        boxes[i] = (x0, y0, x1 - 1, y1 - 1)
     if labels and boxes:
         result = _draw_labels(result, scene, boxes)
     return result
 
 
+def _free_row(row: int, x: int, width: int, height: int, image_height: int,
+              placed: list[tuple[int, int, int, int]]) -> int:
+    """The top row nearest to ``row`` where a ``width`` x ``height`` box at column ``x`` overlaps
+    none of the ``placed`` boxes (x0, y0, x1, y1; exclusive ends) and fits in the image."""
+    def free(y: int) -> bool:
+        return 0 <= y <= image_height - height and not any(
+            x < x1 and x0 < x + width and y < y1 and y0 < y + height for x0, y0, x1, y1 in placed)
+
+    candidates = [row] + [y0 - height - 1 for _, y0, _, _ in placed] + [y1 + 1 for _, _, _, y1 in placed]
+    fitting = [y for y in candidates if free(y)]
+    return min(fitting, key=lambda y: (abs(y - row), y)) if fitting else row
+
+
 def _draw_labels(image: np.ndarray, scene: Scene, boxes: dict[int, tuple[int, int, int, int]]) -> np.ndarray:
     """Each label on a filled box of its object's colour, just above the silhouette's bounding box
-    (inside the image; below the top edge when there is no room above)."""
+    (inside the image; below the top edge when there is no room above; moved to the nearest free
+    row when it would cover a label already drawn)."""
     h, w = image.shape[:2]
     font = _font(max(10, round(min(w, h) / 30)))
     canvas = Image.fromarray(image)
     draw = ImageDraw.Draw(canvas)
     pad = 2
-    for i, (x0, y0, _x1, _y1) in boxes.items():
+    placed: list[tuple[int, int, int, int]] = []
+    for i, (x0, y0, _x1, _y1) in sorted(boxes.items()):
         text = _label_text(scene.objects[i])
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
         tw, th = right - left + 2 * pad, bottom - top + 2 * pad
         bx = min(max(x0, 0), max(w - tw, 0))
         by = y0 - th - 1 if y0 - th - 1 >= 0 else min(y0 + 1, max(h - th, 0))
+        by = _free_row(by, bx, tw, th, h, placed)
+        placed.append((bx, by, bx + tw, by + th))
         colour = object_colour(i)
         luminance = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]
         ink = (0, 0, 0) if luminance > 140 else (255, 255, 255)
