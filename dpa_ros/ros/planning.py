@@ -31,8 +31,8 @@ from vision_msgs.msg import Detection3D, Detection3DArray, ObjectHypothesisWithP
 
 from dpa_ros.ros.conversions import object_frame, pose_to_matrix
 
-# The type hashes (RIHS01) of the real packages' definitions: vision_msgs 4.1.1 and moveit_msgs
-# 2.6.0 (ROS 2 Humble to Kilted), as rosidl generates them. The stand-ins must produce these.
+# The type hashes (RIHS01, ROS 2 Iron and later) that rosidl generates for the real packages'
+# definitions (vision_msgs 4.1.1, moveit_msgs 2.6.0). The stand-ins in ros_shims/ must produce these.
 DETECTION3D_ARRAY_TYPE_HASH = "RIHS01_793f5eab9595ac1c0da07873cc859db42eae51f0ee76056db8562515d830e018"
 COLLISION_OBJECT_TYPE_HASH = "RIHS01_74b0acd6d56be032bf4f764b2c2633f50588b5fb2bd71e97206c59052747cf7e"
 

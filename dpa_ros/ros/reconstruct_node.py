@@ -750,8 +750,8 @@ class ReconstructNode(Node):
         if self._overlay_pub is not None or self._p("export_dir"):
             try:
                 overlay = draw_overlay(frame.rgb, scene)
-            except ValueError as exc:
-                self.get_logger().warning(f"no overlay: {exc}")
+            except Exception as exc:  # a picture must never cost the scene
+                self.get_logger().warning(f"no overlay for this scene: {type(exc).__name__}: {exc}")
         uris, notes = self._export(scene, frame.stamp_ns, overlay)
         for note in notes[1:]:
             self.get_logger().warning(note)
