@@ -25,10 +25,10 @@ from urllib.parse import unquote, urlparse
 
 import rclpy
 from rclpy.action import ActionClient
-from rclpy.utilities import remove_ros_args
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import serialize_message
+from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import Image, PointCloud2
 from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
