@@ -1,17 +1,16 @@
-"""Stages 5–8 of DESIGN.md §2 from a metric depth map: targets, background, layout, scene.
+"""The back half of the method from a metric depth map: targets, background, layout, scene.
 
 This is the "bring your own priors" path (``dpa-reconstruct --instances``) and the back half of
 the full pipeline: given the image, its metric depth, the camera and, per object instance, a
 visible mask and candidate meshes, it places every object in metric 3D.
 
-Canonical object frame. Meshes handed to the solver (``Instance.meshes``) are expressed in the
-frame of the object *as seen by a level camera looking at its front*, with the optical frame's
-axis convention: x to the object's right (as seen by that camera), **y down** (so the object's
-up is −y), z forward, away from the camera (the object's back is at +z). The origin and size
-are free: the solver estimates the scale, and the stored pose maps this frame (scale included)
-into the camera optical frame. With a known gravity direction the solver keeps the canonical
-−y axis vertical and only searches yaw (5 DoF). Generators with another convention (Shap-E is
-z-up) must rotate their meshes into this frame first.
+Mesh convention. Meshes handed in (``Instance.meshes``) follow the glTF convention — right-handed,
++Y up, the object's front toward +Z — unless ``Instance.up`` names another up axis (``+z`` for
+ROS / Gazebo / Isaac / Blender / Shap-E assets; the table in :mod:`dpa_ros.geometry.mesh_frames`).
+Origin and scale are free: the solver estimates position and size. Each placed object keeps its
+mesh exactly as given, and its ``T_camera_object`` maps that mesh (its own frame and units, scale
+included) into the camera optical frame. With a known gravity direction the solver keeps the
+mesh's up axis vertical and only searches yaw (5 DoF).
 """
 from __future__ import annotations
 
@@ -27,6 +26,7 @@ from PIL import Image
 
 from dpa_ros.geometry.camera import CameraModel
 from dpa_ros.geometry.layout import LayoutConfig, LayoutProblem, solve_layout
+from dpa_ros.geometry.mesh_frames import check_up
 from dpa_ros.geometry.planes import fit_background
 from dpa_ros.geometry.targets import InstanceInputError, build_target, check_mask
 from dpa_ros.scene import Scene, SceneObject
@@ -47,8 +47,9 @@ class Instance:
         label: category name.
         score: detector confidence in [0, 1].
         mask: (H, W) bool, the instance's visible pixels.
-        meshes: mesh proposals in the canonical object frame (module docstring).
+        meshes: mesh proposals, in the convention named by ``up`` (module docstring).
         crop_rgb: optional image crop (unused by the geometry).
+        up: the meshes' up axis, one of :data:`~dpa_ros.geometry.mesh_frames.UP_AXES` ("+y": glTF).
     """
 
     label: str
@@ -56,6 +57,7 @@ class Instance:
     mask: np.ndarray
     meshes: list[trimesh.Trimesh]
     crop_rgb: np.ndarray | None = None
+    up: str = "+y"
 
 
 def load_mask_png(path: str | Path) -> np.ndarray:
@@ -73,13 +75,19 @@ def _load_mesh(path: Path) -> trimesh.Trimesh:
     return mesh
 
 
-def load_instances_json(path: str | Path) -> list[Instance]:
-    """Read an --instances file (DESIGN.md §3): a JSON list of
-    ``{"label": str, "mask": PNG path, "meshes": [mesh paths], "score": float (optional, 1.0)}``.
+def load_instances_json(path: str | Path, mesh_up: str | None = None) -> list[Instance]:
+    """Read an --instances file: a JSON list of ``{"label": str, "mask": PNG path, "meshes": [mesh
+    paths], "score": float (optional, 1.0), "up": axis (optional)}``.
 
-    Relative paths are relative to the JSON file. Meshes must be in the canonical object frame.
-    Raises :class:`InstancesFileError` naming the file and the entry at fault.
+    Relative paths are relative to the JSON file. Meshes follow the glTF convention (+Y up, front
+    +Z) unless the entry's ``"up"`` names another up axis; ``mesh_up`` (``--mesh-up``) sets the
+    default for entries without one. Raises :class:`InstancesFileError` naming the file and the
+    entry at fault.
     """
+    try:
+        default_up = check_up(mesh_up or "+y")
+    except ValueError as exc:
+        raise InstancesFileError(f"{path}: {exc}") from exc
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -103,6 +111,10 @@ def load_instances_json(path: str | Path) -> list[Instance]:
             score = float(entry.get("score", 1.0))
         except (TypeError, ValueError) as exc:
             raise InstancesFileError(f"{where}: 'score' is not a number") from exc
+        try:
+            up = check_up(entry["up"]) if "up" in entry else default_up
+        except ValueError as exc:
+            raise InstancesFileError(f"{where}: 'up': {exc}") from exc
         mask_path = path.parent / entry["mask"]
         try:
             mask = load_mask_png(mask_path)
@@ -115,8 +127,15 @@ def load_instances_json(path: str | Path) -> list[Instance]:
                 loaded.append(_load_mesh(mesh_path))
             except Exception as exc:  # trimesh raises many types on unreadable files
                 raise InstancesFileError(f"{where}: cannot use mesh {mesh_path}: {exc}") from exc
-        out.append(Instance(label=label, score=score, mask=mask, meshes=loaded))
+        out.append(Instance(label=label, score=score, mask=mask, meshes=loaded, up=up))
     return out
+
+
+def _instance_up(inst: Instance, name: str) -> str:
+    try:
+        return check_up(inst.up)
+    except ValueError as exc:
+        raise InstanceInputError(f"instance {name}: {exc}") from exc
 
 
 def _check_inputs(image_rgb: np.ndarray, depth: np.ndarray, camera: CameraModel) -> np.ndarray:
@@ -144,7 +163,7 @@ def assemble_scene(image_rgb: np.ndarray, metric_depth: np.ndarray, camera: Came
         image_rgb: (H, W, 3) uint8 image (colours the scene cloud).
         metric_depth: (H, W) z-depth in metres; NaN, 0 and inf are invalid.
         camera: intrinsics; ``camera.frame_id`` becomes the scene frame.
-        instances: masks and canonical-frame mesh proposals.
+        instances: masks and mesh proposals (each in its ``up`` convention).
         config: layout settings (default :class:`LayoutConfig`).
         progress: called as ``progress(stage, fraction)`` with stage in "background", "layout",
             "assemble" and fraction in [0, 1].
@@ -177,7 +196,8 @@ def assemble_scene(image_rgb: np.ndarray, metric_depth: np.ndarray, camera: Came
     t0 = time.perf_counter()
     report("layout", 0.0)
     problems = [LayoutProblem(name, build_target(depth, camera, mask, name, max_points=cfg.points,
-                                                 max_pixels=cfg.points, seed=cfg.seed), inst.meshes)
+                                                 max_pixels=cfg.points, seed=cfg.seed), inst.meshes,
+                              up=_instance_up(inst, name))
                 for inst, mask, name in zip(instances, masks, names)]
     results = solve_layout(problems, camera, depth=depth, gravity=background.gravity, config=cfg,
                            progress=lambda f: report("layout", f))

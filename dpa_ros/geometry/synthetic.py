@@ -4,11 +4,10 @@ Used by the tests and the layout benchmark (and by any test that needs a small r
 Everything is exact geometry, no learned model: a z-buffer rasteriser ray-intersects every
 pixel's ray with every triangle that covers it.
 
-Frames: the camera optical frame (x right, y down, z forward), metres. Object meshes are
-given in the *canonical object frame* of :mod:`dpa_ros.assemble` (x right, y down = the object's
-down, z away from a level camera that looks at the object's front), centred on their bounding
-box and scaled so the longest side is 1; the ground-truth pose ``T_camera_object`` carries the
-object's true size as its uniform scale.
+Frames: the camera optical frame (x right, y down, z forward), metres. Object meshes follow the
+layout stage's input contract (:mod:`dpa_ros.geometry.mesh_frames`): glTF convention, +Y up, the
+front toward +Z; they are centred on their bounding box and scaled so the longest side is 1, and
+the ground-truth pose ``T_camera_object`` carries the object's true size as its uniform scale.
 """
 from __future__ import annotations
 
@@ -25,8 +24,8 @@ def _box(extents, center) -> trimesh.Trimesh:
     return trimesh.creation.box(extents=extents, transform=trimesh.transformations.translation_matrix(center))
 
 
-def _canonical(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
-    """Centre on the bounding box and scale the longest side to 1 (canonical object frame)."""
+def _unit_size(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
+    """Centre on the bounding box and scale the longest side to 1."""
     mesh = mesh.copy()
     lo, hi = mesh.bounds
     mesh.apply_translation(-(lo + hi) / 2.0)
@@ -35,40 +34,40 @@ def _canonical(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
 
 
 def make_l_shape() -> trimesh.Trimesh:
-    """A non-symmetric L-shaped block (union of two boxes), canonical frame, longest side 1.
+    """A non-symmetric L-shaped block (union of two boxes), glTF convention, longest side 1.
 
-    The long leg lies along +x on the floor, the short upright leg stands at its -x end and is
-    set back (+z), so no rotation other than the identity maps it onto itself.
+    The long leg lies along +x on the floor, the short upright leg stands (+y) at its -x end and
+    is set back (-z, away from the front), so no rotation other than the identity maps it onto itself.
     """
     base = _box([1.0, 0.25, 0.5], [0.0, 0.0, 0.0])
-    upright = _box([0.3, 0.6, 0.3], [-0.35, -0.425, 0.1])
-    return _canonical(trimesh.util.concatenate([base, upright]))
+    upright = _box([0.3, 0.6, 0.3], [-0.35, 0.425, -0.1])
+    return _unit_size(trimesh.util.concatenate([base, upright]))
 
 
 def make_chair() -> trimesh.Trimesh:
-    """A chair-like union of boxes (seat, back at the far side, four legs), canonical frame.
+    """A chair-like union of boxes (seat, back, four legs), glTF convention (+y up, front +z).
 
-    y is down: the legs reach +y (the floor), the back rises towards -y at +z (away from a camera
-    looking at the chair's front).
+    The legs reach down (-y) to the floor, the back rises (+y) at the rear (-z, away from a viewer
+    facing the chair's front).
     """
     parts = [_box([0.5, 0.06, 0.5], [0.0, 0.0, 0.0]),             # seat
-             _box([0.5, 0.5, 0.06], [0.0, -0.28, 0.22])]           # back
+             _box([0.5, 0.5, 0.06], [0.0, 0.28, -0.22])]           # back
     for x in (-0.22, 0.22):
         for z in (-0.22, 0.22):
-            parts.append(_box([0.05, 0.45, 0.05], [x, 0.255, z]))  # legs
-    return _canonical(trimesh.util.concatenate(parts))
+            parts.append(_box([0.05, 0.45, 0.05], [x, -0.255, z]))  # legs
+    return _unit_size(trimesh.util.concatenate(parts))
 
 
 def make_box() -> trimesh.Trimesh:
-    """A cabinet-like box 1.0 × 0.8 × 0.5 (w × h × d), canonical frame."""
-    return _canonical(_box([1.0, 0.8, 0.5], [0.0, 0.0, 0.0]))
+    """A cabinet-like box 1.0 × 0.8 × 0.5 (w × h × d), glTF convention."""
+    return _unit_size(_box([1.0, 0.8, 0.5], [0.0, 0.0, 0.0]))
 
 
 def make_cylinder() -> trimesh.Trimesh:
-    """An upright cylinder (axis along y), canonical frame."""
+    """An upright cylinder (axis along y, glTF's up)."""
     cyl = trimesh.creation.cylinder(radius=0.3, height=0.8, sections=24)
     cyl.apply_transform(trimesh.transformations.rotation_matrix(np.pi / 2, [1, 0, 0]))
-    return _canonical(cyl)
+    return _unit_size(cyl)
 
 
 def look_at_level(height: float, pitch_deg: float) -> np.ndarray:
@@ -89,15 +88,17 @@ def look_at_level(height: float, pitch_deg: float) -> np.ndarray:
     return T
 
 
-# Rotation canonical object frame (x right, y down, z away) -> z-up world frame (x right, y away, z up).
-R_WORLD_CANONICAL = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+# Rotation glTF object frame (x right, y up, z front = toward the camera) -> z-up world frame of
+# look_at_level (x right, y away from the camera, z up).
+R_WORLD_GLTF = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 
 
 def object_pose(T_camera_world: np.ndarray, mesh: trimesh.Trimesh, scale: float, x: float, y: float,
                 yaw_deg: float) -> np.ndarray:
-    """T_camera_object (scale included) for a canonical ``mesh`` standing on the floor at world (x, y)."""
+    """T_camera_object (scale included) of a glTF-convention ``mesh`` standing on the floor at world
+    (x, y), its front turned by ``yaw_deg`` (about world up) from facing the camera."""
     Rz = trimesh.transformations.rotation_matrix(np.radians(yaw_deg), [0, 0, 1])[:3, :3]
-    R_wo = Rz @ R_WORLD_CANONICAL
+    R_wo = Rz @ R_WORLD_GLTF
     lowest = np.min((mesh.vertices @ R_wo.T)[:, 2]) * scale   # object's bottom in world z
     T_wo = np.eye(4)
     T_wo[:3, :3] = scale * R_wo
@@ -161,7 +162,7 @@ class SyntheticScene:
         rgb: (H, W, 3) uint8 image (flat colour per object, shaded floor).
         depth: (H, W) float metres, NaN where nothing was hit (noise already applied).
         masks: per object, (H, W) bool visible pixels.
-        meshes: per object, the canonical mesh (what the solver is given).
+        meshes: per object, its mesh in glTF convention (what the solver is given).
         labels: per object category name.
         poses: per object, ground-truth T_camera_object (4×4, scale included).
         scales: per object ground-truth uniform scale.
@@ -205,7 +206,7 @@ def make_scene(width: int = 160, height: int = 120, hfov_deg: float = 70.0, came
                seed: int = 0) -> SyntheticScene:
     """Render a small room corner: a floor, a back wall and ``objects`` standing on the floor.
 
-    ``objects`` is a sequence of (label, builder() -> canonical mesh, scale m, world x, world y,
+    ``objects`` is a sequence of (label, builder() -> glTF-convention mesh, scale m, world x, world y,
     yaw degrees) in the z-up world of :func:`look_at_level`. With the defaults the box stands in
     front of the L-shaped "cabinet" and hides about a quarter of it. ``noise_std`` adds Gaussian noise (metres,
     multiplied by depth²/4 m, the usual structured-light growth) to the depth.

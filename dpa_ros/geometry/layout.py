@@ -1,0 +1,616 @@
+"""Layout solver: pose, scale and proposal choice per instance, batched, with field lookups.
+
+Input meshes follow the contract of :mod:`dpa_ros.geometry.mesh_frames` (glTF: +Y up, front +Z;
+another ``up`` per problem); :func:`~dpa_ros.geometry.mesh_frames.input_to_internal` turns them
+into the solver's internal frame once, here in :func:`_prepare_proposal`, and every returned
+``T_camera_object`` maps the mesh as given (its own frame and units) into the camera optical frame.
+
+For every instance, mesh proposal and restart the solver optimises a similarity transform
+(rotation R, centre c, uniform scale s; 7 DoF, or 5 DoF — yaw about gravity, c, s — when
+gravity is known) that places the proposal's surface in the optical frame (metres), minimising
+
+    L = ½ (D(X → S) + D(S_vis → observed)) + λ · ½ (D2(π(S) → mask) + D2(mask → π(S)))
+
+* ``D(X → S)``: mean distance (m) of the instance's target points X to the placed mesh *surface*,
+  from a closest-point field of the proposal (:func:`~dpa_ros.geometry.fields.closest_point_field`)
+  interpolated trilinearly in the object frame. No sample floor: the distance is zero on the surface.
+* ``D(S_vis → observed)``: mean distance (m) from each *visible* mesh surface sample to the observed
+  surface along its camera ray: ``|z − z_obs(u, v)| · |(x/z, y/z, 1)|``, with ``z_obs`` from the
+  instance's inverse depth, bilinear (exact on planes). A sample is visible when it faces the
+  camera, projects inside the image and into the instance's own mask, the observed depth there is
+  valid, and the observed surface is not in front of it by more than ``occlusion_margin`` (else it
+  is hidden — by another object, or by the object itself). Parts cut by the image border, hidden
+  by other objects or facing away therefore cost nothing.
+* ``D2(π(S) → mask)``: mean distance (normalised image units, ≈ radians) of projected mesh samples
+  to the mask, from the mask's exact Euclidean distance transform, bilinear; free outside the
+  image and where the observed surface is in front of the sample (occlusion).
+* ``D2(mask → π(S))``: mean distance of mask samples to the nearest projected mesh sample (the
+  only nearest-neighbour search left, on ``silhouette_points`` samples a side), minus the
+  samples' expected spacing (a hinge), so a mask pixel inside the silhouette costs nothing.
+
+Normalised image units are ((u − cx)/fx, (v − cy)/fy). Each term costs O(N + M) per iteration
+except the silhouette search, which is bounded by ``silhouette_points``².
+
+Initialisation: size and centre from the mask (its RMS radius in the image plane times the
+target's median depth; the centre on the mask's mean ray, half a radius behind the visible
+surface). Restarts: 7 DoF — the internal canonical orientation (the front facing the camera),
+then uniformly random rotations; 5 DoF — the up axis on gravity and yaws evenly spaced over 360°.
+Parameters are dimensionless (centre in units of the initial radius, log-scale, rotation in
+radians), optimised by Adam with one learning rate, cosine-decayed to a tenth over all
+iterations.
+
+Coarse-to-fine schedule (:meth:`LayoutConfig.schedule`): stage 1 runs every restart on a coarse
+point subset; then only the best ``keep_restarts`` restarts of each (instance, proposal) go on,
+on more points, and the last stage refines the best one on all ``points``. Every surviving chain runs
+``iterations`` Adam steps in total. The final objective, at full size, picks the best restart per
+proposal (``proposal_errors``) and the best proposal per instance; all proposals of an instance
+are scored on the same target points and mask samples.
+
+All chains run as one batch: the objective is a sum of independent per-chain objectives and
+Adam is element-wise, so each chain follows the trajectory it would follow alone
+(:func:`layout_objective` evaluates the same objective for given poses, one problem at a time).
+:mod:`dpa_ros.geometry.layout_legacy` keeps the previous solver (sample-to-sample Chamfer) and
+its per-problem reference loop.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import trimesh
+from scipy.spatial.transform import Rotation
+
+from dpa_ros.geometry.camera import CameraModel
+from dpa_ros.geometry.fields import closest_point_field, filled_inverse_depth, mask_distance, simplified
+from dpa_ros.geometry.mesh_frames import check_up, rotation_input_to_internal
+from dpa_ros.geometry.targets import InstanceInputError, InstanceTarget
+
+
+@dataclass
+class LayoutConfig:
+    """Layout solver settings. Defaults fit a 4-object scene in a few seconds on a 2-core CPU;
+    :meth:`paper` gives the paper's sizes.
+
+    Attributes:
+        lambda_2d: weight λ of the 2D terms (normalised image units, see module docstring).
+        restarts: initial rotations per (instance, proposal) (paper: 10).
+        iterations: Adam steps of every surviving chain, over all stages (paper: ~1000).
+        points: mesh surface samples per proposal and most target points per instance at the
+            final stage (paper: 5000).
+        lr: Adam learning rate of the dimensionless parameters; cosine-decayed to lr/10.
+        seed: seeds point sampling and restart rotations; same seed, same result on the CPU with a
+            fixed thread count.
+        device: "cpu", "cuda" or "auto" (CUDA when available).
+        dof: "auto" (5 when gravity is known, else 7), "7" (full rotation) or "5" (yaw about
+            gravity; needs gravity).
+        occlusion_margin: metres an observed surface must lie in front of a mesh sample to hide it.
+        keep_restarts: restarts per (instance, proposal) kept after stage 1.
+        coarse_points: points per side in stage 1 (at most ``points``).
+        silhouette_points: most mesh samples and mask samples of the mask → silhouette search
+            (at most half the stage's points).
+        field_resolution: nodes per axis of each proposal's closest-point field.
+        block_elements: accepted for compatibility with the legacy solver's configs; unused here.
+    """
+
+    lambda_2d: float = 1.0
+    restarts: int = 8
+    iterations: int = 250
+    points: int = 1500
+    lr: float = 0.03
+    seed: int = 0
+    device: str = "auto"
+    dof: str = "auto"
+    occlusion_margin: float = 0.05
+    keep_restarts: int = 2
+    coarse_points: int = 200
+    silhouette_points: int = 200
+    field_resolution: int = 48
+    block_elements: int | None = None
+
+    @classmethod
+    def paper(cls, **overrides) -> "LayoutConfig":
+        """The paper's sizes: 10 restarts, 1000 iterations, 5000 points per side (schedule: :meth:`schedule`)."""
+        return replace(cls(restarts=10, iterations=1000, points=5000, silhouette_points=400, field_resolution=64),
+                       **overrides)
+
+    def validate(self) -> "LayoutConfig":
+        if self.restarts < 1 or self.iterations < 1 or self.points < 10:
+            raise ValueError(f"layout config needs restarts >= 1, iterations >= 1, points >= 10: {self}")
+        if self.dof not in ("auto", "5", "7"):
+            raise ValueError(f"layout dof must be 'auto', '5' or '7', got {self.dof!r}")
+        if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
+            raise ValueError(f"layout device must be 'cpu', 'cuda' or 'auto', got {self.device!r}")
+        if self.lambda_2d < 0 or self.lr <= 0 or self.occlusion_margin < 0:
+            raise ValueError(f"layout needs lambda_2d >= 0, lr > 0 and occlusion_margin >= 0: {self}")
+        if self.keep_restarts < 1 or self.coarse_points < 10 or self.silhouette_points < 10:
+            raise ValueError(f"layout needs keep_restarts >= 1, coarse_points >= 10, silhouette_points >= 10: {self}")
+        if self.field_resolution < 8:
+            raise ValueError(f"layout field_resolution must be >= 8, got {self.field_resolution}")
+        return self
+
+    def torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if str(self.device).startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"layout device {self.device!r} requested but CUDA is not available")
+        return torch.device(self.device)
+
+    def schedule(self) -> list[tuple[int, int, int]]:
+        """The coarse-to-fine stages as (restarts per proposal, iterations, points per side).
+
+        1. every restart, 30 % of ``iterations``, ``min(coarse_points, points)`` points;
+        2. the best ``keep_restarts`` restarts per proposal, 55 % of the iterations,
+           ``max(coarse_points, points // 5)`` points;
+        3. the best restart per proposal, the remaining 15 %, all ``points``.
+
+        Each stage starts from where the previous one left its chains (parameters and Adam
+        moments); every surviving chain runs ``iterations`` steps in total. Stages with no
+        iterations (tiny ``iterations``) are dropped.
+        """
+        T, n = self.iterations, self.points
+        coarse = min(self.coarse_points, n)
+        t1 = max(1, round(0.30 * T))
+        t3 = max(1, round(0.15 * T)) if T - t1 >= 2 else 0
+        stages = [(self.restarts, t1, coarse), (min(self.keep_restarts, self.restarts), T - t1 - t3,
+                                                max(coarse, n // 5)), (1, t3, n)]
+        return [s for s in stages if s[1] > 0]
+
+
+@dataclass
+class LayoutProblem:
+    """One instance to place: its target and its mesh proposals.
+
+    Attributes:
+        name: names the instance in error messages.
+        target: the instance's target points and mask.
+        proposals: candidate meshes in the input convention (any origin and scale).
+        up: the proposals' up axis (:data:`~dpa_ros.geometry.mesh_frames.UP_AXES`; "+y" = glTF).
+    """
+
+    name: str
+    target: InstanceTarget
+    proposals: list[trimesh.Trimesh]
+    up: str = "+y"
+
+
+@dataclass
+class LayoutResult:
+    """The placement of one instance.
+
+    Attributes:
+        T_camera_object: 4×4 similarity transform from the winning mesh as given (its own frame and
+            units) to the camera optical frame (metres); upper-left block s·R.
+        scale: uniform scale s (metres per mesh unit).
+        fit_error: the objective L of the winning proposal and restart.
+        proposal_index: index of the winning proposal.
+        proposal_errors: best objective per proposal.
+        dof: 5 or 7.
+    """
+
+    T_camera_object: np.ndarray
+    scale: float
+    fit_error: float
+    proposal_index: int
+    proposal_errors: list[float] = field(default_factory=list)
+    dof: int = 7
+
+
+def gravity_alignment(gravity: np.ndarray) -> np.ndarray:
+    """Rotation that maps the internal frame's down axis (0, 1, 0) onto ``gravity`` (optical frame)."""
+    g = np.asarray(gravity, float)
+    g = g / np.linalg.norm(g)
+    rot, _ = Rotation.align_vectors(g[None], np.array([[0.0, 1.0, 0.0]]))
+    return rot.as_matrix()
+
+
+def _check_mesh(mesh, name: str, index: int) -> None:
+    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
+        raise InstanceInputError(f"instance {name}: mesh proposal {index} has no faces")
+    v = np.asarray(mesh.vertices, float)
+    if not np.all(np.isfinite(v)) or float(mesh.area) <= 0 or np.ptp(v, axis=0).max() <= 0:
+        raise InstanceInputError(f"instance {name}: mesh proposal {index} is degenerate (zero area or non-finite)")
+
+
+#: Faces of the mesh a closest-point field is computed on (larger meshes are decimated first; the
+#: field's own resolution is coarser than what decimation to this size changes).
+FIELD_MAX_FACES = 20000
+
+
+@dataclass
+class _Proposal:
+    """One proposal in the internal frame, centred on its surface-sample mean (mesh units)."""
+
+    R_in: np.ndarray         # input frame → internal frame
+    center: np.ndarray       # sample mean, internal frame (subtracted from everything below)
+    samples: np.ndarray      # (points, 3) surface samples, random order
+    normals: np.ndarray      # (points, 3)
+    field: np.ndarray        # (D, D, D, 3) closest points
+    lo: np.ndarray
+    hi: np.ndarray
+    rms_radius: float
+
+
+def _prepare_proposal(mesh: trimesh.Trimesh, up: str, cfg: LayoutConfig, seed, name: str, index: int) -> _Proposal:
+    _check_mesh(mesh, name, index)
+    R_in = rotation_input_to_internal(up)           # the one conversion of the input convention
+    internal = trimesh.Trimesh(np.asarray(mesh.vertices, float) @ R_in.T, np.asarray(mesh.faces), process=False)
+    pts, faces = trimesh.sample.sample_surface(internal, cfg.points, seed=seed)
+    center = pts.mean(0)
+    internal.apply_translation(-center)
+    cpf = closest_point_field(simplified(internal, FIELD_MAX_FACES), cfg.field_resolution)
+    pts = np.asarray(pts, float) - center
+    return _Proposal(R_in, center, pts, np.asarray(internal.face_normals[faces], float), cpf.points, cpf.lo, cpf.hi,
+                     float(np.sqrt((pts ** 2).sum(1).mean())))
+
+
+@dataclass
+class _InstanceData:
+    """Per instance, numpy: targets in random order and the 2D maps."""
+
+    X: np.ndarray            # (m, 3) target points, optical frame
+    Q: np.ndarray            # (k, 2) mask samples, normalised image coordinates
+    inv_depth: np.ndarray    # (H, W) filled inverse depth
+    mask_dist: np.ndarray    # (H, W) pixels
+    mask: np.ndarray         # (H, W) bool
+    c0: np.ndarray           # initial centre
+    radius: float            # initial radius (m)
+    mask_area: float         # normalised image units²
+
+
+def _prepare_instance(target: InstanceTarget, camera: CameraModel, depth: np.ndarray | None, cfg: LayoutConfig,
+                      seed) -> _InstanceData:
+    rng = np.random.default_rng(seed)
+    X = np.asarray(target.points, float)
+    X = X[rng.permutation(len(X))][: cfg.points]
+    pix = np.asarray(target.pixels, float)
+    pix = pix[rng.permutation(len(pix))]
+    Kinv = np.linalg.inv(camera.K)
+    Q = (np.concatenate([pix, np.ones((len(pix), 1))], 1) @ Kinv.T)[:, :2]
+    # Initial size and place from the silhouette (robust to depth holes and partial depth): the
+    # mask's RMS radius in the image plane times the target's median depth, over sqrt(2/3) (the
+    # RMS radius of a projected isotropic cloud); centre on the mask's mean ray, half a radius
+    # behind the visible surface.
+    z_med = float(np.median(X[:, 2]))
+    qc = Q.mean(0)
+    r_t = float(np.sqrt(((Q - qc) ** 2).sum(1).mean())) * z_med / math.sqrt(2.0 / 3.0)
+    c0 = np.array([qc[0], qc[1], 1.0]) * (z_med + 0.5 * r_t)
+    mask = np.asarray(target.mask, bool)
+    dmap = depth if depth is not None else _target_depth(target, camera)
+    area = float(mask.sum()) / (camera.fx * camera.fy)
+    return _InstanceData(X, Q[: cfg.points], filled_inverse_depth(dmap, mask), mask_distance(mask), mask, c0, r_t, area)
+
+
+def _target_depth(target: InstanceTarget, camera: CameraModel) -> np.ndarray:
+    """A depth map holding only the target points (when no scene depth is given)."""
+    d = np.full((camera.height, camera.width), np.nan)
+    uv = np.round(camera.project(target.points)).astype(int)
+    ok = (uv[:, 0] >= 0) & (uv[:, 0] < camera.width) & (uv[:, 1] >= 0) & (uv[:, 1] < camera.height)
+    d[uv[ok, 1], uv[ok, 0]] = target.points[ok, 2]
+    return d
+
+
+class _Data:
+    """Tensors of all (instance, proposal) groups, on the solver's device."""
+
+    def __init__(self, instances: list[_InstanceData], proposals: list[tuple[int, _Proposal]], camera: CameraModel,
+                 depth: np.ndarray | None, cfg: LayoutConfig, device: torch.device):
+        def t(a, dtype=torch.float32):
+            return torch.as_tensor(np.asarray(a), dtype=dtype, device=device)
+
+        self.device = device
+        self.inst = [i for i, _ in proposals]
+        self.props = [p for _, p in proposals]
+        G = len(proposals)
+        self.P = t(np.stack([p.samples for p in self.props]))          # (G, n, 3)
+        self.N = t(np.stack([p.normals for p in self.props]))
+        self.field = t(np.stack([p.field for p in self.props])).permute(0, 4, 1, 2, 3).contiguous()  # (G, 3, D, D, D)
+        self.lo = t(np.stack([p.lo for p in self.props]))
+        self.span = t(np.stack([p.hi - p.lo for p in self.props]))
+        m = max(len(instances[i].X) for i in self.inst)
+        k = max(len(instances[i].Q) for i in self.inst)
+        X = np.zeros((G, m, 3))
+        Xw = np.zeros((G, m))
+        Q = np.full((G, k, 2), np.nan)
+        for g, i in enumerate(self.inst):
+            X[g, : len(instances[i].X)] = instances[i].X
+            Xw[g, : len(instances[i].X)] = 1.0
+            Q[g, : len(instances[i].Q)] = instances[i].Q
+        self.X, self.Xw, self.Q = t(X), t(Xw), t(Q)
+        self.inv_depth = t(np.stack([instances[i].inv_depth for i in self.inst]))[:, None]   # (G, 1, H, W)
+        self.mask_dist = t(np.stack([instances[i].mask_dist for i in self.inst]))[:, None]
+        self.mask = t(np.stack([instances[i].mask.reshape(-1) for i in self.inst]), torch.bool)   # (G, H*W)
+        raw = np.full((camera.height, camera.width), np.nan) if depth is None else np.asarray(depth, float)
+        raw = np.where(np.isfinite(raw) & (raw > 0), raw, np.nan)
+        self.depth = t(raw.reshape(-1))                                  # (H*W,), NaN invalid
+        self.c0 = t(np.stack([instances[i].c0 for i in self.inst]))
+        self.radius = t([instances[i].radius for i in self.inst])
+        self.s0 = t([instances[i].radius / p.rms_radius for i, p in proposals])
+        self.mask_area = t([instances[i].mask_area for i in self.inst])
+        self.fx, self.fy, self.cx, self.cy = camera.fx, camera.fy, camera.cx, camera.cy
+        self.W, self.H = camera.width, camera.height
+        self.f = 0.5 * (camera.fx + camera.fy)
+        self.margin = cfg.occlusion_margin
+        self.lambda_2d = cfg.lambda_2d
+        self.silhouette_points = cfg.silhouette_points
+
+
+def _lookup2d(maps: torch.Tensor, u: torch.Tensor, v: torch.Tensor, W: int, H: int) -> torch.Tensor:
+    """Bilinear values (G, K, n) of per-group maps (G, 1, H, W) at pixel coordinates (G, K, n)."""
+    grid = torch.stack([u * (2.0 / (W - 1)) - 1.0, v * (2.0 / (H - 1)) - 1.0], -1)
+    return F.grid_sample(maps, grid, mode="bilinear", padding_mode="border", align_corners=True)[:, 0]
+
+
+def _objective(R: torch.Tensor, s: torch.Tensor, c: torch.Tensor, data: _Data, n: int) -> torch.Tensor:
+    """Objective (G, K) of K poses per group — rotation R (G, K, 3, 3) internal → optical, scale s (G, K),
+    centre c (G, K, 3) of the proposal's sample mean — on the first ``n`` points of every set."""
+    P, Nrm = data.P[:, :n], data.N[:, :n]
+    X, Xw = data.X[:, :n], data.Xw[:, :n]
+    sc = s[..., None, None]
+    # Target → surface: target points into the object frame, closest-point field lookup.
+    x_obj = torch.einsum("gkji,gkmj->gkmi", R, X[:, None] - c[:, :, None]) / sc
+    g = ((x_obj - data.lo[:, None, None]) / data.span[:, None, None]) * 2.0 - 1.0
+    cp = F.grid_sample(data.field, g.clamp(-1.0, 1.0)[:, None], mode="bilinear", padding_mode="border",
+                       align_corners=True)[:, :, 0].permute(0, 2, 3, 1)
+    d_t2m = torch.sqrt(((x_obj - cp) ** 2).sum(-1) + 1e-12) * s[..., None]
+    t2m = (d_t2m * Xw[:, None]).sum(-1) / Xw.sum(-1).clamp_min(1.0)[:, None]
+
+    # Surface samples into the camera.
+    pts = sc * torch.einsum("gkij,gnj->gkni", R, P) + c[:, :, None]
+    z = pts[..., 2]
+    zc = z.clamp_min(1e-3)
+    xn, yn = pts[..., 0] / zc, pts[..., 1] / zc
+    u = xn * data.fx + data.cx
+    v = yn * data.fy + data.cy
+    with torch.no_grad():
+        ahead = z > 1e-3
+        ur, vr = torch.round(u), torch.round(v)
+        in_img = ahead & (ur >= 0) & (ur <= data.W - 1) & (vr >= 0) & (vr <= data.H - 1)
+        flat = (vr.clamp(0, data.H - 1) * data.W + ur.clamp(0, data.W - 1)).long()
+        obs = data.depth[flat]
+        seen = torch.isfinite(obs)
+        hidden = in_img & seen & (obs < z - data.margin)
+        facing = (torch.einsum("gkij,gnj->gkni", R, Nrm) * pts).sum(-1) < 0
+        own = torch.gather(data.mask, 1, flat.flatten(1)).view_as(flat)
+        w3 = (facing & in_img & own & seen & ~hidden).float()
+        w2 = (in_img & ~hidden).float()
+    uc = u.clamp(-1.0, data.W)
+    vc = v.clamp(-1.0, data.H)
+    # Visible samples → observed surface along their rays (inverse depth, bilinear).
+    z_obs = 1.0 / _lookup2d(data.inv_depth, uc, vc, data.W, data.H).clamp_min(1e-6)
+    d_m2t = (z - z_obs).abs() * torch.sqrt(1.0 + xn * xn + yn * yn)
+    cnt = w3.sum(-1)
+    m2t = torch.where(cnt > 0, (d_m2t * w3).sum(-1) / cnt.clamp_min(1.0), t2m)
+    loss = 0.5 * (t2m + m2t)
+    if data.lambda_2d == 0:
+        return loss
+    # Projected samples → mask (distance transform, bilinear).
+    d_m2k = _lookup2d(data.mask_dist, uc, vc, data.W, data.H) / data.f
+    m2k = (d_m2k * w2).sum(-1) / w2.sum(-1).clamp_min(1.0)
+    # Mask samples → nearest projected sample (hinge at the samples' spacing).
+    k = min(data.silhouette_points, max(10, n // 2))
+    Q = data.Q[:, :k]
+    Qw = torch.isfinite(Q[..., 0]).float()
+    Qz = torch.nan_to_num(Q)
+    proj = torch.stack([xn[..., :k], yn[..., :k]], -1)                         # (G, K, k, 2)
+    with torch.no_grad():
+        far = torch.where(ahead[..., :k, None], proj, torch.full_like(proj, 1e4))
+        idx = torch.cdist(Qz[:, None].expand(-1, proj.shape[1], -1, -1), far).min(-1).indices   # (G, K, kq)
+    near = torch.gather(proj, 2, idx[..., None].expand(-1, -1, -1, 2))
+    d_k2m = torch.sqrt(((Qz[:, None] - near) ** 2).sum(-1) + 1e-12)
+    spacing = torch.sqrt(data.mask_area / k)            # mean spacing of k samples over the mask
+    d_k2m = (d_k2m - spacing[:, None, None]).clamp_min(0.0)
+    k2m = (d_k2m * Qw[:, None]).sum(-1) / Qw.sum(-1).clamp_min(1.0)[:, None]
+    return loss + data.lambda_2d * 0.5 * (m2k + k2m)
+
+
+def _skew_exp(w: torch.Tensor) -> torch.Tensor:
+    """Rodrigues: rotation matrices (..., 3, 3) from axis-angle vectors (..., 3)."""
+    theta2 = (w * w).sum(-1, keepdim=True)
+    theta = torch.sqrt(theta2 + 1e-12)
+    a = torch.where(theta2 > 1e-8, torch.sin(theta) / theta, 1 - theta2 / 6)[..., None]
+    b = torch.where(theta2 > 1e-8, (1 - torch.cos(theta)) / (theta2 + 1e-12), 0.5 - theta2 / 24)[..., None]
+    zero = torch.zeros_like(w[..., 0])
+    Kx = torch.stack([zero, -w[..., 2], w[..., 1], w[..., 2], zero, -w[..., 0], -w[..., 1], w[..., 0], zero],
+                     -1).view(*w.shape[:-1], 3, 3)
+    eye = torch.eye(3, dtype=w.dtype, device=w.device).expand_as(Kx)
+    return eye + a * Kx + b * (Kx @ Kx)
+
+
+def _yaw_matrix(yaw: torch.Tensor) -> torch.Tensor:
+    c, s = torch.cos(yaw), torch.sin(yaw)
+    z, o = torch.zeros_like(c), torch.ones_like(c)
+    return torch.stack([c, z, s, z, o, z, -s, z, c], -1).view(*yaw.shape, 3, 3)
+
+
+@dataclass
+class _Chains:
+    """K chains per group: initial rotation, parameters and Adam moments (all (G, K, ...))."""
+
+    R0: torch.Tensor
+    yaw0: torch.Tensor
+    params: dict[str, torch.Tensor]
+    m: dict[str, torch.Tensor]
+    v: dict[str, torch.Tensor]
+
+    def pose(self, data: _Data, params=None):
+        p = self.params if params is None else params
+        if "omega" in p:
+            R = _skew_exp(p["omega"]) @ self.R0
+        else:
+            R = self.R0 @ _yaw_matrix(self.yaw0 + p["yaw"][..., 0])
+        s = data.s0[:, None] * torch.exp(p["log_s"][..., 0])
+        c = data.c0[:, None] + data.radius[:, None, None] * p["delta"]
+        return R, s, c
+
+    def select(self, idx: torch.Tensor) -> "_Chains":
+        def take(x):
+            return torch.gather(x, 1, idx.view(*idx.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:]))
+        return _Chains(take(self.R0), take(self.yaw0), {k: take(x) for k, x in self.params.items()},
+                       {k: take(x) for k, x in self.m.items()}, {k: take(x) for k, x in self.v.items()})
+
+
+def _initial_chains(data: _Data, instances_rot: list[list[np.ndarray]], yaws: list[float], dof: int) -> _Chains:
+    dev = data.device
+    G, K = len(data.inst), len(yaws)
+    R0 = torch.as_tensor(np.stack([np.stack(instances_rot[i]) for i in data.inst]), dtype=torch.float32, device=dev)
+    yaw0 = torch.as_tensor(np.tile(np.asarray(yaws, np.float32), (G, 1)), device=dev)
+    params = {"delta": torch.zeros(G, K, 3, device=dev), "log_s": torch.zeros(G, K, 1, device=dev)}
+    params["omega" if dof == 7 else "yaw"] = torch.zeros(G, K, 3 if dof == 7 else 1, device=dev)
+    zeros = {k: torch.zeros_like(x) for k, x in params.items()}
+    return _Chains(R0, yaw0, params, zeros, {k: torch.zeros_like(x) for k, x in params.items()})
+
+
+def _run_stage(chains: _Chains, data: _Data, n: int, steps: int, step0: int, total: int, lr: float,
+               progress: Callable[[int], None] | None) -> None:
+    """``steps`` Adam steps (β = 0.9, 0.999) on every chain, learning rate cosine over ``total`` steps."""
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    for it in range(step0, step0 + steps):
+        rate = lr * (0.1 + 0.45 * (1 + math.cos(math.pi * it / total)))
+        params = {k: x.detach().requires_grad_(True) for k, x in chains.params.items()}
+        loss = _objective(*chains.pose(data, params), data, n)
+        grads = torch.autograd.grad(loss.sum(), list(params.values()))
+        t = it + 1
+        with torch.no_grad():
+            for (k, x), gk in zip(params.items(), grads):
+                chains.m[k] = b1 * chains.m[k] + (1 - b1) * gk
+                chains.v[k] = b2 * chains.v[k] + (1 - b2) * gk * gk
+                mhat = chains.m[k] / (1 - b1 ** t)
+                vhat = chains.v[k] / (1 - b2 ** t)
+                chains.params[k] = x.detach() - rate * mhat / (vhat.sqrt() + eps)
+        if progress is not None:
+            progress(t)
+
+
+def _setup(problems: list[LayoutProblem], camera: CameraModel, depth, gravity, config):
+    cfg = (config or LayoutConfig()).validate()
+    if not problems:
+        raise ValueError("layout needs at least one instance")
+    if cfg.dof == "5" and gravity is None:
+        raise ValueError("layout dof '5' needs the gravity direction (fit a floor plane or pass gravity)")
+    dof = 5 if (cfg.dof == "5" or (cfg.dof == "auto" and gravity is not None)) else 7
+    device = cfg.torch_device()
+    instances, proposals = [], []
+    for i, prob in enumerate(problems):
+        if not prob.proposals:
+            raise InstanceInputError(f"instance {prob.name}: no mesh proposals")
+        try:
+            up = check_up(prob.up)
+        except ValueError as exc:
+            raise InstanceInputError(f"instance {prob.name}: {exc}") from exc
+        instances.append(_prepare_instance(prob.target, camera, depth, cfg, [cfg.seed, 1]))
+        for p, mesh in enumerate(prob.proposals):
+            proposals.append((i, _prepare_proposal(mesh, up, cfg, [cfg.seed, 2, p], prob.name, p)))
+    data = _Data(instances, proposals, camera, depth, cfg, device)
+    return cfg, dof, data
+
+
+def _restart_rotations(problems, gravity, cfg: LayoutConfig, dof: int) -> tuple[list[list[np.ndarray]], list[float]]:
+    R = cfg.restarts
+    if dof == 5:
+        R_g = gravity_alignment(gravity)
+        return [[R_g] * R for _ in problems], [2 * math.pi * k / R for k in range(R)]
+    rng = np.random.default_rng([cfg.seed, 7])
+    rots = [np.eye(3)] + (list(Rotation.random(R - 1, random_state=rng).as_matrix().reshape(-1, 3, 3))
+                          if R > 1 else [])
+    return [rots for _ in problems], [0.0] * R
+
+
+def _to_input_frame(R: np.ndarray, s: float, c: np.ndarray, prop: _Proposal) -> np.ndarray:
+    """4×4 T_camera_object of the mesh as given: x ↦ s·R·(R_in·x − centre) + c."""
+    T = np.eye(4)
+    T[:3, :3] = s * R @ prop.R_in
+    T[:3, 3] = c - s * R @ prop.center
+    return T
+
+
+def solve_layout(problems: list[LayoutProblem], camera: CameraModel, depth: np.ndarray | None = None,
+                 gravity: np.ndarray | None = None, config: LayoutConfig | None = None,
+                 progress: Callable[[float], None] | None = None) -> list[LayoutResult]:
+    """Place every instance: one batched, coarse-to-fine optimisation over instances × proposals × restarts.
+
+    Args:
+        problems: instances with their targets and mesh proposals (input convention, see
+            :mod:`dpa_ros.geometry.mesh_frames`).
+        camera: intrinsics of the image the targets come from.
+        depth: the scene's metric depth (H, W) in metres (the observed surface and occlusions); None
+            uses only the target points.
+        gravity: unit down vector in the optical frame; enables 5 DoF (yaw, c, s) under dof "auto".
+        config: solver settings.
+        progress: called with the fraction of iterations done.
+
+    Returns one :class:`LayoutResult` per problem, in order. Raises
+    :class:`~dpa_ros.geometry.targets.InstanceInputError` naming the instance for unusable meshes.
+    """
+    cfg, dof, data = _setup(problems, camera, depth, gravity, config)
+    rots, yaws = _restart_rotations(problems, gravity, cfg, dof)
+    chains = _initial_chains(data, rots, yaws, dof)
+    stages = cfg.schedule()
+    total = sum(t for _, t, _ in stages)
+    report = None if progress is None else (lambda t: progress(t / total) if t % max(1, total // 50) == 0 else None)
+    step = 0
+    for k, (keep, steps, n) in enumerate(stages):
+        if keep < chains.R0.shape[1]:
+            with torch.no_grad():
+                loss = _objective(*chains.pose(data), data, stages[k - 1][2])
+            chains = chains.select(torch.argsort(loss, dim=1, stable=True)[:, :keep])
+        _run_stage(chains, data, n, steps, step, total, cfg.lr, report)
+        step += steps
+    with torch.no_grad():
+        R, s, c = chains.pose(data)
+        final = _objective(R, s, c, data, cfg.points)
+    return _results(problems, data, R, s, c, final, dof)
+
+
+def _results(problems, data: _Data, R, s, c, final, dof) -> list[LayoutResult]:
+    R, s, c = R.cpu().double().numpy(), s.cpu().double().numpy(), c.cpu().double().numpy()
+    final = final.cpu().double().numpy()
+    final = np.where(np.isfinite(final), final, np.inf)
+    results = []
+    for i, prob in enumerate(problems):
+        groups = [g for g, inst in enumerate(data.inst) if inst == i]
+        best = [(g, int(np.argmin(final[g]))) for g in groups]
+        errors = [float(final[g, k]) for g, k in best]
+        p = int(np.argmin(errors))
+        g, k = best[p]
+        T = _to_input_frame(R[g, k], float(s[g, k]), c[g, k], data.props[g])
+        results.append(LayoutResult(T, float(s[g, k]), errors[p], p, errors, dof))
+    return results
+
+
+def layout_objective(problem: LayoutProblem, camera: CameraModel, depth: np.ndarray | None,
+                     poses: list[np.ndarray], proposal: int = 0, config: LayoutConfig | None = None) -> np.ndarray:
+    """The solver's objective L for given poses of one proposal of one problem.
+
+    Args:
+        problem: the instance (its target and proposals).
+        camera, depth: as for :func:`solve_layout`.
+        poses: 4×4 T_camera_object of the proposal mesh as given (scale included), each a similarity.
+        proposal: which of ``problem.proposals``.
+        config: ``points``, ``lambda_2d``, ``occlusion_margin``, ``silhouette_points``,
+            ``field_resolution`` and ``seed`` matter (the sample sets are those :func:`solve_layout`
+            uses at its final stage with the same config).
+
+    Returns the objective per pose (len(poses),), float.
+    """
+    cfg = (config or LayoutConfig()).validate()
+    up = check_up(problem.up)
+    inst = _prepare_instance(problem.target, camera, depth, cfg, [cfg.seed, 1])
+    prop = _prepare_proposal(problem.proposals[proposal], up, cfg, [cfg.seed, 2, proposal], problem.name,
+                             proposal)
+    data = _Data([inst], [(0, prop)], camera, depth, cfg, cfg.torch_device())
+    Rs, ss, cs = [], [], []
+    for T in poses:
+        A = np.asarray(T, float)[:3, :3] @ prop.R_in.T          # s·R in the internal frame
+        s = float(np.cbrt(np.linalg.det(A)))
+        Rs.append(A / s)
+        ss.append(s)
+        cs.append(np.asarray(T, float)[:3, 3] + A @ prop.center)
+
+    def t(a):
+        return torch.as_tensor(np.asarray(a, np.float32), device=data.device)[None]
+    with torch.no_grad():
+        return _objective(t(Rs), t(ss), t(cs), data, cfg.points)[0].cpu().double().numpy()
