@@ -37,7 +37,7 @@ class ClosestPointField:
 
 def _exact_closest(mesh: trimesh.Trimesh, queries: np.ndarray) -> np.ndarray:
     """Exact closest surface points of ``queries`` (open3d's BVH point-triangle search)."""
-    import open3d as o3d   # heavy import, only when a field is built
+    import open3d as o3d  # heavy import, only when a field is built
 
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(o3d.core.Tensor(np.asarray(mesh.vertices, np.float32)),
@@ -73,7 +73,7 @@ def simplified(mesh: trimesh.Trimesh, max_faces: int) -> trimesh.Trimesh:
     decimation (Open3D) to ``max_faces`` faces — for fields, where millimetres do not matter."""
     if len(mesh.faces) <= max_faces:
         return mesh
-    import open3d as o3d   # heavy import, only when needed
+    import open3d as o3d  # heavy import, only when needed
 
     o3 = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(np.asarray(mesh.vertices, float)),
                                    o3d.utility.Vector3iVector(np.asarray(mesh.faces)))
@@ -86,10 +86,11 @@ def closest_point_field(mesh: trimesh.Trimesh, resolution: int = 48, margin: flo
     """The closest-point field of ``mesh`` on a ``resolution``³ grid.
 
     The grid box is the mesh's bounding box grown by ``margin`` × its longest side on every side.
-    A coarse grid (a third of the resolution) gets exact closest points everywhere; fine nodes
-    whose coarse estimate puts them within ``band_cells`` fine spacings (plus the coarse error
-    error allowance of half a coarse cell diagonal) of the surface get the exact closest point (point-triangle); the others, which only
-    matter for poses far from any fit, keep the coarse field's trilinear value. Points outside the
+    A coarse grid (a third of the resolution) gets exact closest points everywhere. Fine nodes
+    whose coarse estimate puts them within ``band_cells`` fine spacings of the surface (plus half
+    a coarse cell diagonal, the estimate's error allowance) get the exact closest point
+    (point-triangle); the others, which only matter for poses far from any fit, keep the coarse
+    field's trilinear value. Points outside the
     box are the caller's business (clamp to the box, measure to the clamped node's closest point).
     """
     v = np.asarray(mesh.vertices, float)

@@ -1,44 +1,33 @@
-"""Batched layout solver: pose, scale and proposal choice per instance (DESIGN.md §2 step 6).
+"""Today's (legacy) layout solver, kept as the reference for :mod:`dpa_ros.geometry.layout`.
 
-For every instance i, mesh proposal p and restart r the solver optimises a similarity transform
-(rotation R, translation, uniform scale s) that places the proposal's surface points P (canonical
-object frame, see :mod:`dpa_ros.assemble`) in the camera optical frame (metres), minimising
+It minimises the sample-to-sample objective of the previous release:
 
     L = CD3D(X_i, s·R·P + t) + λ · CD2D(π(s·R·P + t), Q_i)
 
-with X_i the instance's target points (metres) and Q_i pixel samples inside its mask, both in
-normalised image coordinates ((u − cx)/fx, (v − cy)/fy), so CD2D is a dimensionless image-plane
-distance (≈ radians). CD is the symmetric L1 Chamfer distance: the unsquared Euclidean nearest-
-neighbour distance averaged over each set, the two directions averaged.
+with X_i the instance's target points (metres), P surface *samples* of the proposal and Q_i pixel
+samples inside its mask (normalised image coordinates). CD is the symmetric L1 Chamfer distance
+between point sets: the unsquared nearest-neighbour distance averaged over each set, the two
+directions averaged. Its floor falls with sample density (a point's nearest *sample* is farther
+than the surface), which is why v2 measures distances to the surface instead. Occlusion: a mesh
+sample counts in 3D only when it faces the camera, lies in the instance's mask with valid depth
+and is not behind the observed depth by more than ``occlusion_margin``; in 2D a projected sample
+is free when something observed is in front of it or it falls outside the image.
 
-Occlusion reasoning (with the scene's metric depth map): a mesh point counts in the
-mesh → target 3D direction only when it faces the camera, its pixel lies inside the instance's
-mask and has valid depth, and that observed depth is not in front of it by more than
-``occlusion_margin`` (else it is hidden, by the object itself or by another object); a projected
-mesh point outside the mask costs nothing in 2D when something observed is in front of it there
-or it falls outside the image. Hidden parts of an object are thus free, and the visible mask still
-pins the silhouette from the inside.
-
-Initialisation: size and centre from the mask (its RMS radius in the image plane times the
-target's median depth; the centre on the mask's mean ray, half a radius behind the visible
-surface). Restarts: 7 DoF — the canonical orientation, then uniformly random rotations; 5 DoF —
-the canonical up axis on gravity and yaws evenly spaced over 360°. Parameters are dimensionless
-(translation in units of the initial radius, log-scale, rotation in radians) and share one Adam
-learning rate, cosine-decayed to a tenth. Per (instance, proposal) the restart with the lowest
-final objective wins, then per instance the proposal with the lowest.
-
-All instances × proposals × restarts run as one batch of padded tensors: one Adam loop whose
-objective is the sum of the independent per-problem objectives (Adam is element-wise, so each
-problem follows exactly the trajectory it would follow alone). Nearest neighbours are found
-without autograd in blocks of at most ``block_elements`` distances (never a dense N×M matrix per
-problem at once); distances are then recomputed from the matched pairs with gradients.
-:func:`solve_layout_loop` is the reference way — one problem at a time with a dense distance
-matrix under autograd — with the same per-step math, for the benchmark and the tests.
+Same problems, configuration and results as v2 (:class:`~dpa_ros.geometry.layout.LayoutProblem`,
+:class:`~dpa_ros.geometry.layout.LayoutConfig` — ``restarts``, ``iterations``, ``points``, ``lr``,
+``lambda_2d``, ``occlusion_margin``, ``dof``, ``seed``, ``device``, ``block_elements`` apply; no
+coarse-to-fine schedule), and the same input convention, converted by
+:func:`~dpa_ros.geometry.mesh_frames.rotation_input_to_internal` in :func:`_build_items`.
+All instances × proposals × restarts run as one batch (:func:`solve_layout_legacy`); nearest
+neighbours are found without autograd in blocks of at most ``block_elements`` distances, then
+distances are recomputed from the matched pairs with gradients. :func:`solve_layout_loop` is the
+exact reference: one problem at a time with a dense distance matrix under autograd, the same
+per-step math. Both are for benchmarks and cross-checks; they are slow (N × M per iteration).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -47,95 +36,9 @@ import trimesh
 from scipy.spatial.transform import Rotation
 
 from dpa_ros.geometry.camera import CameraModel
-from dpa_ros.geometry.targets import InstanceInputError, InstanceTarget
-
-
-@dataclass
-class LayoutConfig:
-    """Layout solver settings. Defaults are sized for a CPU; :meth:`paper` gives the paper's values.
-
-    Attributes:
-        lambda_2d: weight λ of the 2D Chamfer term (image-plane units, see module docstring).
-        restarts: random initial rotations per (instance, proposal) (paper: 10).
-        iterations: Adam steps (paper: ~1000).
-        points: surface points sampled per mesh proposal and maximum target points / mask samples
-            per instance (paper: 5000).
-        lr: Adam learning rate for the dimensionless parameters (translation in units of the
-            initial object radius, log-scale, rotation in radians); cosine-decayed to lr/10.
-        seed: seeds point sampling and restart rotations; same seed, same result (bit for bit on
-            the CPU with a fixed thread count; on CUDA the atomic adds of the backward pass may
-            change the last bits).
-        device: "cpu", "cuda" or "auto" (CUDA when available).
-        dof: "auto" (5 when gravity is known, else 7), "7" (full rotation) or "5" (yaw about gravity;
-            requires gravity).
-        occlusion_margin: metres an observed surface must be in front of a mesh point to hide it.
-        block_elements: most distances evaluated at once per nearest-neighbour block; None picks
-            2**19 on CPU (a 2 MB block stays in cache) and 2**27 on CUDA.
-    """
-
-    lambda_2d: float = 1.0
-    restarts: int = 6
-    iterations: int = 200
-    points: int = 600
-    lr: float = 0.03
-    seed: int = 0
-    device: str = "auto"
-    dof: str = "auto"
-    occlusion_margin: float = 0.05
-    block_elements: int | None = None
-
-    @classmethod
-    def paper(cls, **overrides) -> "LayoutConfig":
-        """The paper's settings: 10 restarts, 1000 iterations, 5000 points per side."""
-        return replace(cls(restarts=10, iterations=1000, points=5000), **overrides)
-
-    def validate(self) -> "LayoutConfig":
-        if self.restarts < 1 or self.iterations < 1 or self.points < 10:
-            raise ValueError(f"layout config needs restarts >= 1, iterations >= 1, points >= 10: {self}")
-        if self.dof not in ("auto", "5", "7"):
-            raise ValueError(f"layout dof must be 'auto', '5' or '7', got {self.dof!r}")
-        if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
-            raise ValueError(f"layout device must be 'cpu', 'cuda' or 'auto', got {self.device!r}")
-        if self.lambda_2d < 0 or self.lr <= 0:
-            raise ValueError(f"layout needs lambda_2d >= 0 and lr > 0: {self}")
-        return self
-
-    def torch_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if str(self.device).startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"layout device {self.device!r} requested but CUDA is not available")
-        return torch.device(self.device)
-
-
-@dataclass
-class LayoutProblem:
-    """One instance to place: its target and its mesh proposals (canonical object frame)."""
-
-    name: str
-    target: InstanceTarget
-    proposals: list[trimesh.Trimesh]
-
-
-@dataclass
-class LayoutResult:
-    """The placement of one instance.
-
-    Attributes:
-        T_camera_object: 4×4 similarity transform object → optical frame; upper-left block s·R.
-        scale: uniform scale s.
-        fit_error: the objective L of the winning proposal and restart.
-        proposal_index: index of the winning proposal.
-        proposal_errors: best objective per proposal.
-        dof: 5 or 7.
-    """
-
-    T_camera_object: np.ndarray
-    scale: float
-    fit_error: float
-    proposal_index: int
-    proposal_errors: list[float] = field(default_factory=list)
-    dof: int = 7
+from dpa_ros.geometry.layout import LayoutConfig, LayoutProblem, LayoutResult, gravity_alignment
+from dpa_ros.geometry.mesh_frames import check_up, rotation_input_to_internal
+from dpa_ros.geometry.targets import InstanceInputError
 
 
 def _mesh_samples(mesh: trimesh.Trimesh, n: int, seed, name: str, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -148,14 +51,6 @@ def _mesh_samples(mesh: trimesh.Trimesh, n: int, seed, name: str, index: int) ->
     return np.asarray(pts, float), np.asarray(mesh.face_normals[faces], float)
 
 
-def gravity_alignment(gravity: np.ndarray) -> np.ndarray:
-    """Rotation that maps the canonical down axis (0, 1, 0) onto ``gravity`` (optical frame)."""
-    g = np.asarray(gravity, float)
-    g = g / np.linalg.norm(g)
-    rot, _ = Rotation.align_vectors(g[None], np.array([[0.0, 1.0, 0.0]]))
-    return rot.as_matrix()
-
-
 @dataclass
 class _Item:
     """One (instance, proposal, restart) problem in numpy, object points centred on their mean."""
@@ -164,7 +59,8 @@ class _Item:
     proposal: int
     P: np.ndarray        # (n, 3) mesh points minus their centroid, object frame
     N: np.ndarray        # (n, 3) normals
-    mesh_center: np.ndarray
+    mesh_center: np.ndarray   # internal frame
+    R_in: np.ndarray          # input convention → internal frame
     X: np.ndarray        # (m, 3) target points, optical frame
     Q: np.ndarray        # (k, 2) mask samples, normalised image coordinates
     R0: np.ndarray       # initial rotation (7 DoF) or R_g (5 DoF)
@@ -196,7 +92,7 @@ def _build_items(problems: list[LayoutProblem], camera: CameraModel, gravity: np
         ray = np.array([qc[0], qc[1], 1.0])
         c0_inst = ray * (z_med + 0.5 * r_t)          # ray has z = 1: a point at that z-depth
         if dof == 7:
-            # The canonical orientation (a level camera facing the object's front), then random ones.
+            # The internal frame's orientation (the front facing a level camera), then random ones.
             rots = [np.eye(3)]
             if cfg.restarts > 1:
                 rots += list(Rotation.random(cfg.restarts - 1, random_state=rot_rng).as_matrix().reshape(-1, 3, 3))
@@ -204,14 +100,17 @@ def _build_items(problems: list[LayoutProblem], camera: CameraModel, gravity: np
         else:
             rots = [R_g] * cfg.restarts
             yaws = [2 * math.pi * k / cfg.restarts for k in range(cfg.restarts)]
+        R_in = rotation_input_to_internal(check_up(prob.up))
         for p, mesh in enumerate(prob.proposals):
+            if isinstance(mesh, trimesh.Trimesh) and len(mesh.faces):
+                mesh = trimesh.Trimesh(np.asarray(mesh.vertices, float) @ R_in.T, np.asarray(mesh.faces), process=False)
             P, N = _mesh_samples(mesh, cfg.points, [cfg.seed, i, p], prob.name, p)
             mc = P.mean(0)
             P = P - mc
             r_m = float(np.sqrt((P ** 2).sum(1).mean()))
             s0 = r_t / r_m
             for r in range(cfg.restarts):
-                items.append(_Item(i, p, P, N, mc, X, Q, np.asarray(rots[r]), yaws[r], c0_inst, r_t, s0))
+                items.append(_Item(i, p, P, N, mc, R_in, X, Q, np.asarray(rots[r]), yaws[r], c0_inst, r_t, s0))
     return items
 
 
@@ -320,7 +219,8 @@ def _nn_blocked(query: torch.Tensor, ref: torch.Tensor, ref_w: torch.Tensor, blo
             r = torch.cat([r, torch.full_like(r[:, :pad], _FAR)], 1)
         q = query - mean
         qa = torch.cat([-2.0 * q, torch.ones_like(q[..., :1]), (q * q).sum(-1, keepdim=True)], -1)   # (B, n, d+2)
-        raT = torch.cat([r, (r * r).sum(-1, keepdim=True), torch.ones_like(r[..., :1])], -1).transpose(1, 2).contiguous()
+        raT = torch.cat([r, (r * r).sum(-1, keepdim=True), torch.ones_like(r[..., :1])], -1)
+        raT = raT.transpose(1, 2).contiguous()
         B, n, _ = q.shape
         m = r.shape[1]
         out = torch.empty((B, n), dtype=torch.long, device=q.device)
@@ -439,6 +339,7 @@ def _optimise(batch: _Batch, scene: _Scene, cfg: LayoutConfig, dof: int, directe
 
 
 def _setup(problems, camera, depth, gravity, cfg):
+    """Validated config, DoF, device, NN block size, scene tensors and problem items."""
     cfg = (cfg or LayoutConfig()).validate()
     if not problems:
         raise ValueError("layout needs at least one instance")
@@ -473,20 +374,20 @@ def _results(problems, items, params, losses, batch: _Batch, dof) -> list[Layout
         p_best = int(np.nanargmin(errors)) if np.any(np.isfinite(errors)) else 0
         b = best_per_prop[p_best]
         T = np.eye(4)
-        T[:3, :3] = s[b] * R[b]
-        # The mesh centroid (object frame) goes to `centre`.
+        T[:3, :3] = s[b] * R[b] @ items[b].R_in
+        # The mesh centroid (internal frame) goes to `centre`.
         T[:3, 3] = centre[b] - s[b] * R[b] @ items[b].mesh_center
         results.append(LayoutResult(T, float(s[b]), errors[p_best], p_best, errors, dof))
     return results
 
 
-def solve_layout(problems: list[LayoutProblem], camera: CameraModel, depth: np.ndarray | None = None,
+def solve_layout_legacy(problems: list[LayoutProblem], camera: CameraModel, depth: np.ndarray | None = None,
                  gravity: np.ndarray | None = None, config: LayoutConfig | None = None,
                  progress: Callable[[float], None] | None = None) -> list[LayoutResult]:
-    """Place every instance: one batched optimisation over instances × proposals × restarts.
+    """Today's solver: one batched optimisation over instances × proposals × restarts.
 
     Args:
-        problems: instances with their targets and canonical-frame mesh proposals.
+        problems: instances with their targets and mesh proposals (input convention).
         camera: intrinsics of the image the targets come from.
         depth: the scene's metric depth (H, W) in metres, for occlusion reasoning; None disables it.
         gravity: unit down vector in the optical frame; enables 5 DoF (yaw, t, s) under dof "auto".
@@ -505,7 +406,7 @@ def solve_layout(problems: list[LayoutProblem], camera: CameraModel, depth: np.n
 def solve_layout_loop(problems: list[LayoutProblem], camera: CameraModel, depth: np.ndarray | None = None,
                       gravity: np.ndarray | None = None, config: LayoutConfig | None = None,
                       progress: Callable[[float], None] | None = None) -> list[LayoutResult]:
-    """The reference way: same objective, initialisation and optimiser as :func:`solve_layout`,
+    """The reference way: same objective, initialisation and optimiser as :func:`solve_layout_legacy`,
     but one (instance, proposal, restart) at a time in a Python loop, each with a dense distance
     matrix under autograd. For benchmarks and cross-checks; slow."""
     cfg, dof, device, block, scene, items = _setup(problems, camera, depth, gravity, config)

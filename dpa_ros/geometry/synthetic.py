@@ -224,8 +224,9 @@ def make_scene(width: int = 160, height: int = 120, hfov_deg: float = 70.0, came
         poses.append(T)
         scales.append(float(scale))
         placed.append(m)
-    floor_w = trimesh.Trimesh(vertices=[[-4, 0.3, 0], [4, 0.3, 0], [4, 6, 0], [-4, 6, 0]], faces=[[0, 1, 2], [0, 2, 3]])
-    wall_w = trimesh.Trimesh(vertices=[[-4, 4.5, 0], [4, 4.5, 0], [4, 4.5, 3], [-4, 4.5, 3]], faces=[[0, 1, 2], [0, 2, 3]])
+    quad = [[0, 1, 2], [0, 2, 3]]
+    floor_w = trimesh.Trimesh(vertices=[[-4, 0.3, 0], [4, 0.3, 0], [4, 6, 0], [-4, 6, 0]], faces=quad)
+    wall_w = trimesh.Trimesh(vertices=[[-4, 4.5, 0], [4, 4.5, 0], [4, 4.5, 3], [-4, 4.5, 3]], faces=quad)
     background = []
     for m in (floor_w, wall_w):
         m = m.copy()
