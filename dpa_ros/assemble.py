@@ -208,7 +208,7 @@ def assemble_scene(image_rgb: np.ndarray, metric_depth: np.ndarray, camera: Came
     report("assemble", 0.0)
     objects = [SceneObject(id=i, label=inst.label, score=float(inst.score), mesh=inst.meshes[res.proposal_index],
                            T_camera_object=res.T_camera_object, scale=res.scale, fit_error=res.fit_error,
-                           proposal_index=res.proposal_index)
+                           proposal_index=res.proposal_index, proposal_errors=list(res.proposal_errors))
                for i, (inst, res) in enumerate(zip(instances, results))]
     valid = np.isfinite(depth)
     v, u = np.nonzero(valid)

@@ -1,11 +1,12 @@
 """``dpa-reconstruct``: one image (+ optional depth) → a scene directory (DESIGN.md §3).
 
 With ``--instances`` the learned stages 1–4 are skipped ("bring your own priors"): the given
-masks and canonical-frame meshes are placed by the layout solver in the sensor's metric depth
-(``--depth`` is then required). Without it the full pipeline of the chosen ``--profile`` runs.
-Besides ``scene.json`` (and the files it names) and the ``--export`` formats (the exporter's list,
-:data:`dpa_ros.export.FORMATS`), it writes ``preview.png``: the input image with every fitted
-object's silhouette, outline and label drawn over it (:mod:`dpa_ros.overlay`).
+masks and meshes are placed by the layout solver in the sensor's metric depth (``--depth`` is
+then required); meshes follow the glTF convention (+Y up, front toward +Z) unless their entry's
+``"up"`` or ``--mesh-up`` names another up axis. Without it the full pipeline of the chosen
+``--profile`` runs. Besides ``scene.json`` (and the files it names) and the ``--export`` formats
+(the exporter's list, :data:`dpa_ros.export.FORMATS`), it writes ``preview.png``: the input image
+with every fitted object's silhouette, outline and label drawn over it (:mod:`dpa_ros.overlay`).
 User errors end with exit status 2 and a one-line reason on stderr, never a traceback.
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dpa_ros.export import FORMATS as EXPORT_FORMATS
 from dpa_ros.export import ExportOptions, export_scene
 from dpa_ros.geometry.camera import CameraModel
 from dpa_ros.geometry.layout import LayoutConfig
+from dpa_ros.geometry.mesh_frames import UP_AXES
 from dpa_ros.overlay import PREVIEW_PNG, write_preview
 from dpa_ros.scene import Scene, write_scene
 
@@ -110,7 +112,7 @@ def _instances_scene(args, image, depth, camera, progress) -> Scene:
     if depth is None:
         raise UserError("--instances needs --depth (metric depth from the sensor)")
     try:
-        instances = load_instances_json(args.instances)
+        instances = load_instances_json(args.instances, mesh_up=args.mesh_up)
     except InstancesFileError as exc:
         raise UserError(str(exc)) from exc
     config = layout_config(args.config, args.seed, args.device)
@@ -140,7 +142,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--depth-scale", type=float, default=0.001, help="metres per PNG depth unit (default 0.001)")
     ap.add_argument("--camera-info", type=Path, required=True, help="ROS camera_info YAML")
     ap.add_argument("--instances", type=Path,
-                    help="JSON list of {label, mask, meshes[, score]}: skip detection and generation")
+                    help="JSON list of {label, mask, meshes[, score, up]}: skip detection and generation")
+    ap.add_argument("--mesh-up", choices=UP_AXES,
+                    help="up axis of the --instances meshes without their own 'up' (default +y, glTF; "
+                         "+z for ROS/Gazebo/Isaac/Blender/Shap-E assets)")
     ap.add_argument("--profile", default="paper", help="model profile: paper, fast or smoke (default paper)")
     ap.add_argument("--config", type=Path, help="YAML config (its 'layout:' section sets the solver)")
     ap.add_argument("--out", type=Path, required=True, help="output scene directory")

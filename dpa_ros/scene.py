@@ -39,8 +39,11 @@ class SceneObject:
         T_camera_object: 4×4 similarity transform object → camera optical frame; its upper-left
             3×3 block is ``scale * R``.
         scale: the uniform scale inside ``T_camera_object``.
-        fit_error: final layout objective (3D Chamfer in m + λ · 2D Chamfer).
+        fit_error: final layout objective of the winning proposal (3D terms in m + λ · 2D terms in
+            normalised image units; :mod:`dpa_ros.geometry.layout`).
         proposal_index: which mesh proposal won the layout (-1 when not known).
+        proposal_errors: the best final layout objective of every proposal, in proposal order
+            (empty when not known); ``fit_error`` is its minimum.
     """
 
     id: int
@@ -51,6 +54,7 @@ class SceneObject:
     scale: float = 1.0
     fit_error: float = float("nan")
     proposal_index: int = -1
+    proposal_errors: list[float] = field(default_factory=list)
 
     @property
     def rotation(self) -> np.ndarray:
@@ -144,7 +148,8 @@ class Scene:
                  "mesh": f"{OBJECTS_DIR}/{o.id}.obj",
                  "T_camera_object": np.asarray(o.T_camera_object, float).tolist(),
                  "scale": float(o.scale), "fit_error": float(o.fit_error),
-                 "proposal_index": int(o.proposal_index)}
+                 "proposal_index": int(o.proposal_index),
+                 "proposal_errors": [float(e) for e in o.proposal_errors]}
                 for o in self.objects
             ],
             "background": bg,
@@ -206,7 +211,8 @@ def read_scene(scene_dir: str | Path) -> Scene:
                 mesh=_load_mesh(scene_dir / o["mesh"]), T_camera_object=T,
                 scale=float(o.get("scale", np.cbrt(abs(np.linalg.det(T[:3, :3]))))),
                 fit_error=float(o.get("fit_error", float("nan"))),
-                proposal_index=int(o.get("proposal_index", -1))))
+                proposal_index=int(o.get("proposal_index", -1)),
+                proposal_errors=[float(e) for e in o.get("proposal_errors", [])]))
     except SceneFormatError:
         raise
     except (OSError, KeyError, TypeError, ValueError) as exc:

@@ -4,7 +4,7 @@ import pytest
 import torch
 import trimesh
 
-from dpa_ros.priors.generator import SHAP_E_TO_OBJECT, ShapEGenerator, shap_e_to_object_frame
+from dpa_ros.priors.generator import SHAP_E_TO_GLTF, ShapEGenerator, shap_e_to_gltf
 from dpa_ros.priors.marching_cubes import EDGES, fill_mesh_decoder, tables
 from dpa_ros.priors.profiles import load_profile
 
@@ -41,11 +41,11 @@ def test_marching_cubes_tables_make_closed_surfaces():
 
 
 def test_frame_conversion():
-    assert np.allclose(SHAP_E_TO_OBJECT @ SHAP_E_TO_OBJECT.T, np.eye(3)) and np.isclose(np.linalg.det(SHAP_E_TO_OBJECT), 1)
-    pts = np.array([[0, 0, 1.0],    # Shap-E up      -> object up (-y)
-                    [0, -1.0, 0],   # towards viewer -> towards viewer (-z)
+    assert np.allclose(SHAP_E_TO_GLTF @ SHAP_E_TO_GLTF.T, np.eye(3)) and np.isclose(np.linalg.det(SHAP_E_TO_GLTF), 1)
+    pts = np.array([[0, 0, 1.0],    # Shap-E up      -> glTF up (+y)
+                    [0, -1.0, 0],   # towards viewer -> glTF front (+z)
                     [1.0, 0, 0]])   # right          -> right (+x)
-    np.testing.assert_allclose(shap_e_to_object_frame(pts), [[0, -1, 0], [0, 0, -1], [1, 0, 0]])
+    np.testing.assert_allclose(shap_e_to_gltf(pts), [[0, 1, 0], [0, 0, 1], [1, 0, 0]])
 
 
 def test_meshes_per_instance(gen):

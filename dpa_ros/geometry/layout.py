@@ -25,16 +25,19 @@ gravity is known) that places the proposal's surface in the optical frame (metre
   to the mask, from the mask's exact Euclidean distance transform, bilinear; free outside the
   image and where the observed surface is in front of the sample (occlusion).
 * ``D2(mask → π(S))``: mean distance of mask samples to the nearest projected mesh sample (the
-  only nearest-neighbour search left, on ``silhouette_points`` samples a side), minus the
-  samples' expected spacing (a hinge), so a mask pixel inside the silhouette costs nothing.
+  only nearest-neighbour search left, on ``silhouette_points`` samples a side), minus 1.5 × the
+  mean spacing of the projected samples that land in the mask (a hinge), so a mask pixel inside
+  the silhouette costs nothing.
 
 Normalised image units are ((u − cx)/fx, (v − cy)/fy). Each term costs O(N + M) per iteration
 except the silhouette search, which is bounded by ``silhouette_points``².
 
 Initialisation: size and centre from the mask (its RMS radius in the image plane times the
 target's median depth; the centre on the mask's mean ray, half a radius behind the visible
-surface). Restarts: 7 DoF — the internal canonical orientation (the front facing the camera),
-then uniformly random rotations; 5 DoF — the up axis on gravity and yaws evenly spaced over 360°.
+surface). A mask cut by the image border shows only part of the object: there every second
+restart starts 1.6 × larger, its centre one initial radius further out, towards the border.
+Restarts: 7 DoF — the internal frame's orientation (the front facing the camera), then
+uniformly random rotations; 5 DoF — the up axis on gravity and yaws evenly spaced over 360°.
 Parameters are dimensionless (centre in units of the initial radius, log-scale, rotation in
 radians), optimised by Adam with one learning rate, cosine-decayed to a tenth over all
 iterations.
@@ -55,6 +58,7 @@ its per-problem reference loop.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -93,12 +97,14 @@ class LayoutConfig:
         silhouette_points: most mesh samples and mask samples of the mask → silhouette search
             (at most half the stage's points).
         field_resolution: nodes per axis of each proposal's closest-point field.
+        threads: torch CPU threads while the solver runs (restored afterwards); None keeps torch's
+            setting. Its tensors are small, and on a small shared CPU one thread is the fastest.
         block_elements: accepted for compatibility with the legacy solver's configs; unused here.
     """
 
     lambda_2d: float = 1.0
-    restarts: int = 8
-    iterations: int = 250
+    restarts: int = 6
+    iterations: int = 200
     points: int = 1500
     lr: float = 0.03
     seed: int = 0
@@ -109,6 +115,7 @@ class LayoutConfig:
     coarse_points: int = 200
     silhouette_points: int = 200
     field_resolution: int = 48
+    threads: int | None = 1
     block_elements: int | None = None
 
     @classmethod
@@ -130,6 +137,8 @@ class LayoutConfig:
             raise ValueError(f"layout needs keep_restarts >= 1, coarse_points >= 10, silhouette_points >= 10: {self}")
         if self.field_resolution < 8:
             raise ValueError(f"layout field_resolution must be >= 8, got {self.field_resolution}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"layout threads must be >= 1 or None, got {self.threads}")
         return self
 
     def torch_device(self) -> torch.device:
@@ -143,9 +152,9 @@ class LayoutConfig:
         """The coarse-to-fine stages as (restarts per proposal, iterations, points per side).
 
         1. every restart, 30 % of ``iterations``, ``min(coarse_points, points)`` points;
-        2. the best ``keep_restarts`` restarts per proposal, 55 % of the iterations,
-           ``max(coarse_points, points // 5)`` points;
-        3. the best restart per proposal, the remaining 15 %, all ``points``.
+        2. the best ``keep_restarts`` restarts per proposal, 60 % of the iterations,
+           ``max(coarse_points, points // 8)`` points (at most ``points``);
+        3. the best restart per proposal, the remaining 10 %, all ``points``.
 
         Each stage starts from where the previous one left its chains (parameters and Adam
         moments); every surviving chain runs ``iterations`` steps in total. Stages with no
@@ -154,9 +163,10 @@ class LayoutConfig:
         T, n = self.iterations, self.points
         coarse = min(self.coarse_points, n)
         t1 = max(1, round(0.30 * T))
-        t3 = max(1, round(0.15 * T)) if T - t1 >= 2 else 0
-        stages = [(self.restarts, t1, coarse), (min(self.keep_restarts, self.restarts), T - t1 - t3,
-                                                max(coarse, n // 5)), (1, t3, n)]
+        t3 = max(1, round(0.10 * T)) if T - t1 >= 2 else 0
+        stages = [(self.restarts, t1, coarse),
+                  (min(self.keep_restarts, self.restarts), T - t1 - t3, min(n, max(coarse, n // 8))),
+                  (1, t3, n)]
         return [s for s in stages if s[1] > 0]
 
 
@@ -259,6 +269,7 @@ class _InstanceData:
     c0: np.ndarray           # initial centre
     radius: float            # initial radius (m)
     mask_area: float         # normalised image units²
+    outward: np.ndarray      # (3,) towards the image borders the mask touches, zero when none
 
 
 def _prepare_instance(target: InstanceTarget, camera: CameraModel, depth: np.ndarray | None, cfg: LayoutConfig,
@@ -279,9 +290,13 @@ def _prepare_instance(target: InstanceTarget, camera: CameraModel, depth: np.nda
     r_t = float(np.sqrt(((Q - qc) ** 2).sum(1).mean())) * z_med / math.sqrt(2.0 / 3.0)
     c0 = np.array([qc[0], qc[1], 1.0]) * (z_med + 0.5 * r_t)
     mask = np.asarray(target.mask, bool)
+    # Towards the image borders the mask touches (x, y in the image plane; zero when none).
+    outward = np.array([float(mask[:, -1].any()) - float(mask[:, 0].any()),
+                        float(mask[-1].any()) - float(mask[0].any()), 0.0])
     dmap = depth if depth is not None else _target_depth(target, camera)
     area = float(mask.sum()) / (camera.fx * camera.fy)
-    return _InstanceData(X, Q[: cfg.points], filled_inverse_depth(dmap, mask), mask_distance(mask), mask, c0, r_t, area)
+    return _InstanceData(X, Q[: cfg.points], filled_inverse_depth(dmap, mask), mask_distance(mask), mask, c0, r_t, area,
+                         outward)
 
 
 def _target_depth(target: InstanceTarget, camera: CameraModel) -> np.ndarray:
@@ -330,6 +345,8 @@ class _Data:
         self.radius = t([instances[i].radius for i in self.inst])
         self.s0 = t([instances[i].radius / p.rms_radius for i, p in proposals])
         self.mask_area = t([instances[i].mask_area for i in self.inst])
+        self.outward = t(np.stack([instances[i].outward for i in self.inst]))        # (G, 3)
+        self.cut = (self.outward.abs().sum(-1) > 0).float()                          # (G,)
         self.fx, self.fy, self.cx, self.cy = camera.fx, camera.fy, camera.cx, camera.cy
         self.W, self.H = camera.width, camera.height
         self.f = 0.5 * (camera.fx + camera.fy)
@@ -401,8 +418,13 @@ def _objective(R: torch.Tensor, s: torch.Tensor, c: torch.Tensor, data: _Data, n
         idx = torch.cdist(Qz[:, None].expand(-1, proj.shape[1], -1, -1), far).min(-1).indices   # (G, K, kq)
     near = torch.gather(proj, 2, idx[..., None].expand(-1, -1, -1, 2))
     d_k2m = torch.sqrt(((Qz[:, None] - near) ** 2).sum(-1) + 1e-12)
-    spacing = torch.sqrt(data.mask_area / k)            # mean spacing of k samples over the mask
-    d_k2m = (d_k2m - spacing[:, None, None]).clamp_min(0.0)
+    with torch.no_grad():
+        # 1.5 × the mean spacing of the projected samples that land in the mask: a mask sample
+        # nearer than that to one is inside the silhouette (counting only those that land in the
+        # mask keeps the hinge right when the object is cut by the border or occluded).
+        landed = (own & in_img)[..., :k]
+        spacing = 1.5 * torch.sqrt(data.mask_area[:, None] / landed.sum(-1).clamp_min(1))
+    d_k2m = (d_k2m - spacing[..., None]).clamp_min(0.0)
     k2m = (d_k2m * Qw[:, None]).sum(-1) / Qw.sum(-1).clamp_min(1.0)[:, None]
     return loss + data.lambda_2d * 0.5 * (m2k + k2m)
 
@@ -459,6 +481,10 @@ def _initial_chains(data: _Data, instances_rot: list[list[np.ndarray]], yaws: li
     R0 = torch.as_tensor(np.stack([np.stack(instances_rot[i]) for i in data.inst]), dtype=torch.float32, device=dev)
     yaw0 = torch.as_tensor(np.tile(np.asarray(yaws, np.float32), (G, 1)), device=dev)
     params = {"delta": torch.zeros(G, K, 3, device=dev), "log_s": torch.zeros(G, K, 1, device=dev)}
+    # Cut by the border: every second restart larger and further out (module docstring).
+    odd = (torch.arange(K, device=dev) % 2 == 1)[None, :, None].float()
+    params["log_s"] += odd * math.log(1.6) * data.cut[:, None, None]
+    params["delta"] += odd * data.outward[:, None, :]
     params["omega" if dof == 7 else "yaw"] = torch.zeros(G, K, 3 if dof == 7 else 1, device=dev)
     zeros = {k: torch.zeros_like(x) for k, x in params.items()}
     return _Chains(R0, yaw0, params, zeros, {k: torch.zeros_like(x) for k, x in params.items()})
@@ -545,7 +571,24 @@ def solve_layout(problems: list[LayoutProblem], camera: CameraModel, depth: np.n
     Returns one :class:`LayoutResult` per problem, in order. Raises
     :class:`~dpa_ros.geometry.targets.InstanceInputError` naming the instance for unusable meshes.
     """
-    cfg, dof, data = _setup(problems, camera, depth, gravity, config)
+    cfg = (config or LayoutConfig()).validate()
+    with _cpu_threads(cfg):
+        return _solve(problems, camera, depth, gravity, cfg, progress)
+
+
+@contextmanager
+def _cpu_threads(cfg: LayoutConfig):
+    before = torch.get_num_threads()
+    if cfg.threads and cfg.torch_device().type == "cpu":
+        torch.set_num_threads(cfg.threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _solve(problems, camera, depth, gravity, cfg: LayoutConfig, progress) -> list[LayoutResult]:
+    cfg, dof, data = _setup(problems, camera, depth, gravity, cfg)
     rots, yaws = _restart_rotations(problems, gravity, cfg, dof)
     chains = _initial_chains(data, rots, yaws, dof)
     stages = cfg.schedule()

@@ -44,6 +44,14 @@ def make_l_shape() -> trimesh.Trimesh:
     return _unit_size(trimesh.util.concatenate([base, upright]))
 
 
+def make_u_shape() -> trimesh.Trimesh:
+    """A U-shaped block (a low base with an upright at each end), glTF convention, longest side 1."""
+    parts = [_box([1.0, 0.25, 0.4], [0.0, 0.0, 0.0])]
+    for x in (-0.4, 0.4):
+        parts.append(_box([0.2, 0.55, 0.4], [x, 0.4, 0.0]))
+    return _unit_size(trimesh.util.concatenate(parts))
+
+
 def make_chair() -> trimesh.Trimesh:
     """A chair-like union of boxes (seat, back, four legs), glTF convention (+y up, front +z).
 

@@ -9,11 +9,11 @@ Profile section ``generator``::
     grid_size: 128                    # marching-cubes grid over Shap-E's [-1, 1]³ box
     batch_images: 16                  # images per prior batch
 
-Frames. Shap-E decodes in its own object frame: z up, the object inside [-1, 1]³, seen from the
-front by a camera on the -y side looking along +y. The fitting (layout) stage wants the
-canonical object frame of :class:`dpa_ros.assemble.Instance`: the object seen from its front by
-a level camera, axes like the optical frame — x right, y down (object up is -y), z away from the
-viewer. So x' = x, y' = -z, z' = y: the rotation :data:`SHAP_E_TO_OBJECT` (det +1).
+Frames. Shap-E's decoder works in a z-up frame: the object inside [-1, 1]³, seen from the front
+by a camera on the -y side looking along +y (front toward -y, like Blender's). The layout stage
+takes meshes in the glTF convention (+Y up, front toward +Z; :mod:`dpa_ros.geometry.mesh_frames`),
+so :meth:`ShapEGenerator.decode` converts here, once, with :data:`SHAP_E_TO_GLTF` — the ``up = +z``
+rotation of that module: (x, y, z) → (x, z, −y). The solver then maps glTF to its internal frame.
 """
 from __future__ import annotations
 
@@ -22,19 +22,18 @@ import torch
 import trimesh
 from PIL import Image
 
+from dpa_ros.geometry.mesh_frames import rotation_to_gltf
 from dpa_ros.priors import random_models, tiny
 from dpa_ros.priors.base import LazyModel, seeded_generator
 from dpa_ros.priors.weights import resolve, spec_for
 
-#: rotation taking Shap-E's z-up frame (viewer on -y) to the canonical object frame (x right, y down, z away)
-SHAP_E_TO_OBJECT = np.array([[1.0, 0.0, 0.0],
-                             [0.0, 0.0, -1.0],
-                             [0.0, 1.0, 0.0]])
+#: rotation taking Shap-E's z-up frame (front toward -y) to the glTF convention (+Y up, front toward +Z)
+SHAP_E_TO_GLTF = rotation_to_gltf("+z")
 
 
-def shap_e_to_object_frame(vertices: np.ndarray) -> np.ndarray:
-    """(V, 3) vertices in Shap-E's z-up frame → the canonical object frame (same units)."""
-    return np.asarray(vertices, dtype=np.float64) @ SHAP_E_TO_OBJECT.T
+def shap_e_to_gltf(vertices: np.ndarray) -> np.ndarray:
+    """(V, 3) vertices in Shap-E's z-up frame → the glTF convention the layout stage takes (same units)."""
+    return np.asarray(vertices, dtype=np.float64) @ SHAP_E_TO_GLTF.T
 
 
 class ShapEGenerator(LazyModel):
@@ -80,7 +79,7 @@ class ShapEGenerator(LazyModel):
 
     @torch.no_grad()
     def decode(self, latent: torch.Tensor) -> trimesh.Trimesh | None:
-        """One latent → a mesh in the canonical object frame with RGBA vertex colours; None when empty.
+        """One latent → a mesh in the glTF convention with RGBA vertex colours; None when empty.
 
         Vertices stay in Shap-E's units (the object spans about [-1, 1]); the layout fits the scale.
         """
@@ -97,7 +96,7 @@ class ShapEGenerator(LazyModel):
             return None
         rgb = torch.stack([raw.vertex_channels[c] for c in ("R", "G", "B")], dim=1).float().cpu().numpy()
         colors = np.concatenate([np.clip(rgb * 255.0 + 0.5, 0, 255), np.full((len(rgb), 1), 255)], 1).astype(np.uint8)
-        return trimesh.Trimesh(vertices=shap_e_to_object_frame(verts), faces=raw.faces.cpu().numpy(),
+        return trimesh.Trimesh(vertices=shap_e_to_gltf(verts), faces=raw.faces.cpu().numpy(),
                                vertex_colors=colors, process=False)
 
     def generate(self, images_per_instance: list[list[np.ndarray]], seed: int = 0) -> list[list[trimesh.Trimesh]]:
