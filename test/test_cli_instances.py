@@ -11,15 +11,19 @@ from PIL import Image
 from dpa_ros import cli
 from dpa_ros.assemble import InstancesFileError, load_instances_json
 from dpa_ros.geometry import synthetic
+from dpa_ros.geometry.mesh_frames import rotation_to_gltf
 from dpa_ros.scene import read_scene
 
 LAYOUT_YAML = "layout:\n  points: 300\n  iterations: 100\n  restarts: 4\n"
+#: glTF (+y up) → z-up (+z up, front −y), as Blender/Shap-E/ROS assets are authored
+Z_UP_FROM_GLTF = np.eye(4)
+Z_UP_FROM_GLTF[:3, :3] = rotation_to_gltf("+z").T
 
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """The default synthetic scene as files: RGB PNG, 16-bit depth PNG (mm), camera_info YAML,
-    masks, canonical meshes (OBJ) and the instances JSON."""
+    masks, meshes (glTF convention, OBJ; the same turned z-up, GLB) and the instances JSON."""
     d = tmp_path_factory.mktemp("inputs")
     scene = synthetic.make_scene()
     Image.fromarray(scene.rgb).save(d / "rgb.png")
@@ -33,6 +37,9 @@ def inputs(tmp_path_factory):
     for i, (label, mask, mesh) in enumerate(zip(scene.labels, scene.masks, scene.meshes)):
         Image.fromarray(mask.astype(np.uint8) * 255).save(d / "priors" / f"mask{i}.png")
         mesh.export(d / "priors" / f"mesh{i}.obj")
+        z_up = mesh.copy()
+        z_up.apply_transform(Z_UP_FROM_GLTF)
+        z_up.export(d / "priors" / f"mesh{i}_zup.glb")
         entries.append({"label": label, "score": 0.9, "mask": f"priors/mask{i}.png", "meshes": [f"priors/mesh{i}.obj"]})
     (d / "instances.json").write_text(json.dumps(entries))
     return d, scene
@@ -58,10 +65,60 @@ def test_reconstruct_with_instances_writes_the_scene(inputs, tmp_path, caplog):
     for obj, T, s, mesh in zip(got.objects, scene.poses, scene.scales, scene.meshes):
         c = mesh.bounds.mean(0)
         # 16-bit millimetre depth: the same 3 cm / 5 % bounds as in memory.
-        assert np.linalg.norm(obj.T_camera_object[:3, :3] @ c + obj.T_camera_object[:3, 3] - (T[:3, :3] @ c + T[:3, 3])) < 0.03
+        placed = obj.T_camera_object[:3, :3] @ c + obj.T_camera_object[:3, 3]
+        assert np.linalg.norm(placed - (T[:3, :3] @ c + T[:3, 3])) < 0.03
         assert abs(obj.scale / s - 1) < 0.05
         assert obj.score == pytest.approx(0.9)
+    for o in data["objects"]:
+        assert o["proposal_errors"] == [o["fit_error"]] and o["proposal_index"] == 0
     assert "3 objects placed" in caplog.text and "layout" in caplog.text
+
+
+def _centre_errors(scene, got, to_file):
+    out = []
+    for obj, T, mesh in zip(got.objects, scene.poses, scene.meshes):
+        c = mesh.bounds.mean(0)
+        T_file = T @ np.linalg.inv(to_file)             # ground truth of the mesh as written
+        c_file = to_file[:3, :3] @ c + to_file[:3, 3]
+        out.append(float(np.linalg.norm(obj.T_camera_object[:3, :3] @ c_file + obj.T_camera_object[:3, 3]
+                                        - (T_file[:3, :3] @ c_file + T_file[:3, 3]))))
+    return out
+
+
+def test_z_up_meshes_with_mesh_up_or_per_instance_up(inputs, tmp_path):
+    """The same meshes authored z-up: ``--mesh-up +z`` for all, or ``"up": "+z"`` per entry, gives the
+    same placement; the objects keep the meshes as given."""
+    d, scene = inputs
+    entries = json.loads((d / "instances.json").read_text())
+    for i, e in enumerate(entries):
+        e["meshes"] = [f"priors/mesh{i}_zup.glb"]
+    (d / "instances_zup.json").write_text(json.dumps(entries))
+    for i, e in enumerate(entries):
+        e["up"] = "+z"
+    (d / "instances_zup_entries.json").write_text(json.dumps(entries))
+    for name, extra in (("instances_zup.json", ["--mesh-up", "+z"]), ("instances_zup_entries.json", [])):
+        args = _args(d, tmp_path / name, "--device", "cpu", *extra)
+        args[args.index("--instances") + 1] = str(d / name)
+        assert cli.main(args) == 0
+        got = read_scene(tmp_path / name)
+        assert max(_centre_errors(scene, got, Z_UP_FROM_GLTF)) < 0.03, name
+        written = got.objects[0].mesh
+        np.testing.assert_allclose(written.bounds, (scene.meshes[0].copy().apply_transform(Z_UP_FROM_GLTF)).bounds,
+                                   atol=1e-5)
+
+
+def test_bad_up_axis_is_a_one_line_error(inputs, tmp_path, capsys):
+    d, _ = inputs
+    entries = json.loads((d / "instances.json").read_text())
+    entries[1]["up"] = "north"
+    (d / "instances_bad_up.json").write_text(json.dumps(entries))
+    args = _args(d, tmp_path / "o")
+    args[args.index("--instances") + 1] = str(d / "instances_bad_up.json")
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "instance 1 ('cabinet')" in err and "up axis must be one of +y, +z, -y, -z, +x, -x" in err
+    with pytest.raises(SystemExit):
+        cli.parse_args(_args(d, tmp_path / "o", "--mesh-up", "z-up"))
 
 
 def test_second_run_into_the_same_out_needs_force_and_then_replaces_the_exports(inputs, tmp_path, capsys):
@@ -150,7 +207,8 @@ def test_console_script_reports_user_errors_without_traceback(inputs, tmp_path):
                            str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "o")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"dpa-reconstruct: error: --camera-info {tmp_path / 'missing.yaml'} does not exist"]
+    missing = tmp_path / "missing.yaml"
+    assert proc.stderr.strip().splitlines() == [f"dpa-reconstruct: error: --camera-info {missing} does not exist"]
 
 
 def test_one_list_of_export_formats_and_obj_is_accepted(inputs, tmp_path):
