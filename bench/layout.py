@@ -1,20 +1,26 @@
-"""Layout solver benchmark: (a) the batched solver vs (b) the reference per-problem Python loop.
+"""Layout solver benchmark: today's solver (legacy) vs v2, at the `cpu` and the `paper` sizes, in one run.
 
-    .venv/bin/python bench/layout.py [--config cpu|paper] [--device cpu|cuda|auto]
+    .venv/bin/python bench/layout.py [--configs cpu,paper] [--device cpu|cuda|auto] [--threads 1]
 
-Configurations (DESIGN.md §2 step 6, issue 3):
-  cpu   — 5 instances × 6 proposals × 10 restarts, 300 iterations, 1000 points per side
-  paper — 5 instances × 6 proposals × 10 restarts, 1000 iterations, 5000 points per side (a GPU job)
+Configurations (5 instances × 6 proposals × 10 restarts each):
+  cpu   — 300 iterations, 1000 points per side
+  paper — 1000 iterations, 5000 points per side (the paper's sizes)
 
 The scene is synthetic (dpa_ros.geometry.synthetic): five objects on a floor, rendered at 640×480
-so every mask has ≥ 1000 pixels; each instance gets six proposals (the true shape among five
-others). (a) is :func:`solve_layout`; (b) is :func:`solve_layout_loop` — same objective, same
-initialisation, same Adam steps, one (instance, proposal, restart) at a time with a dense
-distance matrix under autograd. (b) is slow, so by default it runs on an evenly spaced subset of
-the problems and its time is scaled to all of them (``--reference-problems 0`` runs them all);
-the subset's final objectives are compared problem by problem with (a)'s. Each variant runs in
-its own process so its peak memory (max RSS, and CUDA peak allocation on a GPU) is its own.
-Prints a table and writes JSON to bench/results/.
+with structured-light depth noise; each instance gets six proposals, its true shape (proposal 0)
+among five others; meshes in the glTF convention. v2 is :func:`dpa_ros.geometry.layout.solve_layout`
+with ``LayoutConfig(restarts, iterations, points)`` — its coarse-to-fine schedule is printed
+(restarts tried, iterations and points per stage). Today's solver is
+:func:`dpa_ros.geometry.layout_legacy.solve_layout_legacy` (sample-to-sample Chamfer, all chains at
+full size for all iterations). It is slow (N × M per iteration), so it runs on a part of the work
+and its time is scaled to the whole, as the table says: at `cpu` on the first instance only (all
+its proposals and restarts, every iteration; time × instances; accuracy for that instance), at
+`paper` on every problem for ``--legacy-paper-iterations`` iterations (time scaled to all
+iterations; no accuracy). Each run is its own process (its peak RSS is its own). Accuracy against
+ground truth: centre error of each object (bounding-box centre of the true mesh), F-score@5cm of
+the placed scene (:func:`dpa_ros.geometry.metrics.scene_metrics`), share of instances whose true
+shape won. The host's load (``/proc/loadavg``) is printed with the timings; the machine may be
+shared. Prints a table and writes JSON to bench/results/.
 """
 from __future__ import annotations
 
@@ -67,119 +73,135 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _run(variant: str, cfg: dict, device: str, seed: int, subset: list[int] | None, threads: int | None,
-         queue) -> None:
-    """Child process: build the problems, run one variant, report time, memory and objectives."""
-    import torch
-    if threads:
-        torch.set_num_threads(threads)
+def _accuracy(scene, problems, results, instances) -> dict:
+    from dpa_ros.geometry.metrics import scene_metrics
+    from dpa_ros.scene import Scene, SceneObject
 
-    from dpa_ros.geometry import layout as L
+    errors, objects = [], []
+    for k, (prob, res) in zip(instances, zip(problems, results)):
+        c = scene.meshes[k].bounds.mean(0)
+        T, G = res.T_camera_object, scene.poses[k]
+        chosen = prob.proposals[res.proposal_index]
+        c_pred = T[:3, :3] @ chosen.bounds.mean(0) + T[:3, 3]
+        errors.append(float(np.linalg.norm(c_pred - (G[:3, :3] @ c + G[:3, 3]))))
+        objects.append(SceneObject(id=k, label=prob.name, score=1.0, mesh=chosen, T_camera_object=T, scale=res.scale))
+    gt = scene.ground_truth_scene()
+    gt.objects = [gt.objects[k] for k in instances]
+    f = scene_metrics(Scene(camera=scene.camera, objects=objects), gt, count=20000)["fscore@0.05"]
+    return {"centre_errors_m": errors, "worst_centre_error_m": max(errors), "fscore@0.05": f,
+            "true_shape_rate": float(np.mean([r.proposal_index == 0 for r in results])),
+            "chosen": [r.proposal_index for r in results], "fit_errors": [r.fit_error for r in results]}
+
+
+def _run(variant: str, cfg: dict, device: str, seed: int, threads: int, part: dict, queue) -> None:
+    """Child process: build the problems, run one variant on its part of the work, report."""
+    import torch
+    torch.set_num_threads(threads)
+
+    from dpa_ros.geometry.layout import LayoutConfig, solve_layout
+    from dpa_ros.geometry.layout_legacy import solve_layout_legacy
 
     scene, problems = _scene_and_problems(cfg, seed)
-    config = L.LayoutConfig(restarts=cfg["restarts"], iterations=cfg["iterations"], points=cfg["points"],
-                            seed=seed, device=device)
-    lcfg, dof, dev, block, lscene, items = L._setup(problems, scene.camera, scene.depth, scene.gravity, config)
+    instances = part.get("instances") or list(range(len(problems)))
+    iterations = part.get("iterations") or cfg["iterations"]
+    config = LayoutConfig(restarts=cfg["restarts"], iterations=iterations, points=cfg["points"], seed=seed,
+                          device=device, threads=threads)
+    if variant == "v2" and cfg["points"] >= 5000:
+        config = LayoutConfig.paper(seed=seed, device=device, threads=threads)
+    solve = solve_layout if variant == "v2" else solve_layout_legacy
+    subset = [problems[k] for k in instances]
     rss_before = _peak_rss_mb()
-    if dev.type == "cuda":
+    if config.torch_device().type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-        torch.cuda.synchronize()
     t0 = time.perf_counter()
-    if variant == "batched":
-        batch = L._collate(items, dev)
-        params, losses = L._optimise(batch, lscene, lcfg, dof, L._directed_blocked, block)
-        results = L._results(problems, items, params, losses, batch, dof)
-        per_problem = losses.cpu().double().numpy()
-        instance_errors = [r.fit_error for r in results]
-        chosen = [r.proposal_index for r in results]
-    else:
-        per_problem = np.full(len(items), np.nan)
-        for b in subset:
-            one = L._collate([items[b]], dev)
-            _, loss = L._optimise(one, lscene, lcfg, dof, L._directed_dense, block)
-            per_problem[b] = float(loss[0])
-        instance_errors, chosen = None, None
-    if dev.type == "cuda":
+    results = solve(subset, scene.camera, scene.depth, scene.gravity, config)
+    if config.torch_device().type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
-    queue.put({
-        "variant": variant, "seconds": seconds, "problems_run": len(items) if subset is None else len(subset),
-        "problems_total": len(items), "dof": dof, "device": str(dev), "threads": torch.get_num_threads(),
-        "rss_before_mb": rss_before, "peak_rss_mb": _peak_rss_mb(),
-        "cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None,
-        "per_problem": per_problem.tolist(), "instance_errors": instance_errors, "chosen_proposals": chosen,
-    })
+    out = {"variant": variant, "seconds": seconds, "instances_run": instances, "iterations_run": iterations,
+           "device": str(config.torch_device()), "threads": threads, "rss_before_mb": rss_before,
+           "peak_rss_mb": _peak_rss_mb(), "schedule": config.schedule() if variant == "v2" else None,
+           "cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if config.torch_device().type == "cuda" else None}
+    if iterations == cfg["iterations"]:
+        out.update(_accuracy(scene, subset, results, instances))
+    queue.put(out)
 
 
-def _spawn(variant, cfg, device, seed, subset, threads):
+def _spawn(variant, cfg, device, seed, threads, part):
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=_run, args=(variant, cfg, device, seed, subset, threads, q))
+    p = ctx.Process(target=_run, args=(variant, cfg, device, seed, threads, part, q))
     p.start()
     out = q.get()
     p.join()
     return out
 
 
+def _load() -> str:
+    path = Path("/proc/loadavg")
+    return " ".join(path.read_text().split()[:3]) if path.exists() else "n/a"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
-    ap.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    ap.add_argument("--configs", default="cpu,paper", help="comma-separated: cpu, paper")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--iterations", type=int, help="override the configuration's iteration count")
-    ap.add_argument("--reference-problems", type=int, default=30,
-                    help="problems the reference loop runs (evenly spaced; its time is scaled to all); 0 = all")
-    ap.add_argument("--threads", type=int, help="torch CPU threads for both variants (default: torch's choice)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads for every run (default 1)")
+    ap.add_argument("--legacy-paper-iterations", type=int, default=2,
+                    help="iterations today's solver runs at the paper sizes (time scaled to all)")
+    ap.add_argument("--skip-legacy", action="store_true", help="only v2")
     args = ap.parse_args(argv)
-    cfg = dict(CONFIGS[args.config])
-    if args.iterations:
-        cfg["iterations"] = args.iterations
-    total = cfg["instances"] * cfg["proposals"] * cfg["restarts"]
-    k = total if args.reference_problems in (0, None) or args.reference_problems >= total else args.reference_problems
-    subset = sorted({int(round(x)) for x in np.linspace(0, total - 1, k)})
+    report = {"host": platform.node(), "python": sys.version.split()[0], "device": args.device,
+              "threads": args.threads, "runs": {}, "timestamp": datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")}
+    for name in args.configs.split(","):
+        cfg = CONFIGS[name]
+        runs = {"load_before": _load(), "v2": _spawn("v2", cfg, args.device, args.seed, args.threads, {})}
+        if not args.skip_legacy:
+            part = {"instances": [0]} if name == "cpu" else {"iterations": args.legacy_paper_iterations}
+            legacy = _spawn("legacy", cfg, args.device, args.seed, args.threads, part)
+            scale = (cfg["instances"] / len(legacy["instances_run"])) * (cfg["iterations"] / legacy["iterations_run"])
+            legacy["seconds_scaled"] = legacy["seconds"] * scale
+            runs["legacy"] = legacy
+        runs["load_after"] = _load()
+        report["runs"][name] = {"settings": cfg, **runs}
 
-    a = _spawn("batched", cfg, args.device, args.seed, None, args.threads)
-    b = _spawn("loop", cfg, args.device, args.seed, subset, args.threads)
-    b_total = b["seconds"] * total / len(subset)
-    pa = np.asarray(a["per_problem"])[subset]
-    pb = np.asarray(b["per_problem"])[subset]
-    report = {
-        "config": args.config, "settings": cfg, "problems": total, "device": a["device"], "dof": a["dof"],
-        "host": platform.node(), "python": sys.version.split()[0], "cpu_threads": a["threads"],
-        "time_a_s": a["seconds"], "time_b_s": b_total, "time_b_measured_s": b["seconds"],
-        "b_problems_measured": len(subset), "b_over_a": b_total / a["seconds"],
-        "peak_rss_a_mb": a["peak_rss_mb"], "peak_rss_b_mb": b["peak_rss_mb"],
-        "rss_before_a_mb": a["rss_before_mb"], "rss_before_b_mb": b["rss_before_mb"],
-        "cuda_peak_a_mb": a["cuda_peak_mb"], "cuda_peak_b_mb": b["cuda_peak_mb"],
-        "final_error_a_mean": float(pa.mean()), "final_error_b_mean": float(pb.mean()),
-        "final_error_max_abs_diff": float(np.abs(pa - pb).max()),
-        "problems_a_better": int((pa < pb - 1e-4).sum()), "problems_b_better": int((pb < pa - 1e-4).sum()),
-        "final_errors_a": pa.tolist(), "final_errors_b": pb.tolist(),
-        "a_instance_errors": a["instance_errors"], "a_chosen_proposals": a["chosen_proposals"],
-        "timestamp": datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"),
-    }
-    rows = [("", "(a) batched", "(b) loop, dense"),
-            ("time [s]", f"{report['time_a_s']:.1f}",
-             f"{b_total:.1f}" + ("" if len(subset) == total else f" (scaled from {b['seconds']:.1f} s on {len(subset)}/{total})")),
-            ("b / a", f"{report['b_over_a']:.2f}x", ""),
-            ("peak RSS [MB]", f"{a['peak_rss_mb']:.0f} (before solve {a['rss_before_mb']:.0f})",
-             f"{b['peak_rss_mb']:.0f} (before solve {b['rss_before_mb']:.0f})"),
-            ("final error, mean over compared problems", f"{report['final_error_a_mean']:.5f}",
-             f"{report['final_error_b_mean']:.5f}"),
-            ("problems fitting better by > 1e-4", f"{report['problems_a_better']}", f"{report['problems_b_better']}")]
-    if a["cuda_peak_mb"] is not None:
-        rows.insert(4, ("CUDA peak [MB]", f"{a['cuda_peak_mb']:.0f}", f"{b['cuda_peak_mb']:.0f}"))
-    print(f"layout benchmark, config {args.config}: {cfg}, {total} problems, device {a['device']}, "
-          f"{a['threads']} threads, {a['dof']} DoF")
-    w = max(len(r[0]) for r in rows)
-    for r in rows:
-        print(f"{r[0]:<{w}}  {r[1]:<34}  {r[2]}")
-    print(f"best per instance (a): errors {[round(e, 5) for e in a['instance_errors']]}, "
-          f"proposals {a['chosen_proposals']} (the true shape is proposal 0)")
+    print(f"layout benchmark: today's solver (legacy) vs v2, device {args.device}, {args.threads} thread(s)")
+    for name, r in report["runs"].items():
+        cfg, v2 = r["settings"], r["v2"]
+        print(f"\nconfig {name}: {cfg['instances']} instances × {cfg['proposals']} proposals × {cfg['restarts']} "
+              f"restarts × {cfg['iterations']} iterations × {cfg['points']} points; load {r['load_before']} → "
+              f"{r['load_after']}")
+        print("  v2 schedule (restarts per proposal, iterations, points): " +
+              ", ".join(f"({k}, {t}, {n})" for k, t, n in v2["schedule"]))
+        rows = [("", "today's solver (legacy)", "v2")]
+        lg = r.get("legacy")
+
+        def acc(run, key, fmt):
+            return fmt(run[key]) if run is not None and key in run else "n/a"
+        if lg is not None:
+            how = (f"{lg['seconds_scaled']:.0f} (scaled from {lg['seconds']:.1f} s on instance 0)" if name == "cpu"
+                   else f"{lg['seconds_scaled']:.0f} (scaled from {lg['seconds']:.1f} s for "
+                        f"{lg['iterations_run']} iterations)")
+        rows += [("wall time [s]", how if lg else "not run", f"{v2['seconds']:.1f}"),
+                 ("peak RSS [MB]", acc(lg, "peak_rss_mb", lambda v: f"{v:.0f}"), f"{v2['peak_rss_mb']:.0f}"),
+                 ("worst centre error [cm]", acc(lg, "worst_centre_error_m", lambda v: f"{100 * v:.1f} (instance 0)"),
+                  f"{100 * v2['worst_centre_error_m']:.1f}"),
+                 ("mean centre error [cm]", acc(lg, "centre_errors_m", lambda v: f"{100 * np.mean(v):.1f}"),
+                  f"{100 * np.mean(v2['centre_errors_m']):.1f}"),
+                 ("F-score@5cm [%]", acc(lg, "fscore@0.05", lambda v: f"{v:.1f}"), f"{v2['fscore@0.05']:.1f}"),
+                 ("true shape chosen", acc(lg, "true_shape_rate", lambda v: f"{100 * v:.0f} %"),
+                  f"{100 * v2['true_shape_rate']:.0f} %")]
+        if v2.get("cuda_peak_mb") is not None:
+            rows.insert(3, ("CUDA peak [MB]", acc(lg, "cuda_peak_mb", lambda v: f"{v:.0f}"),
+                            f"{v2['cuda_peak_mb']:.0f}"))
+        w = max(len(x[0]) for x in rows)
+        for a, b, c in rows:
+            print(f"  {a:<{w}}  {b:<48}  {c}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"layout_{args.config}_{a['device'].split(':')[0]}_{report['timestamp']}.json"
-    out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {out}")
+    out = RESULTS / f"layout_{args.device}_{report['timestamp']}.json"
+    out.write_text(json.dumps(report, indent=2, default=float))
+    print(f"\nwrote {out}")
     return 0
 
 
