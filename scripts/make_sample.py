@@ -10,7 +10,7 @@ poses, no learned model) so that the demo can show a layout fit against known gr
     camera_info.yaml     ROS camera_info YAML (frame camera_color_optical_frame)
     instances.json       "bring your own priors" input of dpa-reconstruct: per object its label,
                          mask (masks/<i>.png) and two mesh proposals (the right shape and a wrong one)
-    meshes/*.obj         the proposals, in the canonical object frame (x right, y down, z away)
+    meshes/*.obj         the proposals, in the glTF convention (+Y up, front toward +Z)
     ground_truth/        the true scene (scene.json + meshes) for dpa-eval
     rosbag/              the same frame as a ROS 2 bag (rosbags): Image rgb8, CameraInfo, Image 16UC1
 """
