@@ -6,7 +6,9 @@ Every scene is new (its own seed): 4 objects drawn from boxes, cylinders, L- and
 cabinets, chairs, tables and irregular meshes (trimesh primitives combined and deformed), with
 random proportions, sizes, positions and yaws, standing on a floor in front of a wall, seen by a
 camera at a random height (0.8–1.6 m) and pitch (10–35°). One object is placed at the left or
-right image border (cut by it) and one partly behind another (occluded). Depth is exact, or
+right image border (cut by it) and one partly behind another (occluded); draws that leave any
+object less than ``--min-visible`` (default 30 %) of its whole silhouette are redrawn (a sliver of
+an object cannot fix its pose; ``--min-visible 0`` keeps them). Depth is exact, or
 carries range noise of std ``noise × range``. The meshes handed to the solver are glTF files in
 the glTF convention (+Y up, front +Z) with a random origin offset and a random unit scale; each
 instance gets 3 proposals — its true shape and 2 distractors (other shapes of the same scene's
@@ -130,16 +132,38 @@ def _floor_point(T_cw: np.ndarray, camera, u: float, v: float) -> np.ndarray | N
     return (o + d * (-o[2] / d[2]))[:2]
 
 
-def make_heldout_scene(seed: int, noise: float, width: int = 320, height: int = 240, min_pixels: int = 150):
+def visible_fractions(scene) -> list[float]:
+    """Per object, its mask's share of the silhouette it would have alone on an unbounded image."""
+    from dpa_ros.geometry import synthetic
+    from dpa_ros.geometry.camera import CameraModel
+
+    cam = scene.camera
+    K = cam.K.copy()
+    K[0, 2] += cam.width
+    K[1, 2] += cam.height
+    big = CameraModel(K=K, width=3 * cam.width, height=3 * cam.height)
+    out = []
+    for mesh, T, mask in zip(scene.meshes, scene.poses, scene.masks):
+        placed = mesh.copy()
+        placed.apply_transform(T)
+        _, ids = synthetic.render([placed], big)
+        out.append(float(mask.sum()) / max(1, int((ids == 0).sum())))
+    return out
+
+
+def make_heldout_scene(seed: int, noise: float, width: int = 320, height: int = 240, min_pixels: int = 150,
+                       min_visible: float = 0.3):
     """One fresh scene (SyntheticScene, shape names), meshes in glTF convention.
 
     Draws are repeated (from ``[seed, attempt]``) until every object shows at least
-    ``min_pixels`` pixels and the border object touches the image border.
+    ``min_pixels`` pixels and at least ``min_visible`` of its whole silhouette (what the image
+    border and the other objects leave of it), and the border object touches the image border.
     """
     for attempt in range(50):
         scene, names, border = _draw_scene(np.random.default_rng([seed, attempt]), width, height)
         if len(names) == 4 and min(int(m.sum()) for m in scene.masks) >= min_pixels and (
-                scene.masks[border][:, 0].any() or scene.masks[border][:, -1].any()):
+                scene.masks[border][:, 0].any() or scene.masks[border][:, -1].any()) and (
+                min(visible_fractions(scene)) >= min_visible):
             break
     else:
         raise RuntimeError(f"scene {seed}: no valid draw in 50 attempts")
@@ -254,10 +278,11 @@ def score(scene, book: dict, out_dir: Path) -> dict:
             "worst_centre_error": max(errors), "true_shape": right}
 
 
-def run_scene(seed: int, noise: float, config: Path | None, subprocess_cli: bool, keep: Path | None) -> dict:
+def run_scene(seed: int, noise: float, config: Path | None, subprocess_cli: bool, keep: Path | None,
+              min_visible: float = 0.3) -> dict:
     from dpa_ros import cli
 
-    scene, names = make_heldout_scene(seed, noise)
+    scene, names = make_heldout_scene(seed, noise, min_visible=min_visible)
     with tempfile.TemporaryDirectory(prefix="dpa_heldout_") as tmp:
         d = (keep / f"scene_{seed}_{noise:g}") if keep else Path(tmp)
         book = write_inputs(scene, names, seed, d)
@@ -276,7 +301,8 @@ def run_scene(seed: int, noise: float, config: Path | None, subprocess_cli: bool
         seconds = time.perf_counter() - t0
         result = score(scene, book, d / "out")
         layout_s = json.loads((d / "out" / "scene.json").read_text())["timings_s"]["layout"]
-    return {"seed": seed, "noise": noise, "shapes": names, "seconds": seconds, "layout_s": layout_s, **result}
+    return {"seed": seed, "noise": noise, "shapes": names, "seconds": seconds, "layout_s": layout_s,
+            "visible": visible_fractions(scene), **result}
 
 
 def main(argv=None) -> int:
@@ -287,18 +313,21 @@ def main(argv=None) -> int:
     ap.add_argument("--config", type=Path, help="YAML passed to dpa-reconstruct --config (default: none)")
     ap.add_argument("--subprocess", action="store_true", help="run the console command in a subprocess")
     ap.add_argument("--keep", type=Path, help="keep every scene's inputs and outputs under this directory")
+    ap.add_argument("--min-visible", type=float, default=0.3,
+                    help="least share of each object's whole silhouette left visible (default 0.3)")
     args = ap.parse_args(argv)
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
     rows = []
     for noise in [float(x) for x in args.noise.split(",")]:
         for k in range(args.scenes):
-            r = run_scene(args.seed + k, noise, args.config, args.subprocess, args.keep)
+            r = run_scene(args.seed + k, noise, args.config, args.subprocess, args.keep, args.min_visible)
             rows.append(r)
             print(f"scene {r['seed']} noise {noise:g}: F@5cm {r['fscore@0.05']:.1f}  worst centre "
                   f"{100 * r['worst_centre_error']:.1f} cm  true shape {sum(r['true_shape'])}/4  "
                   f"{r['seconds']:.1f} s (layout {r['layout_s']:.1f} s)  {','.join(r['shapes'])}", flush=True)
     summary = []
-    print(f"\nheld-out scenes via dpa-reconstruct --instances, host load {' '.join(load)}")
+    print(f"\nheld-out scenes via dpa-reconstruct --instances, every object >= {args.min_visible:.0%} visible, "
+          f"host load {' '.join(load)}")
     print(f"{'noise':>6} {'scenes':>6} {'F@5cm mean':>10} {'F@5cm min':>9} {'worst centre [cm] mean/max':>27} "
           f"{'true shape':>10} {'time [s] mean/max':>18}")
     for noise in sorted({r["noise"] for r in rows}):
@@ -316,9 +345,9 @@ def main(argv=None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = RESULTS / f"heldout_{stamp}.json"
-    path.write_text(json.dumps({"host": platform.node(), "load": load, "config": str(args.config) if args.config
-                                else None, "subprocess": args.subprocess, "summary": summary, "scenes": rows,
-                                "timestamp": stamp}, indent=2, default=float))
+    meta = {"host": platform.node(), "load": load, "config": str(args.config) if args.config else None,
+            "min_visible": args.min_visible, "subprocess": args.subprocess, "timestamp": stamp}
+    path.write_text(json.dumps({**meta, "summary": summary, "scenes": rows}, indent=2, default=float))
     print(f"wrote {path}")
     return 0
 
