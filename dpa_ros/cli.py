@@ -1,4 +1,4 @@
-"""``dpa-reconstruct``: one image (+ optional depth) → a scene directory (DESIGN.md §3).
+"""``dpa-reconstruct``: one image (+ optional depth) → a scene directory.
 
 With ``--instances`` the learned stages 1–4 are skipped ("bring your own priors"): the given
 masks and meshes are placed by the layout solver in the sensor's metric depth (``--depth`` is
