@@ -19,8 +19,9 @@ its proposals and restarts, every iteration; time × instances; accuracy for tha
 iterations; no accuracy). Each run is its own process (its peak RSS is its own). Accuracy against
 ground truth: centre error of each object (bounding-box centre of the true mesh), F-score@5cm of
 the placed scene (:func:`dpa_ros.geometry.metrics.scene_metrics`), share of instances whose true
-shape won. The host's load (``/proc/loadavg``) is printed with the timings; the machine may be
-shared. Prints a table and writes JSON to bench/results/.
+shape won. The host's load (``/proc/loadavg``) is printed with the timings, and the process CPU
+time next to the wall time: on a shared machine the CPU time is the steadier figure. Prints a
+table and writes JSON to bench/results/.
 """
 from __future__ import annotations
 
@@ -113,12 +114,13 @@ def _run(variant: str, cfg: dict, device: str, seed: int, threads: int, part: di
     rss_before = _peak_rss_mb()
     if config.torch_device().type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     results = solve(subset, scene.camera, scene.depth, scene.gravity, config)
     if config.torch_device().type == "cuda":
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - t0
-    out = {"variant": variant, "seconds": seconds, "instances_run": instances, "iterations_run": iterations,
+    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
+    out = {"variant": variant, "seconds": seconds, "cpu_seconds": cpu_seconds, "instances_run": instances,
+           "iterations_run": iterations,
            "device": str(config.torch_device()), "threads": threads, "rss_before_mb": rss_before,
            "peak_rss_mb": _peak_rss_mb(), "schedule": config.schedule() if variant == "v2" else None,
            "cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if config.torch_device().type == "cuda" else None}
@@ -162,6 +164,7 @@ def main(argv=None) -> int:
             legacy = _spawn("legacy", cfg, args.device, args.seed, args.threads, part)
             scale = (cfg["instances"] / len(legacy["instances_run"])) * (cfg["iterations"] / legacy["iterations_run"])
             legacy["seconds_scaled"] = legacy["seconds"] * scale
+            legacy["cpu_seconds_scaled"] = legacy["cpu_seconds"] * scale
             runs["legacy"] = legacy
         runs["load_after"] = _load()
         report["runs"][name] = {"settings": cfg, **runs}
@@ -184,6 +187,8 @@ def main(argv=None) -> int:
                    else f"{lg['seconds_scaled']:.0f} (scaled from {lg['seconds']:.1f} s for "
                         f"{lg['iterations_run']} iterations)")
         rows += [("wall time [s]", how if lg else "not run", f"{v2['seconds']:.1f}"),
+                 ("CPU time [s] (scaled like the wall time)", acc(lg, "cpu_seconds_scaled", lambda v: f"{v:.0f}"),
+                  f"{v2['cpu_seconds']:.1f}"),
                  ("peak RSS [MB]", acc(lg, "peak_rss_mb", lambda v: f"{v:.0f}"), f"{v2['peak_rss_mb']:.0f}"),
                  ("worst centre error [cm]", acc(lg, "worst_centre_error_m", lambda v: f"{100 * v:.1f} (instance 0)"),
                   f"{100 * v2['worst_centre_error_m']:.1f}"),
