@@ -26,13 +26,13 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from dpa_ros.export.frames import WorldFrame
 from dpa_ros.export.meshes import (ExportObject, MassProperties, collision_parts, frame_header, mass_properties,
                                    write_mesh_file, write_obj)
 from dpa_ros.export.options import ExportOptions
 from dpa_ros.fileio import atomic_write_text
+from dpa_ros.geometry.transforms import rotation_to_rpy
 
 SDF_VERSION = "1.9"
 WORLD_FILE = "scene.sdf"
@@ -45,7 +45,7 @@ def _fmt(values) -> str:
 
 def _pose(R: np.ndarray, t: np.ndarray) -> str:
     """SDF pose text: x y z roll pitch yaw (fixed-axis XYZ, radians)."""
-    return _fmt(np.concatenate([t, Rotation.from_matrix(R).as_euler("xyz")]))
+    return _fmt(np.concatenate([t, rotation_to_rpy(R)]))
 
 
 def _comment(text: str) -> str:

@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import trimesh
 from pxr import Gf, Usd, UsdGeom, UsdPhysics, Vt
-from scipy.spatial.transform import Rotation
 
 from dpa_ros.export.frames import WorldFrame
 from dpa_ros.export.meshes import ExportObject, mass_properties
 from dpa_ros.export.options import ExportOptions
 from dpa_ros.fileio import atomic_write
+from dpa_ros.geometry.transforms import rotation_to_quaternion
 
 GRAVITY_M_S2 = 9.80665
 APPROXIMATION = {"convex_hull": "convexHull", "decomposition": "convexDecomposition"}
@@ -63,7 +63,7 @@ def _define_mesh(stage: Usd.Stage, path: str, vertices: np.ndarray, faces: np.nd
 
 def _add_object(stage: Usd.Stage, obj: ExportObject, options: ExportOptions) -> None:
     xform = UsdGeom.Xform.Define(stage, f"/World/Objects/{obj.name}")
-    x, y, z, w = Rotation.from_matrix(obj.R_world_object).as_quat()
+    x, y, z, w = rotation_to_quaternion(obj.R_world_object)
     xform.AddTranslateOp(UsdGeom.XformOp.PrecisionDouble).Set(Gf.Vec3d(*map(float, obj.t_world_object)))
     xform.AddOrientOp(UsdGeom.XformOp.PrecisionDouble).Set(Gf.Quatd(float(w), float(x), float(y), float(z)))
     xform.AddScaleOp(UsdGeom.XformOp.PrecisionDouble).Set(Gf.Vec3d(obj.scale, obj.scale, obj.scale))

@@ -40,6 +40,12 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from dpa_ros.geometry.camera import CameraInfoError, CameraModel
+from dpa_ros.geometry.transforms import (
+    pose_to_similarity,
+    quaternion_to_rotation,
+    rotation_to_quaternion,
+    similarity_to_pose,
+)
 from dpa_ros.scene import Scene as LibScene
 from dpa_ros.scene import SceneObject as LibSceneObject
 
@@ -287,59 +293,25 @@ def camera_info_from_model(camera: CameraModel, stamp: Time | int | None = None,
     return msg
 
 
-# --------------------------------------------------------------------------------------- rotations
-def rotation_to_quaternion(R: np.ndarray) -> np.ndarray:
-    """Unit quaternion (x, y, z, w), w >= 0, of a rotation matrix (re-orthonormalised first)."""
-    R = np.asarray(R, dtype=np.float64).reshape(3, 3)
-    U, _, Vt = np.linalg.svd(R)
-    R = U @ Vt
-    if np.linalg.det(R) < 0:  # a reflection cannot be a rotation: flip the weakest axis
-        U[:, -1] *= -1
-        R = U @ Vt
-    tr = np.trace(R)
-    if tr > 0:
-        s = 2.0 * np.sqrt(tr + 1.0)
-        q = np.array([(R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s, 0.25 * s])
-    elif R[0, 0] > R[1, 1] and R[0, 0] > R[2, 2]:
-        s = 2.0 * np.sqrt(1.0 + R[0, 0] - R[1, 1] - R[2, 2])
-        q = np.array([0.25 * s, (R[0, 1] + R[1, 0]) / s, (R[0, 2] + R[2, 0]) / s, (R[2, 1] - R[1, 2]) / s])
-    elif R[1, 1] > R[2, 2]:
-        s = 2.0 * np.sqrt(1.0 + R[1, 1] - R[0, 0] - R[2, 2])
-        q = np.array([(R[0, 1] + R[1, 0]) / s, 0.25 * s, (R[1, 2] + R[2, 1]) / s, (R[0, 2] - R[2, 0]) / s])
-    else:
-        s = 2.0 * np.sqrt(1.0 + R[2, 2] - R[0, 0] - R[1, 1])
-        q = np.array([(R[0, 2] + R[2, 0]) / s, (R[1, 2] + R[2, 1]) / s, 0.25 * s, (R[1, 0] - R[0, 1]) / s])
-    q /= np.linalg.norm(q)
-    return -q if q[3] < 0 else q
-
-
-def quaternion_to_rotation(q: Sequence[float]) -> np.ndarray:
-    """Rotation matrix of a quaternion (x, y, z, w); normalised first."""
-    x, y, z, w = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
-
-
+# ------------------------------------------------------------------------------------------- poses
 def matrix_to_pose(T: np.ndarray, scale: float = 1.0) -> Pose:
-    """The rigid pose of a similarity transform whose 3×3 block is ``scale * R``."""
-    T = np.asarray(T, dtype=np.float64).reshape(4, 4)
-    if not np.all(np.isfinite(T)) or not np.isfinite(scale) or scale <= 0:
-        raise ConversionError(f"object transform is not finite or its scale {scale} is not positive")
-    q = rotation_to_quaternion(T[:3, :3] / scale)
-    return Pose(position=Point(x=float(T[0, 3]), y=float(T[1, 3]), z=float(T[2, 3])),
+    """The rigid pose of a similarity transform whose 3×3 block is ``scale * R``
+    (:func:`dpa_ros.geometry.transforms.similarity_to_pose`)."""
+    try:
+        t, q = similarity_to_pose(T, scale)
+    except ValueError as exc:
+        raise ConversionError(f"object {exc}") from exc
+    return Pose(position=Point(x=float(t[0]), y=float(t[1]), z=float(t[2])),
                 orientation=Quaternion(x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3])))
 
 
 def pose_to_matrix(pose: Pose, scale: float = 1.0) -> np.ndarray:
     """4×4 similarity transform from a Pose and a uniform scale (inverse of :func:`matrix_to_pose`)."""
-    o = pose.orientation
-    T = np.eye(4)
-    T[:3, :3] = quaternion_to_rotation((o.x, o.y, o.z, o.w)) * scale
-    T[:3, 3] = (pose.position.x, pose.position.y, pose.position.z)
-    return T
+    o, p = pose.orientation, pose.position
+    try:
+        return pose_to_similarity((p.x, p.y, p.z), (o.x, o.y, o.z, o.w), scale)
+    except ValueError as exc:
+        raise ConversionError(f"pose orientation: {exc}") from exc
 
 
 # ------------------------------------------------------------------------------------ point clouds
@@ -508,7 +480,7 @@ def object_from_msg(msg) -> LibSceneObject:
 
 
 def object_frame(frame_prefix: str, object_id: int) -> str:
-    """TF frame name of an object: ``<frame_prefix>object_<id>`` (DESIGN.md §3)."""
+    """TF frame name of an object: ``<frame_prefix>object_<id>`` (docs/interfaces.md, TF)."""
     return f"{frame_prefix}object_{int(object_id)}"
 
 
