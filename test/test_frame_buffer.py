@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from dpa_ros.ros.frame_buffer import CAMERA_INFO, DEPTH, IMAGE, FrameBuffer, FrameUnavailable
+from dpa_ros.ros.frame_buffer import CAMERA_INFO, CAMERA_INFO_RING_FACTOR, DEPTH, IMAGE, FrameBuffer, FrameUnavailable
 
 MS = 1_000_000
 T0 = 1_764_000_000 * 1_000_000_000  # a wall-clock-like stamp (Nov 2025), ns
@@ -191,10 +191,21 @@ def test_memory_is_bounded_by_the_ring_size():
     for k in range(1000):
         frame(buf, k)
         frame(buf, k)  # the same frame again (a repeated publish) replaces, does not grow
-    assert len(buf) == 3 * 4
+    assert len(buf) == 4 + 4 + 4 * CAMERA_INFO_RING_FACTOR
     assert buf.select(TOL).image.payload == "image@999"
     frame(buf, 3)  # older than the whole (full) ring: dropped
-    assert len(buf) == 3 * 4 and buf.select(TOL, newer_than_ns=T0 + 995 * 100 * MS).image.payload == "image@999"
+    assert len(buf) == 4 + 4 + 4 * CAMERA_INFO_RING_FACTOR
+    assert buf.select(TOL, newer_than_ns=T0 + 995 * 100 * MS).image.payload == "image@999"
+
+
+def test_a_camera_info_outlives_the_images_that_overtake_it():
+    """A large image may arrive long after its small camera_info (and after later camera_infos)."""
+    buf, _ = make(use_depth=False, ring=2)
+    stamp = T0 + 100 * MS
+    for k in range(1, 12):  # camera_info of frames 1..11 arrive first
+        buf.add(CAMERA_INFO, T0 + k * 100 * MS, f"camera_info@{k}")
+    buf.add(IMAGE, stamp, "image@1")
+    assert buf.select(TOL).camera_info.payload == "camera_info@1"
 
 
 def test_newer_than_skips_frames_already_used():

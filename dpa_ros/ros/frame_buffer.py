@@ -16,8 +16,10 @@ depth is used only when ``require_depth`` is false, after the wait, when no imag
 at all. A chosen set whose image is older than ``max_age_s`` (against ``clock_ns``, the stamps' time
 base) is refused with its age.
 
-Memory is bounded: each stream keeps its ``ring_size`` newest stamps (a message with a stamp already
-held replaces the held one; an out-of-order message older than everything in a full ring is dropped).
+Memory is bounded: images and depths keep their ``ring_size`` newest stamps, camera_info (a few
+hundred bytes each) ``CAMERA_INFO_RING_FACTOR`` times as many, because a large image can arrive
+hundreds of milliseconds after its small camera_info. A message with a stamp already held replaces
+the held one; an out-of-order message older than everything in a full ring is dropped.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from typing import Any, Callable
 
 IMAGE, CAMERA_INFO, DEPTH = "image", "camera_info", "depth"
 STREAMS = (IMAGE, CAMERA_INFO, DEPTH)
+CAMERA_INFO_RING_FACTOR = 10
 
 
 class FrameUnavailable(LookupError):
@@ -94,7 +97,7 @@ class FrameBuffer:
 
     Args:
         use_depth: depth is part of a complete set.
-        ring_size: messages kept per stream (bounded memory: ``ring_size`` images, infos and depths).
+        ring_size: images and depths kept (camera_info: ``CAMERA_INFO_RING_FACTOR`` × as many).
         clock_ns: now, in the stamps' time base (the node's ROS clock), for frame ages.
         topics: topic name per stream, used in the reasons (``{"image": "/ns/image", ...}``).
     """
@@ -107,7 +110,7 @@ class FrameBuffer:
         self.ring_size = ring_size
         self._clock_ns = clock_ns
         self._topics = {s: s for s in STREAMS} | dict(topics or {})
-        self._rings = {s: _Ring(ring_size) for s in STREAMS}
+        self._rings = {s: _Ring(ring_size * (CAMERA_INFO_RING_FACTOR if s == CAMERA_INFO else 1)) for s in STREAMS}
         self._changed = threading.Condition()
 
     def add(self, stream: str, stamp_ns: int, payload: Any) -> None:
@@ -119,7 +122,7 @@ class FrameBuffer:
             self._changed.notify_all()
 
     def __len__(self) -> int:
-        """Messages held, all streams together (at most 3 × ring_size)."""
+        """Messages held, all streams together (at most (2 + CAMERA_INFO_RING_FACTOR) × ring_size)."""
         with self._changed:
             return sum(len(r.stamps) for r in self._rings.values())
 

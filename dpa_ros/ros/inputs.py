@@ -1,0 +1,74 @@
+"""The chosen input frame's messages → the pipeline's inputs, validated (:func:`frame_from_messages`).
+
+Only the frame a request chose (:class:`dpa_ros.ros.frame_buffer.FrameSet`) is converted; every
+problem raises :class:`InputError` whose text is a one-line reason for the requester.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dpa_ros.geometry.camera import CameraModel
+from dpa_ros.ros import conversions as conv
+from dpa_ros.ros.conversions import ConversionError
+from dpa_ros.ros.frame_buffer import FrameSet
+
+
+class InputError(ValueError):
+    """A request's input frame is unusable; ``str(err)`` is the reason."""
+
+
+@dataclass
+class Frame:
+    """One converted input frame, ready for :meth:`dpa_ros.pipeline.Pipeline.run`.
+
+    ``rgb`` (H, W, 3) uint8; ``depth`` (H, W) float32 metres with NaN where invalid, or None;
+    ``camera`` in the image's optical frame ``frame_id``; ``source`` the topic kind the image came
+    from (``image`` or ``image/compressed``); ``notes`` are told to the requester.
+    """
+
+    stamp_ns: int
+    frame_id: str
+    rgb: np.ndarray
+    camera: CameraModel
+    depth: np.ndarray | None
+    source: str
+    notes: list[str] = field(default_factory=list)
+
+
+def frame_from_messages(chosen: FrameSet, intrinsics: str = "auto") -> Frame:
+    """Convert and cross-check a chosen set whose image payload is ``(source, Image | CompressedImage)``
+    and whose camera_info / depth payloads are the messages. Raises :class:`InputError`."""
+    source, img = chosen.image.payload
+    info = chosen.camera_info.payload
+    try:
+        rgb = conv.image_to_rgb(img) if source == "image" else conv.compressed_to_rgb(img)
+    except ConversionError as exc:
+        raise InputError(f"bad image on {source}: {exc}") from exc
+    frame_id = img.header.frame_id or info.header.frame_id
+    if not frame_id:
+        raise InputError("image and camera_info both have an empty header.frame_id")
+    try:
+        camera = conv.camera_model_from_info(info, intrinsics, frame_id=frame_id)
+    except ConversionError as exc:
+        raise InputError(f"bad camera_info: {exc}") from exc
+    h, w = rgb.shape[:2]
+    if (camera.width, camera.height) != (w, h):
+        raise InputError(f"camera_info is {camera.width}x{camera.height} but the image is {w}x{h}")
+    notes = list(chosen.notes)
+    if camera.is_distorted:
+        notes.append("distortion coefficients ignored (pinhole model; use a rectified image with intrinsics: p)")
+    depth = None
+    if chosen.depth is not None:
+        try:
+            depth = conv.depth_to_metres(chosen.depth.payload)
+        except ConversionError as exc:
+            raise InputError(f"bad depth image: {exc}") from exc
+        if depth.shape != (h, w):
+            raise InputError(f"depth image is {depth.shape[1]}x{depth.shape[0]} but the colour image is "
+                             f"{w}x{h} (depth must be aligned to the colour image)")
+        if not np.isfinite(depth).any():
+            raise InputError("depth image has no valid pixel (all NaN, zero, negative or infinite)")
+    return Frame(stamp_ns=chosen.image.stamp_ns, frame_id=frame_id, rgb=rgb, camera=camera, depth=depth,
+                 source=source, notes=notes)

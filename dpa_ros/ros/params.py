@@ -1,0 +1,159 @@
+"""The ``dpa_reconstructor`` node's parameters: one table (:data:`PARAMETERS`) of names, defaults,
+descriptions and constraints. It is the one place the node's defaults live; ``config/reconstruct.yaml``
+lists the same values (a test checks it) and docs/interfaces.md explains them.
+
+ROS-free: :meth:`ParamSpec.descriptor` imports ``rcl_interfaces`` only when called, so the table and
+:func:`check_parameter` can be used (and tested) without rclpy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dpa_ros.export import FORMATS as EXPORT_FORMATS
+from dpa_ros.ros.scheduler import BUSY_POLICIES
+
+MAX_QUEUE_LIMIT = 8
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One declared parameter: default (its type is the parameter's type), description, constraints.
+
+    ``choices``: the allowed string values; ``range``: inclusive (low, high) for numbers;
+    ``read_only``: fixed for the node's life (changing it would mean reloading models or subscriptions).
+    """
+
+    name: str
+    default: Any
+    description: str
+    read_only: bool = False
+    choices: tuple[str, ...] = ()
+    range: tuple[float, float] | None = None
+
+    def descriptor(self):
+        """The ``rcl_interfaces/ParameterDescriptor`` the node declares this parameter with."""
+        from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+
+        d = ParameterDescriptor(name=self.name, description=self.description, read_only=self.read_only)
+        d.type = _parameter_type(self.default, ParameterType)
+        if self.choices:
+            d.additional_constraints = "one of: " + ", ".join(self.choices)
+        if self.range is not None and not isinstance(self.default, bool):
+            lo, hi = self.range
+            if isinstance(self.default, int):
+                d.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=0)]
+            else:
+                d.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
+        return d
+
+
+def _parameter_type(value: Any, types) -> int:
+    if isinstance(value, bool):
+        return types.PARAMETER_BOOL
+    if isinstance(value, int):
+        return types.PARAMETER_INTEGER
+    if isinstance(value, float):
+        return types.PARAMETER_DOUBLE
+    if isinstance(value, str):
+        return types.PARAMETER_STRING
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return types.PARAMETER_STRING_ARRAY
+    raise TypeError(f"no ROS parameter type for {value!r}")
+
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    # models (fixed for the node's life: changing them means reloading every model)
+    ParamSpec("profile", "paper", "Model profile: paper, fast, smoke, or a name under config_path", read_only=True),
+    ParamSpec("config_path", "", "Profile YAML file or directory of NAME.yaml ('' = the package's config/profiles)",
+              read_only=True),
+    ParamSpec("weights_dir", "", "Local model weights directory ('' = $DPA_WEIGHTS_DIR or the Hugging Face cache)",
+              read_only=True),
+    ParamSpec("device", "", "Torch device: cpu, cuda, cuda:1 ... ('' = the profile's choice)", read_only=True),
+    ParamSpec("seed", -1, "Random seed of the generative stages (-1 = the profile's seed)", read_only=True,
+              range=(-1, 2**31 - 1)),
+    ParamSpec("load_on_start", True, "Load the models when the node starts (false: on the first request)",
+              read_only=True),
+    ParamSpec("box_threshold", 0.3, "Grounding DINO box threshold (applied from the next request on)",
+              range=(0.0, 1.0)),
+    ParamSpec("text_threshold", 0.25, "Grounding DINO text threshold (applied from the next request on)",
+              range=(0.0, 1.0)),
+    ParamSpec("score_threshold", 0.4, "Keep instances with detector confidence above this (sigma; applied "
+              "from the next request on)", range=(0.0, 1.0)),
+    ParamSpec("prompt", "", "Detection prompt of categories, 'chair. table.' ('' = the profile's prompt)"),
+    # inputs
+    ParamSpec("image_transport", "raw", "Colour input: raw (image), compressed (image/compressed) or both",
+              read_only=True, choices=("raw", "compressed", "both")),
+    ParamSpec("use_depth", False, "Subscribe to the aligned depth image (32FC1 m or 16UC1 mm); a complete frame "
+              "then includes depth", read_only=True),
+    ParamSpec("require_depth", False, "With use_depth: fail a request when no image has a matching depth, instead "
+              "of reconstructing without depth after frame_wait_s"),
+    ParamSpec("input_reliability", "best_effort", "QoS reliability of the input subscriptions "
+              "(best_effort = sensor-data QoS, also receives from reliable publishers)", read_only=True,
+              choices=("best_effort", "reliable")),
+    ParamSpec("input_depth", 5, "QoS history depth of the input subscriptions, and messages kept per input "
+              "for stamp matching", read_only=True, range=(1, 100)),
+    ParamSpec("sync_tolerance_s", 0.02, "Largest stamp difference between an image and its camera_info and depth (s)",
+              range=(0.0, 10.0)),
+    ParamSpec("frame_wait_s", 0.5, "Longest wait of a request for the camera_info and depth of the newest image (s)",
+              range=(0.0, 10.0)),
+    ParamSpec("max_frame_age_s", 2.0, "Refuse a frame whose image stamp is older than this against the node's "
+              "clock (s; 0 = any age)", range=(0.0, 1e6)),
+    ParamSpec("intrinsics", "auto", "Camera matrix: k (raw image), p (rectified image: left 3x3 of P), "
+              "auto (P when the distortion is all zero, else K)", choices=("auto", "k", "p")),
+    # triggering
+    ParamSpec("mode", "on_demand", "on_demand: reconstruct on ~/reconstruct or ~/snapshot; continuous: "
+              "also reconstruct the newest frame whenever idle", choices=("on_demand", "continuous")),
+    ParamSpec("max_rate_hz", 0.2, "Continuous mode: most reconstructions started per second",
+              range=(0.001, 30.0)),
+    ParamSpec("busy_policy", "reject", "While a reconstruction runs: reject new requests, or queue them",
+              choices=BUSY_POLICIES),
+    ParamSpec("max_queue", 2, "busy_policy queue: most requests waiting behind the running one",
+              range=(1, MAX_QUEUE_LIMIT)),
+    # outputs
+    ParamSpec("frame_prefix", "dpa_", "Object TF frames are <frame_prefix>object_<id>"),
+    ParamSpec("export_dir", "", "Export every scene to <export_dir>/<sec>_<nanosec>/ ('' = no export)"),
+    ParamSpec("export_formats", list(EXPORT_FORMATS),
+              "Formats written besides scene.json (dpa_ros.export): " + ", ".join(EXPORT_FORMATS)),
+    ParamSpec("marker_mesh", "triangle_list", "Mesh markers: triangle_list (inline, coloured) or "
+              "mesh_resource (file:// URI of the exported mesh; needs export_dir)",
+              choices=("triangle_list", "mesh_resource")),
+    ParamSpec("marker_alpha", 1.0, "Opacity of the mesh markers", range=(0.0, 1.0)),
+    ParamSpec("label_height_m", 0.08, "Height of the text label markers (m)", range=(0.001, 10.0)),
+    ParamSpec("cloud_max_points", 0, "Most points in ~/scene_cloud, evenly subsampled (0 = all)",
+              range=(0, 100_000_000)),
+    ParamSpec("publish_detections", True, "Publish each scene as vision_msgs/Detection3DArray on detections_topic",
+              read_only=True),
+    ParamSpec("detections_topic", "~/detections", "Topic of the Detection3DArray (reliable, transient-local)",
+              read_only=True),
+    ParamSpec("publish_collision_objects", True, "Publish one moveit_msgs/CollisionObject per object on "
+              "collision_object_topic (ADD; REMOVE for the previous scene's objects)", read_only=True),
+    ParamSpec("collision_object_topic", "collision_object", "Topic of the CollisionObjects (move_group listens "
+              "on collision_object)", read_only=True),
+    ParamSpec("publish_overlay", True, "Publish ~/overlay (sensor_msgs/Image rgb8): the input image with each "
+              "object's silhouette, outline and label; also written as preview.png with export_dir",
+              read_only=True),
+)
+PARAMETER_INDEX = {p.name: p for p in PARAMETERS}
+
+
+def parameter_defaults() -> dict[str, Any]:
+    """{name: default} of every declared parameter (config/reconstruct.yaml holds the same values)."""
+    return {p.name: p.default for p in PARAMETERS}
+
+
+def check_parameter(name: str, value: Any) -> str | None:
+    """The reason ``value`` is not allowed for ``name`` (a choice or an export format), or None.
+
+    Types and numeric ranges are enforced by ROS through the descriptors.
+    """
+    spec = PARAMETER_INDEX.get(name)
+    if spec is None:
+        return None
+    if spec.choices and value not in spec.choices:
+        return f"{name} must be one of {', '.join(spec.choices)}, got '{value}'"
+    if name == "export_formats":
+        bad = [f for f in value if f not in EXPORT_FORMATS]
+        if bad:
+            return f"export_formats: unknown format(s) {bad}; choose from {', '.join(EXPORT_FORMATS)}"
+    return None
