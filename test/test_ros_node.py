@@ -654,11 +654,12 @@ def test_parameters_have_descriptors_and_are_enforced(node, client):
 def test_demo_client_prints_what_was_published(node, client):
     """Also covers the image/compressed input and MESH_RESOURCE markers pointing at the exported meshes."""
     client.publish(good_frame(next_stamp(), compressed=True))
-    assert all(r.successful for r in client.set_params(marker_mesh="mesh_resource"))
+    # the frame is published once, and the client process needs seconds to start: accept any age
+    assert all(r.successful for r in client.set_params(marker_mesh="mesh_resource", max_frame_age_s=0.0))
     try:
         proc = _run_demo_client()
     finally:
-        assert all(r.successful for r in client.set_params(marker_mesh="triangle_list"))
+        assert all(r.successful for r in client.set_params(marker_mesh="triangle_list", max_frame_age_s=2.0))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     r = json.loads(proc.stdout)
     n = len(r["objects"])
@@ -696,10 +697,11 @@ def test_continuous_mode_takes_the_newest_frame_and_drops_stale_ones(node, clien
     earliest; of the two frames published meanwhile only the newer one is reconstructed."""
     first = next_stamp()
     client.publish(good_frame(first))
-    assert all(r.successful for r in client.set_params(max_rate_hz=0.5, mode="continuous"))
+    # frames wait out a running reconstruction here (no camera keeps streaming): accept any age
+    assert all(r.successful for r in client.set_params(max_rate_hz=0.5, mode="continuous", max_frame_age_s=0.0))
     try:
         started = f"continuous reconstruction of frame {first / 1e9:.3f} s"
-        assert wait_until(lambda: started in node.log(), 10.0)  # no request needed
+        assert wait_until(lambda: started in node.log(), 60.0)  # no request needed
         stale, newest = next_stamp(), next_stamp()
         t0 = time.monotonic()
         client.publish(good_frame(stale), repeat=2, gap=0.01)
@@ -717,7 +719,7 @@ def test_continuous_mode_takes_the_newest_frame_and_drops_stale_ones(node, clien
         with client.lock:
             assert len(client.got["scene"]) == count
     finally:
-        assert all(r.successful for r in client.set_params(mode="on_demand", max_rate_hz=0.2))
+        assert all(r.successful for r in client.set_params(mode="on_demand", max_rate_hz=0.2, max_frame_age_s=2.0))
     assert client.latest("scene", stale) is None
     assert f"{stale / 1e9:.3f}" not in node.log()
 
@@ -772,8 +774,8 @@ def test_missing_weights_fail_each_request_with_the_fix_and_never_hang(tmp_path)
     try:
         c = Client(ns)
         assert c.wait_ready(90.0), handle.log()[-3000:]
-        c.publish(good_frame(next_stamp()))
         for _ in range(2):  # retried per request; the node keeps serving
+            c.publish(good_frame(next_stamp()))
             t0 = time.monotonic()
             res = c.snapshot(60.0)
             assert not res.success and time.monotonic() - t0 < 30.0
