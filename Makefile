@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ACTIVATE := . ./activate.sh
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench weights lock clean
+.PHONY: setup demo lint test bench weights lock clean
 
 setup:
 	@bash scripts/setup.sh
@@ -12,8 +12,12 @@ setup:
 demo: setup
 	@$(ACTIVATE) && bash scripts/demo.sh
 
+# Lint (ruff.toml: pycodestyle, pyflakes, import order, bugbear); `make test` fails on any finding.
+lint: setup
+	@$(ACTIVATE) && ruff check .
+
 test: setup
-	@$(ACTIVATE) && HF_HUB_OFFLINE=1 python -m pytest $(PYTEST_ARGS)
+	@$(ACTIVATE) && ruff check . && HF_HUB_OFFLINE=1 python -m pytest $(PYTEST_ARGS)
 
 bench: setup
 	@$(ACTIVATE) && python bench/layout.py && python bench/pipeline.py
