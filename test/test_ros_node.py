@@ -309,6 +309,20 @@ def test_yaml_lists_every_parameter_with_the_code_defaults():
         assert d.description and d.type != ParameterType.PARAMETER_NOT_SET, spec.name
 
 
+def test_interfaces_doc_lists_every_parameter_with_its_default():
+    from dpa_ros.ros.params import PARAMETERS
+
+    rows = {}
+    for line in (ROOT / "docs" / "interfaces.md").read_text().splitlines():
+        m = re.match(r"\| `(\w+)` \| `([^`]*)` \|", line)
+        if m:
+            rows[m.group(1)] = m.group(2)
+    for spec in PARAMETERS:
+        assert spec.name in rows, f"docs/interfaces.md has no row for parameter {spec.name}"
+        shown = yaml.safe_load(rows[spec.name]) if rows[spec.name] else ""
+        assert shown == (spec.default if spec.default != "" else ""), spec.name
+
+
 def test_launch_file_compiles_and_declares_its_arguments():
     """`launch`/`launch_ros` are not installable here: compile it and read its declarations."""
     py_compile.compile(str(LAUNCH), doraise=True)
