@@ -33,8 +33,8 @@ import numpy as np
 from dpa_ros.assemble import Instance, assemble_scene
 from dpa_ros.geometry.camera import CameraModel
 from dpa_ros.geometry.depth_alignment import DepthAlignmentError, align_depth, floor_depth
-from dpa_ros.geometry.layout import LayoutConfig
 from dpa_ros.priors.base import Cancelled, LazyModel, MissingWeightsError, ReconstructionError, select_device
+from dpa_ros.priors.config import Profile
 from dpa_ros.priors.crops import white_canvas_crop
 from dpa_ros.priors.depth import MonocularDepth, sensor_depth
 from dpa_ros.priors.enhancer import StableDiffusionEnhancer
@@ -88,39 +88,32 @@ class Pipeline:
     """Image → :class:`~dpa_ros.scene.Scene` with the models of one profile.
 
     Args:
-        profile: the profile dict (:func:`dpa_ros.priors.profiles.load_profile`).
+        profile: the typed profile (:func:`dpa_ros.priors.profiles.load_profile`), or a profile
+            mapping, validated into one.
         weights_dir: where weights are looked for before the Hugging Face cache.
         device: torch device; None uses the profile's ``device`` (``auto``: CUDA when available).
         seed: seeds every stochastic stage; None uses the profile's ``seed``. Same seed, same inputs,
             same device → same scene.
     """
 
-    def __init__(self, profile: dict, weights_dir: str | Path | None = None, device: str | None = None,
+    def __init__(self, profile: Profile | dict, weights_dir: str | Path | None = None, device: str | None = None,
                  seed: int | None = None) -> None:
-        self.profile = profile
-        self.name = str(profile.get("name", "custom"))
-        self.device = select_device(device if device is not None else profile.get("device"))
-        self.seed = int(seed if seed is not None else profile.get("seed", 0))
+        self.profile = profile if isinstance(profile, Profile) else Profile.from_dict(profile)
+        self.name = self.profile.name
+        self.device = select_device(device if device is not None else self.profile.device)
+        self.seed = int(seed if seed is not None else self.profile.seed)
         args = dict(profile=self.name, weights_dir=weights_dir, device=self.device)
-        self.segmenter = GroundedSAM(profile["segmenter"], **args)
-        self.enhancer = StableDiffusionEnhancer(profile["enhancer"], **args)
-        self.scorer = ClipScorer(profile["scorer"], **args)
-        self.generator = ShapEGenerator(profile["generator"], **args)
-        self.depth_cfg = dict(profile.get("depth") or {})
+        self.segmenter = GroundedSAM(self.profile.segmenter, **args)
+        self.enhancer = StableDiffusionEnhancer(self.profile.enhancer, **args)
+        self.scorer = ClipScorer(self.profile.scorer, **args)
+        self.generator = ShapEGenerator(self.profile.generator, **args)
+        self.depth_cfg = self.profile.depth
         self.depth_model = MonocularDepth(self.depth_cfg, section="depth", **args)
-        metric_cfg = self.depth_cfg.get("metric_model")
+        metric_cfg = self.depth_cfg.metric_model
         self.metric_model = (MonocularDepth(metric_cfg, section="depth.metric_model", **args)
-                             if metric_cfg else None)
-        known = {f.name for f in dataclasses.fields(LayoutConfig)}
-        layout = {k: v for k, v in (profile.get("layout") or {}).items() if k in known}
-        unknown = set(profile.get("layout") or {}) - known
-        if unknown:
-            raise ReconstructionError(f"profile {self.name}: unknown layout option(s) {sorted(unknown)}")
-        layout.update(seed=self.seed, device=str(self.device) if self.device.type == "cuda" else "cpu")
-        try:
-            self.layout_config = LayoutConfig(**layout).validate()
-        except ValueError as exc:
-            raise ReconstructionError(f"profile {self.name}: {exc}") from exc
+                             if metric_cfg is not None else None)
+        layout_device = str(self.device) if self.device.type == "cuda" else "cpu"
+        self.layout_config = dataclasses.replace(self.profile.layout, seed=self.seed, device=layout_device).validate()
 
     @classmethod
     def from_profile(cls, name: str, config_path: str | Path | None = None, overrides: dict | None = None,
@@ -138,7 +131,7 @@ class Pipeline:
         """The adapters by stage name (``depth_metric`` only when the profile has a metric model)."""
         out: dict[str, LazyModel] = {"segment": self.segmenter, "score": self.scorer, "generate": self.generator,
                                      "depth": self.depth_model}
-        if int(self.profile["enhancer"].get("candidates", 6)) > 0:
+        if self.profile.enhancer.candidates > 0:
             out["enhance"] = self.enhancer
         if self.metric_model is not None:
             out["depth_metric"] = self.metric_model
@@ -161,7 +154,7 @@ class Pipeline:
             raise ReconstructionError(f"image must be (H, W, 3) RGB, got shape {img.shape}")
         if img.dtype != np.uint8:
             raise ReconstructionError(f"image must be uint8, got {img.dtype}")
-        min_side = int(self.profile.get("min_image_side", 32))
+        min_side = self.profile.min_image_side
         if min(img.shape[:2]) < min_side:
             raise ReconstructionError(f"image too small: {img.shape[1]}x{img.shape[0]} px (need at least {min_side} px a side)")
         if img.shape[:2] != (camera.height, camera.width):
@@ -177,7 +170,7 @@ class Pipeline:
         bool marks instance pixels, kept out of the floor fit. See the module docstring for the order.
         """
         cfg = self.depth_cfg
-        min_frac = float(cfg.get("min_sensor_fraction", 0.05))
+        min_frac = cfg.min_sensor_fraction
         if _sensor_complete(sensor):
             return sensor.astype(np.float64), "sensor"
         pred = self.depth_model.predict(image_rgb).astype(np.float64)
@@ -192,8 +185,8 @@ class Pipeline:
             references.append(("sensor", lambda: sensor, None))
         if self.metric_model is not None:
             references.append(("metric_model", lambda: self.metric_model.predict(image_rgb), None))
-        if cfg.get("camera_height_m"):
-            references.append(("floor", lambda: floor_depth(camera, float(cfg["camera_height_m"])), ~objects_mask))
+        if cfg.camera_height_m:
+            references.append(("floor", lambda: floor_depth(camera, cfg.camera_height_m), ~objects_mask))
         for name, reference, mask in references:
             try:
                 depth = _align(pred, np.asarray(reference(), np.float64), kind, mask)
@@ -204,7 +197,7 @@ class Pipeline:
                 depth = np.where(np.isfinite(sensor), sensor, depth)
                 name = "sensor+model"
             return depth, name
-        default = float(cfg.get("default_depth_m", 2.5))
+        default = cfg.default_depth_m
         log.warning("no usable metric depth reference; scaling the %s prediction to a median depth of %.2f m "
                     "(give sensor depth or depth.camera_height_m for a metric scene)", kind, default)
         return _median_scaled(pred, kind, default), "default_depth"
@@ -236,7 +229,7 @@ class Pipeline:
         report = _Progress(progress)
         image = self._check_image(image_rgb, camera)
         sensor = sensor_depth(depth, camera)
-        prompt = prompt if prompt is not None else str(self.profile.get("prompt", ""))
+        prompt = prompt if prompt is not None else self.profile.prompt
         timings: dict[str, float] = {}
         loading = 0.0
 
@@ -259,10 +252,9 @@ class Pipeline:
             raise ReconstructionError(f"no objects detected for prompt '{prompt}'")
         labels = [d.label for d in detections]
 
-        ecfg = self.profile["enhancer"]
-        size, fill = int(ecfg.get("canvas_size", 512)), float(ecfg.get("fill", 0.6))
-        t0 = begin("enhance", *([self.enhancer] if int(ecfg.get("candidates", 6)) > 0 else []))
-        canvases = [white_canvas_crop(image, d.mask, size, fill) for d in detections]
+        ecfg = self.profile.enhancer
+        t0 = begin("enhance", *([self.enhancer] if ecfg.candidates > 0 else []))
+        canvases = [white_canvas_crop(image, d.mask, ecfg.canvas_size, ecfg.fill) for d in detections]
         candidates = self.enhancer.enhance(canvases, labels, seed=self.seed)
         end("enhance", t0)
 

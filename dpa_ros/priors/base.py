@@ -84,19 +84,12 @@ def seeded_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gen
 SOURCES = ("weights", "tiny", "random")
 
 
-def source_of(cfg: dict, what: str) -> str:
-    """The ``source`` of a model section (default ``weights``), validated."""
-    source = str((cfg or {}).get("source", "weights"))
-    if source not in SOURCES:
-        raise ReconstructionError(f"{what}: source must be one of {SOURCES}, got '{source}'")
-    return source
-
-
 class LazyModel:
     """Base of the adapters: configuration now, weights on first use, resident afterwards.
 
     Args:
-        cfg: this model's section of the profile (dict).
+        cfg: this model's section of the profile: an instance of the adapter's ``config_class``
+            (:mod:`dpa_ros.priors.config`), or a mapping validated into one.
         profile: profile name, for error messages (``dpa-weights download --profile NAME``).
         weights_dir: directory searched before the Hugging Face cache (see :mod:`dpa_ros.priors.weights`).
         device: torch device; None picks CUDA when available.
@@ -104,15 +97,19 @@ class LazyModel:
 
     #: the name used in timings and messages
     name = "model"
+    #: the typed config of this adapter's profile section (set by each adapter)
+    config_class: type = object
+    #: the section's dotted name in a profile, for messages
+    section = "model"
 
-    def __init__(self, cfg: dict, profile: str = "smoke", weights_dir: str | Path | None = None,
+    def __init__(self, cfg, profile: str = "smoke", weights_dir: str | Path | None = None,
                  device: str | torch.device | None = None) -> None:
-        self.cfg = dict(cfg or {})
+        self.cfg = cfg if isinstance(cfg, self.config_class) else self.config_class.from_dict(cfg, self.section)
         self.profile = profile
         self.weights_dir = Path(weights_dir) if weights_dir else None
         self.device = select_device(device)
-        self.dtype = select_dtype(self.device, bool(self.cfg.get("fp16", True)))
-        self.source = source_of(self.cfg, type(self).__name__)
+        self.dtype = select_dtype(self.device, bool(getattr(self.cfg, "fp16", True)))
+        self.source = getattr(self.cfg, "source", "weights")
         self._loaded = False
 
     @property

@@ -1,21 +1,23 @@
 """Stage 5, depth: a monocular depth model (DPT in Omnidata's DPT-Hybrid layout, or Depth Anything),
 and the sensor-depth path that needs no model.
 
-Profile section ``depth``::
+Profile section ``depth``: :class:`dpa_ros.priors.config.DepthConfig` — the relative depth model
+(``kind``: dpt | depth_anything, ``output``: depth | disparity | metric), an optional
+``metric_model`` (``output: metric``, e.g. Depth Anything V2 Metric Indoor) that gives the metric
+reference for frames without sensor depth, and the fallbacks (``camera_height_m``,
+``default_depth_m``, ``min_sensor_fraction``).
 
-    kind: dpt                  # dpt (DPTForDepthEstimation) | depth_anything (DepthAnythingForDepthEstimation)
-    model_id: Intel/dpt-hybrid-midas
-    output: disparity          # what the model predicts: depth | disparity (inverse depth) | metric (metres)
-    metric_model: {...}        # optional second model (same keys, output: metric) used as the metric
-                               # reference when no sensor depth is given
-    camera_height_m: 1.2       # reference of last resort: camera height above the floor plane
-    default_depth_m: 2.5       # if no reference works: median scene depth is set to this (logged)
-    min_sensor_fraction: 0.05  # sensor depth counts when at least this fraction of pixels is valid
+When the model's image processor has ``post_process_depth_estimation`` (transformers' DPT, Depth
+Anything, ZoeDepth, Depth Pro processors) the prediction goes through it, resized to the input
+image (ZoeDepth's padding removal needs the source size, which is passed); otherwise it is resized
+bilinearly.
 
 Outputs of :meth:`MonocularDepth.predict` are relative (affine-ambiguous) unless ``output`` is
 ``metric``; :mod:`dpa_ros.pipeline` aligns them to metres with :mod:`dpa_ros.geometry.depth_alignment`.
 """
 from __future__ import annotations
+
+import inspect
 
 import numpy as np
 import torch
@@ -25,31 +27,29 @@ from PIL import Image
 from dpa_ros.geometry.camera import CameraModel
 from dpa_ros.priors import random_models, tiny
 from dpa_ros.priors.base import LazyModel, ReconstructionError
+from dpa_ros.priors.config import DepthModelConfig
 from dpa_ros.priors.weights import resolve, spec_for
-
-KINDS = ("dpt", "depth_anything")
-OUTPUTS = ("depth", "disparity", "metric")
 
 
 class MonocularDepth(LazyModel):
     """A per-pixel depth (or disparity) prediction at the input image's resolution."""
 
     name = "depth"
+    config_class = DepthModelConfig
 
-    def __init__(self, cfg: dict, *args, section: str = "depth", **kwargs) -> None:
-        super().__init__(cfg, *args, **kwargs)
+    def __init__(self, cfg, *args, section: str = "depth", **kwargs) -> None:
         self.section = section
-        self.kind = self.cfg.get("kind", "dpt")
-        self.output = self.cfg.get("output", "disparity")
-        if self.kind not in KINDS:
-            raise ReconstructionError(f"{section}.kind must be one of {KINDS}, got '{self.kind}'")
-        if self.output not in OUTPUTS:
-            raise ReconstructionError(f"{section}.output must be one of {OUTPUTS}, got '{self.output}'")
+        super().__init__(cfg, *args, **kwargs)
+        self.kind = self.cfg.kind
+        self.output = self.cfg.output
 
     def _load(self) -> None:
         if self.source == "tiny":
-            build = tiny.dpt_hybrid if self.kind == "dpt" else tiny.depth_anything
-            self.model, self.processor = build(int(self.cfg.get("seed", 0)), int(self.cfg.get("image_size", 64)))
+            if self.kind == "dpt":
+                self.model, self.processor = tiny.dpt_hybrid(self.cfg.seed, self.cfg.image_size)
+            else:
+                self.model, self.processor = tiny.depth_anything(self.cfg.seed, self.cfg.image_size,
+                                                                 metric=self.output == "metric")
         elif self.source == "random":
             build = random_models.dpt_hybrid if self.kind == "dpt" else random_models.depth_anything_small
             self.model, self.processor = build(self.device)
@@ -72,8 +72,19 @@ class MonocularDepth(LazyModel):
         self.load()
         h, w = image_rgb.shape[:2]
         inputs = self.processor(images=Image.fromarray(np.asarray(image_rgb, np.uint8)), return_tensors="pt")
-        pred = self.model(pixel_values=inputs["pixel_values"].to(self.device, self.dtype)).predicted_depth
-        pred = F.interpolate(pred[:, None].float(), size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+        outputs = self.model(pixel_values=inputs["pixel_values"].to(self.device, self.dtype))
+        post = getattr(self.processor, "post_process_depth_estimation", None)
+        if post is not None:
+            kwargs = {"target_sizes": [(h, w)]}
+            if "source_sizes" in inspect.signature(post).parameters:  # ZoeDepth: undo its padding first
+                kwargs["source_sizes"] = [(h, w)]
+            outputs.predicted_depth = outputs.predicted_depth.float()
+            pred = post(outputs, **kwargs)[0]["predicted_depth"].float()
+            if pred.shape != (h, w):  # a processor that ignores target_sizes
+                pred = F.interpolate(pred[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+        else:
+            pred = outputs.predicted_depth
+            pred = F.interpolate(pred[:, None].float(), size=(h, w), mode="bilinear", align_corners=False)[0, 0]
         return np.nan_to_num(pred.cpu().numpy().astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
 
 

@@ -1,17 +1,9 @@
 """Stage 2, enhance / complete: Stable Diffusion image-to-image (SDEdit) on each instance's canvas.
 
-Profile section ``enhancer``::
-
-    model_id: stabilityai/stable-diffusion-2-1-base   # diffusers layout
-    canvas_size: 512       # the white canvas side, pixels (the model's resolution)
-    fill: 0.6              # the crop's longer side as a fraction of the canvas
-    candidates: 6          # M images per instance (0: skip the stage, the crop is the only candidate)
-    strength: 0.5          # SDEdit noise level
-    steps: 50              # DDIM steps (scheduled; strength·steps are run)
-    guidance: 9.0          # classifier-free guidance scale
-    scheduler: ddim        # ddim, or "default" to keep the checkpoint's own
-    prompt_template: "High quality, authentic style {category}"
-    batch_images: 24       # images per UNet batch (bounds GPU memory)
+Profile section ``enhancer``: :class:`dpa_ros.priors.config.EnhancerConfig` (a diffusers
+Stable Diffusion 2.x snapshot; canvas, M candidates, SDEdit strength, steps, guidance, scheduler,
+prompt template, batch size). With ``weights_variant: fp16`` the ``*.fp16.*`` files are read (on the
+CPU they are upcast to float32 after loading).
 """
 from __future__ import annotations
 
@@ -21,6 +13,7 @@ from PIL import Image
 
 from dpa_ros.priors import random_models, tiny
 from dpa_ros.priors.base import LazyModel, seeded_generator
+from dpa_ros.priors.config import EnhancerConfig
 from dpa_ros.priors.weights import resolve, spec_for
 
 
@@ -28,10 +21,12 @@ class StableDiffusionEnhancer(LazyModel):
     """M SDEdit candidates per instance canvas, all instances batched together."""
 
     name = "enhance"
+    config_class = EnhancerConfig
+    section = "enhancer"
 
     def _load(self) -> None:
         if self.source == "tiny":
-            self.pipe = tiny.stable_diffusion_img2img(int(self.cfg.get("seed", 0)))
+            self.pipe = tiny.stable_diffusion_img2img(self.cfg.seed)
         elif self.source == "random":
             self.pipe = random_models.stable_diffusion_img2img(self.device)
         else:
@@ -40,9 +35,9 @@ class StableDiffusionEnhancer(LazyModel):
             path = resolve(spec_for(self.cfg, "enhancer"), self.profile, self.weights_dir)
             self.pipe = StableDiffusionImg2ImgPipeline.from_pretrained(
                 path, torch_dtype=self.dtype, local_files_only=True, safety_checker=None,
-                requires_safety_checker=False)
+                requires_safety_checker=False, variant=self.cfg.weights_variant)
             self.pipe.set_progress_bar_config(disable=True)
-        if self.cfg.get("scheduler", "ddim") == "ddim":
+        if self.cfg.scheduler == "ddim":
             from diffusers import DDIMScheduler
 
             self.pipe.scheduler = DDIMScheduler.from_config(self.pipe.scheduler.config)
@@ -52,7 +47,7 @@ class StableDiffusionEnhancer(LazyModel):
 
     @property
     def canvas_size(self) -> int:
-        return int(self.cfg.get("canvas_size", 512))
+        return self.cfg.canvas_size
 
     @torch.no_grad()
     def enhance(self, canvases: list[np.ndarray], labels: list[str], seed: int = 0) -> np.ndarray:
@@ -67,13 +62,13 @@ class StableDiffusionEnhancer(LazyModel):
         Returns:
             (n, M, S, S, 3) uint8 images; M = ``candidates`` (either may be 0: then nothing is loaded or run).
         """
-        m = int(self.cfg.get("candidates", 6))
+        m = self.cfg.candidates
         n, s = len(canvases), self.canvas_size
         if n == 0 or m == 0:
             return np.zeros((n, m, s, s, 3), dtype=np.uint8)
         self.load()
-        template = self.cfg.get("prompt_template", "High quality, authentic style {category}")
-        per_call = max(1, int(self.cfg.get("batch_images", 24)) // m)
+        template = self.cfg.prompt_template
+        per_call = max(1, self.cfg.batch_images // m)
         out = np.zeros((n, m, s, s, 3), dtype=np.uint8)
         for b0 in range(0, n, per_call):
             idx = list(range(b0, min(n, b0 + per_call)))
@@ -82,9 +77,8 @@ class StableDiffusionEnhancer(LazyModel):
             images = [Image.fromarray(canvases[i]).resize((s, s), Image.BICUBIC) for i in idx for _ in range(m)]
             prompts = [template.format(category=labels[i]) for i in idx for _ in range(m)]
             gens = [seeded_generator(seed + 1000 * i + j, self.device) for i in idx for j in range(m)]
-            res = self.pipe(prompt=prompts, image=images, strength=float(self.cfg.get("strength", 0.5)),
-                            num_inference_steps=int(self.cfg.get("steps", 50)),
-                            guidance_scale=float(self.cfg.get("guidance", 9.0)),
+            res = self.pipe(prompt=prompts, image=images, strength=self.cfg.strength,
+                            num_inference_steps=self.cfg.steps, guidance_scale=self.cfg.guidance,
                             num_images_per_prompt=1, generator=gens, output_type="np")
             imgs = np.clip(np.nan_to_num(res.images) * 255.0 + 0.5, 0, 255).astype(np.uint8)
             out[idx] = imgs.reshape(len(idx), m, s, s, 3)

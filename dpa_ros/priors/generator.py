@@ -1,13 +1,11 @@
 """Stage 4, generate 3D: Shap-E image-to-3D, N latents per kept image, each decoded to a coloured mesh.
 
-Profile section ``generator``::
-
-    model_id: openai/shap-e-img2img   # diffusers layout (Heun scheduler with Karras sigmas)
-    latents_per_image: 2              # N
-    steps: 64
-    guidance: 3.0
-    grid_size: 128                    # marching-cubes grid over Shap-E's [-1, 1]³ box
-    batch_images: 16                  # images per prior batch
+Profile section ``generator``: :class:`dpa_ros.priors.config.GeneratorConfig` (a diffusers
+Shap-E img2img snapshot; N latents per image, steps, guidance, marching-cubes grid, batch size).
+``openai/shap-e-img2img`` holds its prior and image encoder as fp32 ``.bin`` and fp16 safetensors
+only, and its renderer as fp32 ``.bin`` only: with ``weights_variant: fp16`` diffusers reads the
+``*.fp16.safetensors`` files where a component has them and the plain file where it has none; on
+the CPU every weight is then upcast to float32, on CUDA the pipeline runs in float16.
 
 Frames. Shap-E's decoder works in a z-up frame: the object inside [-1, 1]³, seen from the front
 by a camera on the -y side looking along +y (front toward -y, like Blender's). The layout stage
@@ -25,6 +23,7 @@ from PIL import Image
 from dpa_ros.geometry.mesh_frames import rotation_to_gltf
 from dpa_ros.priors import random_models, tiny
 from dpa_ros.priors.base import LazyModel, seeded_generator
+from dpa_ros.priors.config import GeneratorConfig
 from dpa_ros.priors.weights import resolve, spec_for
 
 #: rotation taking Shap-E's z-up frame (front toward -y) to the glTF convention (+Y up, front toward +Z)
@@ -40,17 +39,20 @@ class ShapEGenerator(LazyModel):
     """Mesh proposals from images with diffusers' ``ShapEImg2ImgPipeline`` (prior batched over all images)."""
 
     name = "generate"
+    config_class = GeneratorConfig
+    section = "generator"
 
     def _load(self) -> None:
         if self.source == "tiny":
-            self.pipe = tiny.shap_e_img2img(int(self.cfg.get("seed", 0)), int(self.cfg.get("image_size", 32)))
+            self.pipe = tiny.shap_e_img2img(self.cfg.seed, self.cfg.image_size)
         elif self.source == "random":
-            self.pipe = random_models.shap_e_img2img(int(self.cfg.get("seed", 0)), self.device)
+            self.pipe = random_models.shap_e_img2img(self.cfg.seed, self.device)
         else:
             from diffusers import ShapEImg2ImgPipeline
 
             path = resolve(spec_for(self.cfg, "generator"), self.profile, self.weights_dir)
-            self.pipe = ShapEImg2ImgPipeline.from_pretrained(path, torch_dtype=self.dtype, local_files_only=True)
+            self.pipe = ShapEImg2ImgPipeline.from_pretrained(path, torch_dtype=self.dtype, local_files_only=True,
+                                                             variant=self.cfg.weights_variant)
             self.pipe.set_progress_bar_config(disable=True)
         self.pipe.to(self.device)
         if self.pipe.prior.dtype != self.dtype:  # models built from configs are float32
@@ -63,8 +65,8 @@ class ShapEGenerator(LazyModel):
         Latent j of image i uses the generator seeded ``seed + 1000·i + j``.
         """
         self.load()
-        n_per = int(self.cfg.get("latents_per_image", 2))
-        per_call = max(1, int(self.cfg.get("batch_images", 16)))
+        n_per = self.cfg.latents_per_image
+        per_call = self.cfg.batch_images
         proc = self.pipe.image_processor
         out = []
         for b0 in range(0, len(images), per_call):
@@ -72,8 +74,8 @@ class ShapEGenerator(LazyModel):
             pixels = proc([Image.fromarray(np.asarray(images[i], np.uint8)) for i in idx], return_tensors="pt").pixel_values
             gens = [seeded_generator(seed + 1000 * i + j, self.device) for i in idx for j in range(n_per)]
             res = self.pipe(image=pixels.to(self.device, self.dtype), num_images_per_prompt=n_per,
-                            num_inference_steps=int(self.cfg.get("steps", 64)),
-                            guidance_scale=float(self.cfg.get("guidance", 3.0)), generator=gens, output_type="latent")
+                            num_inference_steps=self.cfg.steps, guidance_scale=self.cfg.guidance, generator=gens,
+                            output_type="latent")
             out.append(res.images)
         return torch.cat(out) if out else torch.zeros(0)
 
@@ -84,7 +86,7 @@ class ShapEGenerator(LazyModel):
         Vertices stay in Shap-E's units (the object spans about [-1, 1]); the layout fits the scale.
         """
         renderer = self.pipe.shap_e_renderer
-        grid = int(self.cfg.get("grid_size", 128))
+        grid = self.cfg.grid_size
         try:
             raw = renderer.decode_to_mesh(latent[None].to(self.device), self.device, grid_size=grid)
         except (ValueError, ZeroDivisionError):
@@ -113,7 +115,7 @@ class ShapEGenerator(LazyModel):
         meshes: list[list[trimesh.Trimesh]] = [[] for _ in images_per_instance]
         if not flat:
             return meshes
-        n_per = int(self.cfg.get("latents_per_image", 2))
+        n_per = self.cfg.latents_per_image
         lat = self.latents(flat, seed)
         for k, latent in enumerate(lat):
             mesh = self.decode(latent)

@@ -1,5 +1,8 @@
 """Profiles: YAML files that choose the models, their sizes and every stage setting.
 
+:func:`load_profile` returns a typed, validated :class:`~dpa_ros.priors.config.Profile` (one frozen
+dataclass per stage; an unknown or misspelt key is an error naming it and the nearest valid key).
+
 A profile named NAME is ``NAME.yaml`` in the first of: the ``config_path`` given (a file, or a
 directory holding profiles), ``$DPA_PROFILES_DIR``, this checkout's ``config/profiles/``, and
 ``<prefix>/share/dpa_ros/config/profiles/`` for every prefix of ``$AMENT_PREFIX_PATH`` (a colcon
@@ -16,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from dpa_ros.priors.base import ReconstructionError
+from dpa_ros.priors.config import Profile
 
 PROFILE_NAMES = ("paper", "fast", "smoke")
 
@@ -69,15 +73,21 @@ def _named(name: str, config_path: str | Path | None, seen: tuple[str, ...]) -> 
     raise ReconstructionError(f"unknown profile '{name}' (searched {searched}; known: {', '.join(PROFILE_NAMES)})")
 
 
-def load_profile(name: str, config_path: str | Path | None = None, overrides: dict | None = None) -> dict:
-    """The profile ``name`` as a dict (with ``name`` set), the config file and ``overrides`` applied.
+def load_profile(name: str, config_path: str | Path | None = None, overrides: dict | None = None) -> Profile:
+    """The profile ``name``, the config file and ``overrides`` applied, typed and validated.
 
     ``config_path`` may be a directory holding ``NAME.yaml`` files, or a YAML file that refines
     the profile: its keys are merged over profile ``name`` (or over the profile its ``base`` key
     names), e.g. a file with only a ``layout:`` section changes only the layout. A file with a
     ``profiles: {NAME: {...}}`` section contributes that entry instead. Profile files may also say
-    ``base: OTHER`` to extend another profile.
+    ``base: OTHER`` to extend another profile. Raises :class:`~dpa_ros.priors.config.ProfileError`
+    (a :class:`ReconstructionError`) for an unknown key or a bad value.
     """
+    return Profile.from_dict(load_profile_dict(name, config_path, overrides))
+
+
+def load_profile_dict(name: str, config_path: str | Path | None = None, overrides: dict | None = None) -> dict:
+    """The merged, not yet validated mapping :func:`load_profile` types (``name`` set)."""
     refine: dict = {}
     if config_path is not None and Path(config_path).is_file():
         refine = _read_yaml(Path(config_path), "config")

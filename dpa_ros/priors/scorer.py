@@ -1,12 +1,7 @@
 """Stage 3, filter: OpenCLIP image embeddings; keep the K candidates most similar to the original crop.
 
-Profile section ``scorer``::
-
-    arch: ViT-H-14                                  # open_clip architecture name
-    model_id: laion/CLIP-ViT-H-14-laion2B-s32B-b79K # repository holding the checkpoint
-    filename: open_clip_pytorch_model.bin
-    top_k: 3
-    keep_original: true    # the original crop competes as a candidate (its similarity is 1)
+Profile section ``scorer``: :class:`dpa_ros.priors.config.ScorerConfig` (open_clip ``arch``, the
+checkpoint file of a hub repository, K, whether the original crop competes).
 """
 from __future__ import annotations
 
@@ -16,6 +11,7 @@ from PIL import Image
 
 from dpa_ros.priors import random_models, tiny
 from dpa_ros.priors.base import LazyModel
+from dpa_ros.priors.config import ScorerConfig
 from dpa_ros.priors.weights import resolve, spec_for
 
 
@@ -23,19 +19,20 @@ class ClipScorer(LazyModel):
     """Cosine similarity of OpenCLIP image embeddings, batched over every image of every instance."""
 
     name = "score"
+    config_class = ScorerConfig
+    section = "scorer"
 
     def _load(self) -> None:
         if self.source == "tiny":
-            self.model, self.preprocess = tiny.open_clip_model(int(self.cfg.get("seed", 0)),
-                                                               int(self.cfg.get("image_size", 32)))
+            self.model, self.preprocess = tiny.open_clip_model(self.cfg.seed, self.cfg.image_size)
         elif self.source == "random":
-            self.model, self.preprocess = random_models.open_clip_model(self.cfg.get("arch", "ViT-H-14"), self.device)
+            self.model, self.preprocess = random_models.open_clip_model(self.cfg.arch, self.device)
         else:
             import open_clip
 
             path = resolve(spec_for(self.cfg, "scorer"), self.profile, self.weights_dir)
             self.model, _, self.preprocess = open_clip.create_model_and_transforms(
-                self.cfg.get("arch", "ViT-H-14"), pretrained=str(path))
+                self.cfg.arch, pretrained=str(path))
             self.model.eval()
         self.model.to(self.device, self.dtype)
 
@@ -64,8 +61,8 @@ class ClipScorer(LazyModel):
         """
         n = len(originals)
         m = candidates.shape[1] if candidates.ndim == 5 else 0
-        k = int(self.cfg.get("top_k", 3))
-        keep_original = bool(self.cfg.get("keep_original", True))
+        k = self.cfg.top_k
+        keep_original = self.cfg.keep_original
         images = [im for i in range(n) for im in [originals[i], *candidates[i]]]
         if not images:
             return [], np.zeros((0, m + 1), dtype=np.float32)

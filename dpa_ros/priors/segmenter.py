@@ -1,15 +1,7 @@
 """Stage 1, detect and segment (Grounded-SAM): Grounding DINO boxes from a text prompt, SAM masks per box.
 
-Profile section ``segmenter``::
-
-    detector: {model_id: IDEA-Research/grounding-dino-base}       # transformers layout
-    sam: {model_id: ..., filename: sam_vit_h_4b8939.pth, type: vit_h}  # segment_anything checkpoint
-    box_threshold: 0.3     # a query is a detection when its best token probability exceeds this
-    text_threshold: 0.25   # ... and its category's best token probability exceeds this
-    keep_threshold: 0.4    # σ: instances kept after segmentation
-    nms_iou: 0.5           # non-maximum suppression across labels (box IoU)
-    max_instances: 20      # highest-scoring instances kept (null: all)
-    min_mask_pixels: 1     # instances whose SAM mask is smaller are dropped
+Profile section ``segmenter``: :class:`dpa_ros.priors.config.SegmenterConfig` (the detector in
+transformers layout, the SAM checkpoint of segment_anything, thresholds, NMS, limits).
 
 Both models run in float32 (Grounding DINO's deformable attention and SamPredictor's transforms
 expect it; the paper measured 0.93 s for the stage on an RTX 3090). ``source`` in each subsection:
@@ -24,7 +16,8 @@ import torch
 from PIL import Image
 
 from dpa_ros.priors import random_models, tiny
-from dpa_ros.priors.base import Detection, LazyModel, ReconstructionError, source_of
+from dpa_ros.priors.base import Detection, LazyModel, ReconstructionError
+from dpa_ros.priors.config import SegmenterConfig
 from dpa_ros.priors.weights import resolve, spec_for
 
 
@@ -48,35 +41,40 @@ def category_token_spans(offsets: list[tuple[int, int]], text: str, categories: 
 class GroundedSAM(LazyModel):
     """Open-vocabulary instance segmentation: Grounding DINO + Segment Anything (batched over boxes).
 
-    Thresholds are read from ``cfg`` at every call, so a caller may change them on a loaded adapter.
+    Thresholds are read from ``cfg`` at every call, so a caller may change them on a loaded adapter
+    with :meth:`set_thresholds`.
     """
 
     name = "segment"
+    config_class = SegmenterConfig
+    section = "segmenter"
+
+    def set_thresholds(self, **thresholds: float) -> None:
+        """Replace ``box_threshold``, ``text_threshold`` and/or ``keep_threshold`` (validated) from the next call on."""
+        self.cfg = self.cfg.replace(**thresholds)
 
     def _load(self) -> None:
         self.dtype = torch.float32  # see the module docstring
-        det_cfg, sam_cfg = self.cfg.get("detector", {}), self.cfg.get("sam", {})
-        det_source, sam_source = source_of(det_cfg, "segmenter.detector"), source_of(sam_cfg, "segmenter.sam")
-        if det_source == "tiny":
-            self.detector, self.processor = tiny.grounding_dino(int(det_cfg.get("seed", 0)),
-                                                                tuple(det_cfg.get("image_size", (96, 160))))
-        elif det_source == "random":
-            self.detector, self.processor = random_models.grounding_dino(det_cfg.get("variant", "base"), self.device)
+        det_cfg, sam_cfg = self.cfg.detector, self.cfg.sam
+        if det_cfg.source == "tiny":
+            self.detector, self.processor = tiny.grounding_dino(det_cfg.seed, det_cfg.image_size)
+        elif det_cfg.source == "random":
+            self.detector, self.processor = random_models.grounding_dino(det_cfg.variant, self.device)
         else:
             from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
 
             path = resolve(spec_for(det_cfg, "segmenter.detector"), self.profile, self.weights_dir)
             self.processor = GroundingDinoProcessor.from_pretrained(path, local_files_only=True)
             self.detector = GroundingDinoForObjectDetection.from_pretrained(path, local_files_only=True).eval()
-        if sam_source == "tiny":
-            sam = tiny.sam(int(sam_cfg.get("seed", 0)), int(sam_cfg.get("image_size", 128)))
-        elif sam_source == "random":
-            sam = random_models.sam(sam_cfg.get("type", "vit_h"), self.device)
+        if sam_cfg.source == "tiny":
+            sam = tiny.sam(sam_cfg.seed, sam_cfg.image_size)
+        elif sam_cfg.source == "random":
+            sam = random_models.sam(sam_cfg.type, self.device)
         else:
             from segment_anything import sam_model_registry
 
             path = resolve(spec_for(sam_cfg, "segmenter.sam"), self.profile, self.weights_dir)
-            sam = sam_model_registry[sam_cfg.get("type", "vit_h")](checkpoint=str(path))
+            sam = sam_model_registry[sam_cfg.type](checkpoint=str(path))
         from segment_anything import SamPredictor
 
         self.detector.to(self.device)
@@ -103,9 +101,8 @@ class GroundedSAM(LazyModel):
         box_score = probs.max(dim=1).values
         cat_prob = torch.stack([probs[:, s].max(dim=1).values if s else torch.zeros_like(box_score) for s in spans], 1)
         best_prob, best_cat = cat_prob.max(dim=1)
-        keep = ((box_score > float(self.cfg.get("box_threshold", 0.3)))
-                & (best_prob > float(self.cfg.get("text_threshold", 0.25)))
-                & (box_score > float(self.cfg.get("keep_threshold", 0.4))))
+        keep = ((box_score > self.cfg.box_threshold) & (best_prob > self.cfg.text_threshold)
+                & (box_score > self.cfg.keep_threshold))
         cxcywh = out.pred_boxes[0].float()[keep]
         scores, cats = box_score[keep], best_cat[keep]
         boxes = torch.stack([cxcywh[:, 0] - cxcywh[:, 2] / 2, cxcywh[:, 1] - cxcywh[:, 3] / 2,
@@ -115,8 +112,8 @@ class GroundedSAM(LazyModel):
         boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h - 1)
         from torchvision.ops import nms
 
-        order = nms(boxes, scores, float(self.cfg.get("nms_iou", 0.5)))
-        max_n = self.cfg.get("max_instances")
+        order = nms(boxes, scores, self.cfg.nms_iou)
+        max_n = self.cfg.max_instances
         if max_n is not None:
             order = order[: int(max_n)]
         return (boxes[order].cpu().double().numpy(), scores[order].cpu().double().numpy(),
@@ -146,6 +143,6 @@ class GroundedSAM(LazyModel):
             raise ReconstructionError(f"image must be (H, W, 3) uint8 RGB, got {image_rgb.shape} {image_rgb.dtype}")
         boxes, scores, labels = self.detect(image_rgb, parse_prompt(prompt))
         masks = self.masks(image_rgb, boxes)
-        min_px = int(self.cfg.get("min_mask_pixels", 1))
+        min_px = self.cfg.min_mask_pixels
         return [Detection(label=lab, score=float(s), box=b, mask=m)
                 for b, s, lab, m in zip(boxes, scores, labels, masks) if m.sum() >= min_px]

@@ -276,8 +276,13 @@ def dpt_hybrid(seed: int = 0, image_size: int = 64):
     return DPTForDepthEstimation(config).eval(), processor
 
 
-def depth_anything(seed: int = 0, image_size: int = 56):
-    """A ``DepthAnythingForDepthEstimation`` with a 2-layer DINOv2 backbone; (model, image processor)."""
+def depth_anything(seed: int = 0, image_size: int = 56, metric: bool = False):
+    """A ``DepthAnythingForDepthEstimation`` with a 4-layer DINOv2 backbone; (model, image processor).
+
+    ``metric`` builds the metric-depth head of the Depth Anything V2 Metric models (sigmoid output
+    scaled to ``max_depth`` = 20 m, as the Metric-Indoor checkpoints are configured) instead of the
+    relative (ReLU) one.
+    """
     from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
 
     _seed(seed)
@@ -285,8 +290,9 @@ def depth_anything(seed: int = 0, image_size: int = 56):
                             num_attention_heads=2, intermediate_size=37, out_features=["stage1", "stage2", "stage3",
                                                                                        "stage4"],
                             reshape_hidden_states=False, apply_layernorm=True)
+    head = dict(depth_estimation_type="metric", max_depth=20.0) if metric else {}
     config = DepthAnythingConfig(backbone_config=backbone, patch_size=14, reassemble_hidden_size=32,
-                                 neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16, head_hidden_size=8)
+                                 neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16, head_hidden_size=8, **head)
     processor = DPTImageProcessor(size={"height": image_size, "width": image_size}, keep_aspect_ratio=False,
                                   ensure_multiple_of=14, do_pad=False)
     return DepthAnythingForDepthEstimation(config).eval(), processor

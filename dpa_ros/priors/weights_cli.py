@@ -3,7 +3,10 @@
     dpa-weights check --profile paper [--weights-dir DIR] [--config FILE]
     dpa-weights download --profile paper [--weights-dir DIR] [--timeout 30]
 
-``check`` exits 0 when every weight is on this machine, 1 otherwise, and never uses the network.
+``check`` lists every model of the profile with the size it downloads (from
+:mod:`dpa_ros.priors.hub_files`) and the total, and, per model, what is missing or damaged (a
+truncated file is named as such). It exits 0 when every weight is here and whole, 1 otherwise, and
+never uses the network.
 ``download`` fetches what is missing from the Hugging Face hub (needs network) into ``DIR`` (as
 ``DIR/<org>--<name>/``) or, without ``--weights-dir``, into the Hugging Face cache.
 """
@@ -31,23 +34,37 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dpa-weights: {exc}", file=sys.stderr)
         return 2
     if args.command == "check":
-        status = weights.check(profile, args.weights_dir)
-        if not status:
-            print(f"profile {args.profile}: no weights needed (models are built from configs)")
-            return 0
-        for spec, path in status:
-            where = path if path is not None else f"MISSING, expected {weights.expected_path(spec, args.weights_dir)}"
-            print(f"{'ok     ' if path else 'missing'} {spec.describe()}: {where}")
-        missing = sum(p is None for _, p in status)
-        if missing:
-            print(f"{missing} of {len(status)} missing; run `dpa-weights download --profile {args.profile}"
-                  f"{' --weights-dir ' + args.weights_dir if args.weights_dir else ''}`", file=sys.stderr)
-            return 1
-        return 0
+        return _check(profile, args)
     try:
         weights.download(profile, args.weights_dir, timeout_s=args.timeout)
     except Exception as exc:  # network, auth, disk: report in one line
         print(f"dpa-weights: download failed: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+        return 1
+    return 0
+
+
+def _check(profile, args) -> int:
+    statuses = weights.check(profile, args.weights_dir)
+    if not statuses:
+        print(f"profile {args.profile}: no weights needed (models are built from configs)")
+        return 0
+    total, unknown = 0, False
+    for st in statuses:
+        size = st.spec.download_bytes()
+        total += size or 0
+        unknown |= size is None
+        state = "ok     " if st.ok else ("missing" if st.path is None else "damaged")
+        where = st.path if st.path is not None else f"expected at {weights.expected_path(st.spec, args.weights_dir)}"
+        print(f"{state} {st.spec.describe():70s} {weights.format_bytes(size):>9s}  {where}")
+        if st.path is not None:
+            for name, reason in st.problems:
+                print(f"          {name}: {reason}")
+    print(f"total download for profile {args.profile}: {weights.format_bytes(total)}"
+          f"{' + models of unknown size' if unknown else ''}")
+    bad = [st for st in statuses if not st.ok]
+    if bad:
+        print(f"{len(bad)} of {len(statuses)} missing or incomplete; run `dpa-weights download --profile {args.profile}"
+              f"{' --weights-dir ' + args.weights_dir if args.weights_dir else ''}`", file=sys.stderr)
         return 1
     return 0
 
