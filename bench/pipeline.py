@@ -34,6 +34,7 @@ from dpa_ros.assemble import Instance, assemble_scene  # noqa: E402
 from dpa_ros.geometry.camera import CameraModel  # noqa: E402
 from dpa_ros.pipeline import STAGES, Pipeline  # noqa: E402
 from dpa_ros.priors.crops import white_canvas_crop  # noqa: E402
+from dpa_ros.priors.profiles import load_profile  # noqa: E402
 
 #: DESIGN.md §2: the paper's run time on an RTX 3090 (s). Its "layout" (97.2 s) covers our layout,
 #: background and assemble stages; the paper reports no separate background/assemble time.
@@ -49,7 +50,8 @@ def random_overrides(profile: str, instances: int) -> dict:
                           "text_threshold": 0.0, "keep_threshold": 0.0, "max_instances": instances,
                           "min_mask_pixels": 1},
             "enhancer": {"source": "random"}, "scorer": {"source": "random"}, "generator": {"source": "random"},
-            "depth": {"source": "random"}}
+            "depth": {"source": "random",
+                      **({"metric_model": {"source": "random"}} if load_profile(profile).depth.metric_model else {})}}
 
 
 def load_image(path: Path, size: tuple[int, int] | None) -> np.ndarray:
@@ -93,9 +95,9 @@ def run_only(pipe: Pipeline, stage: str, image: np.ndarray, camera: CameraModel,
     """One stage alone, on ``n`` synthetic instances: load seconds and the seconds of each run."""
     h, w = image.shape[:2]
     masks = synthetic_masks(h, w, n)
-    e = pipe.profile["enhancer"]
-    canvases = [white_canvas_crop(image, m, int(e.get("canvas_size", 512)), float(e.get("fill", 0.6))) for m in masks]
-    k = int(pipe.profile["scorer"].get("top_k", 3))
+    e = pipe.profile.enhancer
+    canvases = [white_canvas_crop(image, m, e.canvas_size, e.fill) for m in masks]
+    k = pipe.profile.scorer.top_k
     model = {"segment": pipe.segmenter, "enhance": pipe.enhancer, "score": pipe.scorer, "generate": pipe.generator,
              "depth": pipe.depth_model}.get(stage)
     load = {stage: model.load()} if model is not None else {}
@@ -104,11 +106,11 @@ def run_only(pipe: Pipeline, stage: str, image: np.ndarray, camera: CameraModel,
 
     def once():
         if stage == "segment":
-            return pipe.segmenter.segment(image, str(pipe.profile.get("prompt", "")))
+            return pipe.segmenter.segment(image, pipe.profile.prompt)
         if stage == "enhance":
             return pipe.enhancer.enhance(canvases, ["chair"] * n, seed=0)
         if stage == "score":
-            m = int(e.get("candidates", 6))
+            m = e.candidates
             return pipe.scorer.select(canvases, np.stack([np.stack([c] * m) for c in canvases]))
         if stage == "generate":
             return pipe.generator.generate([[c] * k for c in canvases], seed=0)

@@ -31,7 +31,7 @@ def require_weights():
     fetches it, when that model's weights are not in weights_dir or the Hugging Face cache."""
     from dpa_ros.priors import weights
 
-    def check(cfg: dict, section: str, profile: str) -> None:
+    def check(cfg, section: str, profile: str) -> None:
         spec = weights.spec_for(cfg, section)
         if weights.find(spec) is None:
             pytest.skip(f"weights absent: {spec.describe()} (dpa-weights download --profile {profile})")

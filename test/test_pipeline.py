@@ -129,7 +129,7 @@ def test_bad_inputs_fail_before_any_model_loads(image, camera):
     with pytest.raises(ReconstructionError, match="depth shape"):
         pipe.run(image, camera, depth=np.ones((10, 10), np.float32))
     assert not any(m.loaded for m in pipe.models().values())
-    with pytest.raises(ReconstructionError, match="unknown layout option"):
+    with pytest.raises(ReconstructionError, match=r"layout\.iters: unknown key \(did you mean 'iterations'\?\)"):
         Pipeline.from_profile("smoke", overrides={"layout": {"iters": 3}})
     with pytest.raises(ReconstructionError, match="unknown device 'gpu0'"):
         Pipeline.from_profile("smoke", device="gpu0")
@@ -236,7 +236,7 @@ def test_real_weights_fast_profile_end_to_end(image, camera, tmp_path):
     from dpa_ros.priors import weights
     from dpa_ros.priors.profiles import load_profile
 
-    missing = [spec.describe() for spec, path in weights.check(load_profile("fast")) if path is None]
+    missing = [st.spec.describe() for st in weights.check(load_profile("fast")) if not st.ok]
     if missing:
         pytest.skip(f"weights absent: {', '.join(missing)} (dpa-weights download --profile fast)")
     scene = Pipeline.from_profile("fast").run(image, camera, prompt="cup. spoon. plate.")

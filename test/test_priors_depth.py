@@ -6,23 +6,23 @@ import pytest
 from dpa_ros.geometry.camera import CameraModel
 from dpa_ros.priors.base import ReconstructionError
 from dpa_ros.priors.depth import MonocularDepth, sensor_depth
-from dpa_ros.priors.profiles import load_profile, merge
+from dpa_ros.priors.profiles import load_profile
 
 @pytest.fixture(scope="module")
 def smoke_depth_cfg():
-    return load_profile("smoke")["depth"]
+    return load_profile("smoke").depth
 
 
 @pytest.mark.parametrize("kind,size", [("dpt", 64), ("depth_anything", 56)])
 def test_prediction_shape_and_determinism(smoke_depth_cfg, image, kind, size):
-    cfg = merge(smoke_depth_cfg, {"kind": kind, "image_size": size})
+    cfg = smoke_depth_cfg.replace(kind=kind, image_size=size)
     model = MonocularDepth(cfg, profile="smoke", device="cpu")
     pred = model.predict(image)
     assert pred.shape == image.shape[:2] and pred.dtype == np.float32
     assert np.all(np.isfinite(pred)) and pred.min() >= 0  # both heads end in a ReLU: relative values ≥ 0
     again = MonocularDepth(cfg, profile="smoke", device="cpu").predict(image)
     np.testing.assert_array_equal(pred, again)
-    other = MonocularDepth(merge(cfg, {"seed": 99}), profile="smoke", device="cpu").predict(image)
+    other = MonocularDepth(cfg.replace(seed=99), profile="smoke", device="cpu").predict(image)
     assert not np.array_equal(pred, other)
     grey = model.predict(np.full((31, 47, 3), 128, np.uint8))
     assert grey.shape == (31, 47) and np.all(np.isfinite(grey))
@@ -30,9 +30,9 @@ def test_prediction_shape_and_determinism(smoke_depth_cfg, image, kind, size):
 
 def test_bad_configuration_is_a_reconstruction_error(smoke_depth_cfg):
     with pytest.raises(ReconstructionError, match="kind"):
-        MonocularDepth(merge(smoke_depth_cfg, {"kind": "zoedepth"}))
+        MonocularDepth(smoke_depth_cfg.replace(kind="zoedepth"))
     with pytest.raises(ReconstructionError, match="output"):
-        MonocularDepth(merge(smoke_depth_cfg, {"output": "normals"}))
+        MonocularDepth(smoke_depth_cfg.replace(output="normals"))
 
 
 def test_sensor_depth():
@@ -51,7 +51,7 @@ def test_sensor_depth():
 @pytest.mark.real_weights
 @pytest.mark.parametrize("profile", ["paper", "fast"])
 def test_real_weights(image, profile, require_weights):
-    cfg = load_profile(profile)["depth"]
+    cfg = load_profile(profile).depth
     require_weights(cfg, "depth", profile)
     pred = MonocularDepth(cfg, profile=profile).predict(image)
     assert pred.shape == image.shape[:2] and pred.std() > 0

@@ -5,11 +5,11 @@ import pytest
 
 from dpa_ros.priors.crops import mask_bbox, white_canvas_crop
 from dpa_ros.priors.enhancer import StableDiffusionEnhancer
-from dpa_ros.priors.profiles import load_profile, merge
+from dpa_ros.priors.profiles import load_profile
 
 @pytest.fixture(scope="module")
 def enhancer():
-    enh = StableDiffusionEnhancer(load_profile("smoke")["enhancer"], profile="smoke", device="cpu")
+    enh = StableDiffusionEnhancer(load_profile("smoke").enhancer, profile="smoke", device="cpu")
     enh.load()
     return enh
 
@@ -53,7 +53,7 @@ def _canvases(image, size):
 
 
 def test_candidates_shape_dtype_range(enhancer, image):
-    s, m = enhancer.canvas_size, enhancer.cfg["candidates"]
+    s, m = enhancer.canvas_size, enhancer.cfg.candidates
     canv = _canvases(image, s)
     out = enhancer.enhance(canv, ["cup", "spoon", "plate"], seed=3)
     assert out.shape == (3, m, s, s, 3) and out.dtype == np.uint8
@@ -72,16 +72,16 @@ def test_deterministic_under_seed(enhancer, image):
 
 def test_no_instances_or_no_candidates(enhancer):
     s = enhancer.canvas_size
-    assert enhancer.enhance([], [], seed=0).shape == (0, enhancer.cfg["candidates"], s, s, 3)
-    view = StableDiffusionEnhancer(merge(enhancer.cfg, {"candidates": 0}), profile="smoke", device="cpu")
+    assert enhancer.enhance([], [], seed=0).shape == (0, enhancer.cfg.candidates, s, s, 3)
+    view = StableDiffusionEnhancer(enhancer.cfg.replace(candidates=0), profile="smoke", device="cpu")
     out = view.enhance([np.full((s, s, 3), 255, np.uint8)], ["cup"], seed=0)
     assert out.shape == (1, 0, s, s, 3) and not view.loaded  # nothing to do, nothing loaded
 
 
 @pytest.mark.real_weights
 def test_real_weights_fast_profile(image, require_weights):
-    cfg = load_profile("fast")["enhancer"]
+    cfg = load_profile("fast").enhancer
     require_weights(cfg, "enhancer", "fast")
     enh = StableDiffusionEnhancer(cfg, profile="fast")
     out = enh.enhance(_canvases(image, 512)[:1], ["cup"], seed=0)
-    assert out.shape == (1, cfg["candidates"], 512, 512, 3) and out.std() > 10
+    assert out.shape == (1, cfg.candidates, 512, 512, 3) and out.std() > 10

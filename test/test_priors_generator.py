@@ -11,7 +11,7 @@ from dpa_ros.priors.profiles import load_profile
 
 @pytest.fixture(scope="module")
 def gen():
-    g = ShapEGenerator(load_profile("smoke")["generator"], profile="smoke", device="cpu")
+    g = ShapEGenerator(load_profile("smoke").generator, profile="smoke", device="cpu")
     g.load()
     return g
 
@@ -49,7 +49,7 @@ def test_frame_conversion():
 
 
 def test_meshes_per_instance(gen):
-    n_per = gen.cfg["latents_per_image"]
+    n_per = gen.cfg.latents_per_image
     imgs = _images(3)
     grey = np.full((40, 40, 3), 128, np.uint8)
     out = gen.generate([imgs[:2], [imgs[2]], [grey]], seed=5)
@@ -76,20 +76,20 @@ def test_deterministic_under_seed(gen):
 def test_latent_shape(gen):
     lat = gen.latents(_images(2), seed=0)
     prior = gen.pipe.prior.config
-    assert lat.shape == (2 * gen.cfg["latents_per_image"], prior.num_embeddings, prior.embedding_dim)
+    assert lat.shape == (2 * gen.cfg.latents_per_image, prior.num_embeddings, prior.embedding_dim)
     assert torch.isfinite(lat).all() and lat.abs().max() < 1.5  # Heun clips its x0 estimates to [-1, 1]
 
 
 @pytest.mark.real_weights
 def test_real_weights_fast_profile(require_weights):
-    cfg = load_profile("fast")["generator"]
+    cfg = load_profile("fast").generator
     require_weights(cfg, "generator", "fast")
     out = ShapEGenerator(cfg, profile="fast").generate([_images(1, s=256)], seed=0)
-    assert len(out[0]) == cfg["latents_per_image"]
+    assert len(out[0]) == cfg.latents_per_image
 
 
 def test_latent_without_surface_is_dropped():
-    gen = ShapEGenerator(load_profile("smoke")["generator"], profile="smoke", device="cpu")
+    gen = ShapEGenerator(load_profile("smoke").generator, profile="smoke", device="cpu")
     gen.load()
     with torch.no_grad():
         gen.pipe.shap_e_renderer.mlp.mlp[-1].bias[0] = -100.0  # the SDF is negative (outside) everywhere

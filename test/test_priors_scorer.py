@@ -4,13 +4,13 @@ import copy
 import numpy as np
 import pytest
 
-from dpa_ros.priors.profiles import load_profile, merge
+from dpa_ros.priors.profiles import load_profile
 from dpa_ros.priors.scorer import ClipScorer
 
 
 @pytest.fixture(scope="module")
 def scorer():
-    sc = ClipScorer(load_profile("smoke")["scorer"], profile="smoke", device="cpu")
+    sc = ClipScorer(load_profile("smoke").scorer, profile="smoke", device="cpu")
     sc.load()
     return sc
 
@@ -36,7 +36,7 @@ def test_select_top_k(scorer):
     originals, cands = _images(2, 4)
     cands[1, 2] = originals[1]  # an exact copy must score 1 and be kept right after the original
     kept, sims = scorer.select(originals, cands)
-    k = scorer.cfg["top_k"]
+    k = scorer.cfg.top_k
     assert sims.shape == (2, 5) and sims.dtype == np.float32
     assert np.all(sims <= 1 + 1e-5) and np.all(sims >= -1 - 1e-5)
     np.testing.assert_allclose(sims[:, 0], 1.0, atol=1e-5)
@@ -50,7 +50,7 @@ def test_select_top_k(scorer):
 def test_select_without_original_and_without_candidates(scorer):
     originals, cands = _images(1, 3)
     view = copy.copy(scorer)  # same resident model, other settings
-    view.cfg = merge(scorer.cfg, {"keep_original": False, "top_k": 2})
+    view.cfg = scorer.cfg.replace(keep_original=False, top_k=2)
     kept, sims = view.select(originals, cands)
     assert len(kept[0]) == 2 and all(img is not originals[0] for img in kept[0])
     kept, sims = scorer.select(originals, cands[:, :0])  # M = 0: the crop is the only candidate
@@ -60,15 +60,15 @@ def test_select_without_original_and_without_candidates(scorer):
 
 
 def test_deterministic_under_seed(scorer):
-    other = ClipScorer(load_profile("smoke")["scorer"], profile="smoke", device="cpu")
+    other = ClipScorer(load_profile("smoke").scorer, profile="smoke", device="cpu")
     originals, cands = _images(1, 2)
     np.testing.assert_array_equal(scorer.select(originals, cands)[1], other.select(originals, cands)[1])
 
 
 @pytest.mark.real_weights
 def test_real_weights_fast_profile(require_weights):
-    cfg = load_profile("fast")["scorer"]
+    cfg = load_profile("fast").scorer
     require_weights(cfg, "scorer", "fast")
     originals, cands = _images(1, 2, s=224)
     kept, sims = ClipScorer(cfg, profile="fast").select(originals, cands)
-    assert sims.shape == (1, 3) and len(kept[0]) == cfg["top_k"]
+    assert sims.shape == (1, 3) and len(kept[0]) == cfg.top_k

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from dpa_ros.priors.base import Detection, ReconstructionError
-from dpa_ros.priors.profiles import load_profile, merge
+from dpa_ros.priors.profiles import load_profile
 from dpa_ros.priors.segmenter import GroundedSAM, category_token_spans, parse_prompt
 
 PROMPT = "cup. plate. spoon. table."
@@ -13,7 +13,7 @@ PROMPT = "cup. plate. spoon. table."
 
 @pytest.fixture(scope="module")
 def smoke_cfg():
-    return load_profile("smoke")["segmenter"]
+    return load_profile("smoke").segmenter
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def segmenter(smoke_cfg):
 def with_cfg(seg, overrides):
     """A view of a loaded segmenter (same resident models) with other thresholds."""
     view = copy.copy(seg)
-    view.cfg = merge(seg.cfg, overrides)
+    view.cfg = seg.cfg.replace(**overrides)
     return view
 
 
@@ -42,15 +42,15 @@ def test_detections_on_photo(segmenter, image):
     dets = segmenter.segment(image, PROMPT)
     h, w = image.shape[:2]
     cfg = segmenter.cfg
-    assert 0 < len(dets) <= cfg["max_instances"]
+    assert 0 < len(dets) <= cfg.max_instances
     for d in dets:
         assert isinstance(d, Detection)
         assert d.label in parse_prompt(PROMPT)
-        assert cfg["keep_threshold"] < d.score <= 1.0
+        assert cfg.keep_threshold < d.score <= 1.0
         assert d.box.shape == (4,) and d.box.dtype == np.float64
         assert 0 <= d.box[0] <= d.box[2] <= w - 1 and 0 <= d.box[1] <= d.box[3] <= h - 1
         assert d.mask.shape == (h, w) and d.mask.dtype == bool
-        assert d.mask.sum() >= cfg["min_mask_pixels"]
+        assert d.mask.sum() >= cfg.min_mask_pixels
     scores = [d.score for d in dets]
     assert scores == sorted(scores, reverse=True)
 
@@ -81,7 +81,7 @@ def test_deterministic_under_seed(smoke_cfg, segmenter, image):
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x.box, y.box)
         np.testing.assert_array_equal(x.mask, y.mask)
-    reseeded = GroundedSAM(merge(smoke_cfg, {"detector": {"seed": 7}}), profile="smoke", device="cpu")
+    reseeded = GroundedSAM(smoke_cfg.replace(detector=smoke_cfg.detector.replace(seed=7)), profile="smoke", device="cpu")
     c = reseeded.segment(image, PROMPT)
     assert [(d.label, round(d.score, 6), tuple(d.box)) for d in c] != [(d.label, round(d.score, 6), tuple(d.box)) for d in a]
 
@@ -104,8 +104,8 @@ def test_grey_image_and_bad_inputs(segmenter):
 
 @pytest.mark.real_weights
 def test_real_weights_fast_profile(image, require_weights):
-    cfg = load_profile("fast")["segmenter"]
+    cfg = load_profile("fast").segmenter
     for section in ("detector", "sam"):
-        require_weights(cfg[section], f"segmenter.{section}", "fast")
+        require_weights(getattr(cfg, section), f"segmenter.{section}", "fast")
     dets = GroundedSAM(cfg, profile="fast").segment(image, "cup. spoon. plate.")
     assert any(d.label == "cup" for d in dets)

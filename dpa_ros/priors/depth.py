@@ -54,9 +54,9 @@ class MonocularDepth(LazyModel):
             build = random_models.dpt_hybrid if self.kind == "dpt" else random_models.depth_anything_small
             self.model, self.processor = build(self.device)
         else:
+            path = resolve(spec_for(self.cfg, self.section), self.profile, self.weights_dir)
             from transformers import AutoImageProcessor, DepthAnythingForDepthEstimation, DPTForDepthEstimation
 
-            path = resolve(spec_for(self.cfg, self.section), self.profile, self.weights_dir)
             cls = DPTForDepthEstimation if self.kind == "dpt" else DepthAnythingForDepthEstimation
             self.processor = AutoImageProcessor.from_pretrained(path, local_files_only=True)
             self.model = cls.from_pretrained(path, local_files_only=True, dtype=self.dtype).eval()
@@ -64,7 +64,7 @@ class MonocularDepth(LazyModel):
 
     @torch.no_grad()
     def predict(self, image_rgb: np.ndarray) -> np.ndarray:
-        """(H, W) float32 prediction for a (H, W, 3) uint8 RGB image, bilinearly resized to it.
+        """(H, W) float32 prediction (≥ 0) for a (H, W, 3) uint8 RGB image, resized to it (see the module docstring).
 
         Units follow ``output``: relative depth, relative disparity (both ≥ 0, affine-ambiguous),
         or metres.
@@ -85,6 +85,7 @@ class MonocularDepth(LazyModel):
         else:
             pred = outputs.predicted_depth
             pred = F.interpolate(pred[:, None].float(), size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+        pred = pred.clamp_min(0.0)  # bicubic resizing overshoots below zero at sharp edges; no model output is < 0
         return np.nan_to_num(pred.cpu().numpy().astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
 
 

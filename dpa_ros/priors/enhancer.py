@@ -30,9 +30,9 @@ class StableDiffusionEnhancer(LazyModel):
         elif self.source == "random":
             self.pipe = random_models.stable_diffusion_img2img(self.device)
         else:
+            path = resolve(spec_for(self.cfg, "enhancer"), self.profile, self.weights_dir)
             from diffusers import StableDiffusionImg2ImgPipeline
 
-            path = resolve(spec_for(self.cfg, "enhancer"), self.profile, self.weights_dir)
             self.pipe = StableDiffusionImg2ImgPipeline.from_pretrained(
                 path, torch_dtype=self.dtype, local_files_only=True, safety_checker=None,
                 requires_safety_checker=False, variant=self.cfg.weights_variant)

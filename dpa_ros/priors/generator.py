@@ -48,9 +48,9 @@ class ShapEGenerator(LazyModel):
         elif self.source == "random":
             self.pipe = random_models.shap_e_img2img(self.cfg.seed, self.device)
         else:
+            path = resolve(spec_for(self.cfg, "generator"), self.profile, self.weights_dir)
             from diffusers import ShapEImg2ImgPipeline
 
-            path = resolve(spec_for(self.cfg, "generator"), self.profile, self.weights_dir)
             self.pipe = ShapEImg2ImgPipeline.from_pretrained(path, torch_dtype=self.dtype, local_files_only=True,
                                                              variant=self.cfg.weights_variant)
             self.pipe.set_progress_bar_config(disable=True)

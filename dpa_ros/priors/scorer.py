@@ -28,9 +28,9 @@ class ClipScorer(LazyModel):
         elif self.source == "random":
             self.model, self.preprocess = random_models.open_clip_model(self.cfg.arch, self.device)
         else:
+            path = resolve(spec_for(self.cfg, "scorer"), self.profile, self.weights_dir)
             import open_clip
 
-            path = resolve(spec_for(self.cfg, "scorer"), self.profile, self.weights_dir)
             self.model, _, self.preprocess = open_clip.create_model_and_transforms(
                 self.cfg.arch, pretrained=str(path))
             self.model.eval()

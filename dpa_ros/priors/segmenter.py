@@ -61,9 +61,9 @@ class GroundedSAM(LazyModel):
         elif det_cfg.source == "random":
             self.detector, self.processor = random_models.grounding_dino(det_cfg.variant, self.device)
         else:
+            path = resolve(spec_for(det_cfg, "segmenter.detector"), self.profile, self.weights_dir)
             from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
 
-            path = resolve(spec_for(det_cfg, "segmenter.detector"), self.profile, self.weights_dir)
             self.processor = GroundingDinoProcessor.from_pretrained(path, local_files_only=True)
             self.detector = GroundingDinoForObjectDetection.from_pretrained(path, local_files_only=True).eval()
         if sam_cfg.source == "tiny":
@@ -71,9 +71,9 @@ class GroundedSAM(LazyModel):
         elif sam_cfg.source == "random":
             sam = random_models.sam(sam_cfg.type, self.device)
         else:
+            path = resolve(spec_for(sam_cfg, "segmenter.sam"), self.profile, self.weights_dir)
             from segment_anything import sam_model_registry
 
-            path = resolve(spec_for(sam_cfg, "segmenter.sam"), self.profile, self.weights_dir)
             sam = sam_model_registry[sam_cfg.type](checkpoint=str(path))
         from segment_anything import SamPredictor
 
