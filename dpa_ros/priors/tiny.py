@@ -290,7 +290,7 @@ def depth_anything(seed: int = 0, image_size: int = 56, metric: bool = False):
                             num_attention_heads=2, intermediate_size=37, out_features=["stage1", "stage2", "stage3",
                                                                                        "stage4"],
                             reshape_hidden_states=False, apply_layernorm=True)
-    head = dict(depth_estimation_type="metric", max_depth=20.0) if metric else {}
+    head = dict(depth_estimation_type="metric", max_depth=20) if metric else {}
     config = DepthAnythingConfig(backbone_config=backbone, patch_size=14, reassemble_hidden_size=32,
                                  neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16, head_hidden_size=8, **head)
     processor = DPTImageProcessor(size={"height": image_size, "width": image_size}, keep_aspect_ratio=False,
