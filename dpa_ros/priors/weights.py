@@ -62,19 +62,18 @@ class WeightSpec:
         return f"{self.section} ({self.repo_id}{at}{'/' + self.filename if self.filename else ''})"
 
     def expected_files(self) -> dict[str, int] | None:
-        """{path in the snapshot: download bytes} the loader reads; None when the repository is not in
-        :data:`~dpa_ros.priors.hub_files.HUB_FILES` (sizes unknown)."""
+        """{path in the snapshot: download bytes} of the files the loader reads (all of them, whatever
+        ``allow_patterns`` says: a pattern that misses one leaves the snapshot incomplete); None when
+        the repository is not in :data:`~dpa_ros.priors.hub_files.HUB_FILES`."""
         known = repo_files(self.repo_id)
-        if self.filename:
-            return {self.filename: (known or {}).get(self.filename, 0)} if known is not None else None
         if known is None:
             return None
-        if self.allow_patterns is None:
-            return known
-        return {f: n for f, n in known.items() if matches(f, self.allow_patterns)}
+        if self.filename:
+            return {self.filename: known.get(self.filename, 0)}
+        return known
 
     def download_bytes(self) -> int | None:
-        """What :func:`download` fetches for this weight, in bytes (None when unknown)."""
+        """The bytes of the files this weight needs (what :func:`download` fetches; None when unknown)."""
         files = self.expected_files()
         return sum(files.values()) if files is not None else None
 
