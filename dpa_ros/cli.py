@@ -27,6 +27,7 @@ from dpa_ros.geometry.camera import CameraModel
 from dpa_ros.geometry.layout import LayoutConfig
 from dpa_ros.geometry.mesh_frames import UP_AXES
 from dpa_ros.overlay import PREVIEW_PNG, write_preview
+from dpa_ros.priors.config import ProfileError, layout_from_dict
 from dpa_ros.scene import Scene, write_scene
 
 log = logging.getLogger("dpa_ros.cli")
@@ -83,9 +84,9 @@ def layout_config(config_path: Path | None, seed: int | None, device: str | None
     if device is not None:
         values["device"] = device
     try:
-        return LayoutConfig(**values).validate()
-    except TypeError as exc:
-        raise UserError(f"config {config_path}: unknown layout option ({exc})") from exc
+        return layout_from_dict(values)
+    except ProfileError as exc:  # an unknown key (named, with the nearest valid one) or a bad value
+        raise UserError(f"config {config_path}: {exc}") from exc
 
 
 class _Progress:
