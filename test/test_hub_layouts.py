@@ -82,8 +82,9 @@ def write_grounding_dino(staging: Path, added_tokens: bool) -> torch.nn.Module:
     tok.save_pretrained(staging)
     vocab = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
     (staging / "vocab.txt").write_text("".join(f"{t}\n" for t, _ in vocab))
-    (staging / "special_tokens_map.json").write_text(json.dumps(
-        {"cls_token": "[CLS]", "mask_token": "[MASK]", "pad_token": "[PAD]", "sep_token": "[SEP]", "unk_token": "[UNK]"}))
+    special = {"cls_token": "[CLS]", "mask_token": "[MASK]", "pad_token": "[PAD]", "sep_token": "[SEP]",
+               "unk_token": "[UNK]"}
+    (staging / "special_tokens_map.json").write_text(json.dumps(special))
     if added_tokens:
         (staging / "added_tokens.json").write_text("{}")
     for extra in ("processor_config.json",):  # what newer transformers write, not on the hub
@@ -313,7 +314,8 @@ def test_check_reports_truncated_and_missing_files(tmp_path, wdir, capsys):
     st.write_bytes(full[: len(full) - 1000])  # an interrupted download
     assert weights_cli.main(args) == 1
     out = capsys.readouterr().out
-    assert out.startswith("damaged") and f"model.safetensors: truncated ({len(full) - 1000} of {len(full)} bytes)" in out
+    assert out.startswith("damaged")
+    assert f"model.safetensors: truncated ({len(full) - 1000} of {len(full)} bytes)" in out
     with pytest.raises(Exception):  # the loader would fail on it too (safetensors' own check)
         MonocularDepth(cfg, weights_dir=wdir, device="cpu").load()
 

@@ -8,6 +8,7 @@ from dpa_ros.priors.base import ReconstructionError
 from dpa_ros.priors.depth import MonocularDepth, sensor_depth
 from dpa_ros.priors.profiles import load_profile
 
+
 @pytest.fixture(scope="module")
 def smoke_depth_cfg():
     return load_profile("smoke").depth

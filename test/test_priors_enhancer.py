@@ -7,6 +7,7 @@ from dpa_ros.priors.crops import mask_bbox, white_canvas_crop
 from dpa_ros.priors.enhancer import StableDiffusionEnhancer
 from dpa_ros.priors.profiles import load_profile
 
+
 @pytest.fixture(scope="module")
 def enhancer():
     enh = StableDiffusionEnhancer(load_profile("smoke").enhancer, profile="smoke", device="cpu")

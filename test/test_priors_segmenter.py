@@ -56,8 +56,8 @@ def test_detections_on_photo(segmenter, image):
 
 
 def test_nms_across_labels(segmenter, image):
-    from torchvision.ops import box_iou
     import torch
+    from torchvision.ops import box_iou
 
     def overlaps(boxes):
         iou = box_iou(torch.as_tensor(boxes), torch.as_tensor(boxes)).numpy()
@@ -81,7 +81,8 @@ def test_deterministic_under_seed(smoke_cfg, segmenter, image):
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x.box, y.box)
         np.testing.assert_array_equal(x.mask, y.mask)
-    reseeded = GroundedSAM(smoke_cfg.replace(detector=smoke_cfg.detector.replace(seed=7)), profile="smoke", device="cpu")
+    reseeded = GroundedSAM(smoke_cfg.replace(detector=smoke_cfg.detector.replace(seed=7)), profile="smoke",
+                           device="cpu")
     c = reseeded.segment(image, PROMPT)
     assert [(d.label, round(d.score, 6), tuple(d.box)) for d in c] != [(d.label, round(d.score, 6), tuple(d.box)) for d in a]
 

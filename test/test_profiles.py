@@ -27,7 +27,8 @@ def _refine(tmp_path: Path, text: str) -> Path:
 @pytest.mark.parametrize("text,message", [
     ("segmenter:\n  box_treshold: 0.2\n", "segmenter.box_treshold: unknown key (did you mean 'box_threshold'?)"),
     ("segmentor:\n  box_threshold: 0.2\n", "segmentor: unknown key (did you mean 'segmenter'?)"),
-    ("depth:\n  metric_model:\n    outptu: metric\n", "depth.metric_model.outptu: unknown key (did you mean 'output'?)"),
+    ("depth:\n  metric_model:\n    outptu: metric\n",
+     "depth.metric_model.outptu: unknown key (did you mean 'output'?)"),
     ("enhancer:\n  candiates: 3\n", "enhancer.candiates: unknown key (did you mean 'candidates'?)"),
     ("layout:\n  iteratons: 3\n", "layout.iteratons: unknown key (did you mean 'iterations'?)"),
     ("scorer:\n  zzz: 1\n", "scorer.zzz: unknown key (valid keys: allow_patterns, arch,"),
@@ -89,9 +90,10 @@ def test_command_lines_report_a_misspelt_key_in_one_line(tmp_path, capsys):
     assert weights_cli.main(["check", "--profile", "smoke", "--config", str(bad)]) == 2
     assert "enhancer.stpes: unknown key (did you mean 'steps'?)" in capsys.readouterr().err
     camera = tmp_path / "cam.yaml"
-    camera.write_text("image_width: 64\nimage_height: 48\ncamera_matrix: {rows: 3, cols: 3, data: [50, 0, 32, 0, 50, 24, "
-                      "0, 0, 1]}\ndistortion_model: plumb_bob\ndistortion_coefficients: {rows: 1, cols: 5, data: "
-                      "[0, 0, 0, 0, 0]}\n")
+    camera.write_text("image_width: 64\nimage_height: 48\n"
+                      "camera_matrix: {rows: 3, cols: 3, data: [50, 0, 32, 0, 50, 24, 0, 0, 1]}\n"
+                      "distortion_model: plumb_bob\n"
+                      "distortion_coefficients: {rows: 1, cols: 5, data: [0, 0, 0, 0, 0]}\n")
     proc = subprocess.run([sys.executable, "-m", "dpa_ros.cli", "--image", str(ROOT / "test" / "assets" / "coffee.png"),
                            "--camera-info", str(camera), "--profile", "smoke", "--config", str(bad),
                            "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300, cwd=ROOT)

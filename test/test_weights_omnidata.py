@@ -96,12 +96,14 @@ def test_convert_maps_every_tensor_and_loads_with_the_depth_adapter(tmp_path, om
         torch.testing.assert_close(got[f"dpt.encoder.layer.1.attention.attention.{part}.weight"], qkv_w[rows])
         torch.testing.assert_close(got[f"dpt.encoder.layer.1.attention.attention.{part}.bias"], qkv_b[rows])
     pairs = {"neck.fusion_stage.layers.0.projection.weight": "scratch.refinenet4.out_conv.weight",
-             "neck.fusion_stage.layers.3.residual_layer2.convolution1.bias": "scratch.refinenet1.resConfUnit2.conv1.bias",
+             "neck.fusion_stage.layers.3.residual_layer2.convolution1.bias":
+                 "scratch.refinenet1.resConfUnit2.conv1.bias",
              "neck.convs.2.weight": "scratch.layer3_rn.weight",
              "neck.reassemble_stage.readout_projects.3.0.weight": "pretrained.act_postprocess4.0.project.0.weight",
              "neck.reassemble_stage.layers.3.resize.weight": "pretrained.act_postprocess4.4.weight",
              "head.head.4.weight": "scratch.output_conv.4.weight",
-             "dpt.embeddings.backbone.bit.embedder.convolution.weight": "pretrained.model.patch_embed.backbone.stem.conv.weight",
+             "dpt.embeddings.backbone.bit.embedder.convolution.weight":
+                 "pretrained.model.patch_embed.backbone.stem.conv.weight",
              "dpt.embeddings.backbone.bit.encoder.stages.2.layers.0.downsample.norm.bias":
                  "pretrained.model.patch_embed.backbone.stages.2.blocks.0.downsample.norm.bias",
              "dpt.embeddings.position_embeddings": "pretrained.model.pos_embed",

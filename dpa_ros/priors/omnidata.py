@@ -156,7 +156,8 @@ def convert_state_dict(sd: dict[str, torch.Tensor], hidden_size: int) -> tuple[d
             if value.shape[0] != 3 * hidden_size:
                 raise ReconstructionError(f"{key}: expected {3 * hidden_size} rows (q, k, v), got {value.shape[0]}")
             for i, part in enumerate(("query", "key", "value")):
-                out[f"{m.group(1)}.attention.attention.{part}.{m.group(2)}"] = value[i * hidden_size:(i + 1) * hidden_size]
+                rows = slice(i * hidden_size, (i + 1) * hidden_size)
+                out[f"{m.group(1)}.attention.attention.{part}.{m.group(2)}"] = value[rows]
             continue
         out[name] = value
     return out, dropped

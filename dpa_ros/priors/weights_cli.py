@@ -10,7 +10,8 @@ truncated file is named as such). It exits 0 when every weight is here and whole
 never uses the network.
 ``convert omnidata`` turns an Omnidata DPT-Hybrid depth checkpoint (``omnidata_dpt_depth_v2.ckpt``,
 CC-BY-NC) into a transformers directory plus ``OUT_DIR/dpa_profile.yaml`` selecting it as the depth
-model (:mod:`dpa_ros.priors.omnidata`). ``download`` fetches what is missing from the Hugging Face hub (needs network) into ``DIR`` (as
+model (:mod:`dpa_ros.priors.omnidata`).
+``download`` fetches what is missing from the Hugging Face hub (needs network) into ``DIR`` (as
 ``DIR/<org>--<name>/``) or, without ``--weights-dir``, into the Hugging Face cache.
 """
 from __future__ import annotations
