@@ -13,26 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dpa_ros.priors.errors import Cancelled, MissingWeightsError, ReconstructionError
 
-class ReconstructionError(RuntimeError):
-    """A reconstruction that cannot produce a scene; ``str(err)`` is a one-line human reason."""
-
-
-class Cancelled(ReconstructionError):
-    """The caller's ``cancel()`` returned True between two stages."""
-
-
-class MissingWeightsError(ReconstructionError):
-    """A model's weights are not on this machine; names the model, where they were looked for and the fix."""
-
-    def __init__(self, model: str, expected: str | Path, profile: str, detail: str = "") -> None:
-        self.model = model
-        self.expected = str(expected)
-        self.profile = profile
-        msg = (f"missing weights for {model}: expected at {expected}"
-               f"{' (' + detail + ')' if detail else ''}; fetch them with "
-               f"`dpa-weights download --profile {profile}` (check with `dpa-weights check --profile {profile}`)")
-        super().__init__(msg)
+__all__ = ["Cancelled", "Detection", "LazyModel", "MissingWeightsError", "ReconstructionError", "seeded_generator",
+           "select_device", "select_dtype"]
 
 
 @dataclass
@@ -77,11 +61,6 @@ def seeded_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gen
     """A torch generator seeded with ``seed`` for ``device`` (CPU generators for CPU tensors)."""
     dev = torch.device(device)
     return torch.Generator(device=dev.type if dev.type == "cuda" else "cpu").manual_seed(int(seed))
-
-
-#: where a model comes from: its checkpoint, a tiny config (smoke), or its real architecture with
-#: random weights (:mod:`dpa_ros.priors.random_models`, for speed benchmarks)
-SOURCES = ("weights", "tiny", "random")
 
 
 class LazyModel:

@@ -9,6 +9,8 @@ adapters, the pipeline, the CLI and the ROS node read them from here.
 
 The layout stage's config is :class:`dpa_ros.geometry.layout.LayoutConfig`; its keys are taken from
 ``dataclasses.fields(LayoutConfig)``, so fields added there are accepted here without a change.
+Importing this module does not import torch (the ROS node reads its defaults from here); building
+a :class:`Profile` does, through ``LayoutConfig``.
 """
 from __future__ import annotations
 
@@ -17,10 +19,16 @@ import difflib
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from dpa_ros.geometry.layout import LayoutConfig
-from dpa_ros.priors.base import SOURCES, ReconstructionError
+from dpa_ros.priors.errors import ReconstructionError
+
+if TYPE_CHECKING:  # imported when a profile is built: this module itself stays free of torch
+    from dpa_ros.geometry.layout import LayoutConfig
+
+#: where a model comes from: its checkpoint, a tiny config (smoke), or its real architecture with
+#: random weights (:mod:`dpa_ros.priors.random_models`, for speed benchmarks)
+SOURCES = ("weights", "tiny", "random")
 
 #: depth model classes: DPTForDepthEstimation | DepthAnythingForDepthEstimation
 DEPTH_KINDS = ("dpt", "depth_anything")
@@ -92,6 +100,10 @@ class _Section:
     nested: ClassVar[dict[str, type]] = {}
 
     @classmethod
+    def _type_hints(cls) -> dict[str, Any]:
+        return typing.get_type_hints(cls)
+
+    @classmethod
     def from_dict(cls, data: dict | None, path: str = ""):
         """The config of this section from its profile dict; raises :class:`ProfileError` naming a bad key."""
         if data is None:
@@ -101,7 +113,7 @@ class _Section:
         if not isinstance(data, dict):
             raise ProfileError(f"{path or cls.__name__}: expected a mapping, got {data!r}")
         _check_keys(cls, data, path)
-        hints = typing.get_type_hints(cls)
+        hints = cls._type_hints()
         values = {}
         for key, value in data.items():
             where = f"{path}.{key}" if path else key
@@ -336,16 +348,23 @@ class DepthConfig(DepthModelConfig):
             raise ProfileError(f"{path}.metric_model.output must be metric, got '{self.metric_model.output}'")
 
 
+def _layout_class() -> type:
+    from dpa_ros.geometry.layout import LayoutConfig
+
+    return LayoutConfig
+
+
 def layout_from_dict(data: dict | None, path: str = "layout") -> LayoutConfig:
     """:class:`LayoutConfig` from a ``layout:`` mapping; unknown keys and invalid values are :class:`ProfileError`."""
+    layout_cls = _layout_class()
     data = dict(data or {})
     if not isinstance(data, dict):
         raise ProfileError(f"{path}: expected a mapping, got {data!r}")
-    _check_keys(LayoutConfig, data, path)
-    hints = typing.get_type_hints(LayoutConfig)
+    _check_keys(layout_cls, data, path)
+    hints = typing.get_type_hints(layout_cls)
     values = {k: _coerce(v, hints.get(k, Any), f"{path}.{k}") for k, v in data.items()}
     try:
-        return LayoutConfig(**values).validate()
+        return layout_cls(**values).validate()
     except (TypeError, ValueError) as exc:
         raise ProfileError(f"{path}: {exc}") from exc
 
@@ -378,7 +397,11 @@ class Profile(_Section):
     scorer: ScorerConfig = field(default_factory=lambda: ScorerConfig(source="tiny"))
     generator: GeneratorConfig = field(default_factory=lambda: GeneratorConfig(source="tiny"))
     depth: DepthConfig = field(default_factory=lambda: DepthConfig(source="tiny"))
-    layout: LayoutConfig = field(default_factory=LayoutConfig)
+    layout: LayoutConfig = field(default_factory=lambda: _layout_class()())
+
+    @classmethod
+    def _type_hints(cls) -> dict[str, Any]:
+        return typing.get_type_hints(cls, localns={"LayoutConfig": _layout_class()})
 
     @classmethod
     def from_dict(cls, data: dict | None, path: str = ""):

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import yaml
 
-from dpa_ros.priors.base import ReconstructionError
 from dpa_ros.priors.config import Profile
+from dpa_ros.priors.errors import ReconstructionError
 
 PROFILE_NAMES = ("paper", "fast", "smoke")
 

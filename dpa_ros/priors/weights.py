@@ -27,8 +27,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from dpa_ros.priors.base import MissingWeightsError
 from dpa_ros.priors.config import ModelRef, Profile
+from dpa_ros.priors.errors import MissingWeightsError
 from dpa_ros.priors.hub_files import repo_files
 
 #: suffixes of files that hold weights (a snapshot needs at least one)

@@ -20,7 +20,7 @@ import argparse
 import sys
 
 from dpa_ros.priors import weights
-from dpa_ros.priors.base import ReconstructionError
+from dpa_ros.priors.errors import ReconstructionError
 from dpa_ros.priors.profiles import load_profile
 
 

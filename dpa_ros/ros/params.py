@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dpa_ros.export import FORMATS as EXPORT_FORMATS
+from dpa_ros.priors.config import SegmenterConfig
 from dpa_ros.ros.scheduler import BUSY_POLICIES
 
 MAX_QUEUE_LIMIT = 8
@@ -74,12 +75,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               range=(-1, 2**31 - 1)),
     ParamSpec("load_on_start", True, "Load the models when the node starts (false: on the first request)",
               read_only=True),
-    ParamSpec("box_threshold", 0.3, "Grounding DINO box threshold (applied from the next request on)",
-              range=(0.0, 1.0)),
-    ParamSpec("text_threshold", 0.25, "Grounding DINO text threshold (applied from the next request on)",
-              range=(0.0, 1.0)),
-    ParamSpec("score_threshold", 0.4, "Keep instances with detector confidence above this (sigma; applied "
-              "from the next request on)", range=(0.0, 1.0)),
+    ParamSpec("box_threshold", SegmenterConfig.box_threshold,
+              "Grounding DINO box threshold (applied from the next request on)", range=(0.0, 1.0)),
+    ParamSpec("text_threshold", SegmenterConfig.text_threshold,
+              "Grounding DINO text threshold (applied from the next request on)", range=(0.0, 1.0)),
+    ParamSpec("score_threshold", SegmenterConfig.keep_threshold, "Keep instances with detector confidence above "
+              "this (sigma; applied from the next request on)", range=(0.0, 1.0)),
     ParamSpec("prompt", "", "Detection prompt of categories, 'chair. table.' ('' = the profile's prompt)"),
     # inputs
     ParamSpec("image_transport", "raw", "Colour input: raw (image), compressed (image/compressed) or both",

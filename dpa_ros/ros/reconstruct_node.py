@@ -320,9 +320,9 @@ class ReconstructNode(Node):
             except Exception as exc:  # MissingWeightsError, bad profile, import errors: keep serving
                 fail(f"cannot load profile '{self.profile}': {exc}")
                 return
-        segmenter_cfg = getattr(getattr(self._pipeline, "segmenter", None), "cfg", None)
-        if isinstance(segmenter_cfg, dict):  # thresholds apply from the next request (read at every call)
-            segmenter_cfg.update(self._thresholds())
+        segmenter = getattr(self._pipeline, "segmenter", None)
+        if segmenter is not None:  # thresholds apply from the next request (read at every call)
+            segmenter.set_thresholds(**self._thresholds())
         timer = StageTimer(log.info, feedback)
         depth_text = "with sensor depth" if frame.depth is not None else "without sensor depth"
         log.info(f"{what} ({frame.source}, {frame.camera.width}x{frame.camera.height}, {depth_text}, "
