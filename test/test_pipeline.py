@@ -96,6 +96,22 @@ def test_sensor_depth_sets_the_metric_scale(pipeline, image, camera):
     assert source == "sensor" and np.all(full == 2.0)
 
 
+def test_metric_depth_model_is_the_reference_without_sensor_depth(image, camera):
+    """No sensor depth: the metric-depth model sets the scale, before the floor-height fallback."""
+    metric_model = {"source": "tiny", "kind": "depth_anything", "output": "metric", "image_size": 56, "seed": 8}
+    pipe = Pipeline.from_profile("smoke", overrides={"depth": {"metric_model": metric_model}})
+    no_objects = np.zeros(image.shape[:2], bool)
+    metric, source = pipe.metric_depth(image, camera, None, no_objects)
+    assert source == "metric_model" and metric.shape == image.shape[:2]
+    reference = pipe.metric_model.predict(image)  # metres, from the metric head (at most max_depth = 20 m)
+    valid = np.isfinite(metric)
+    assert valid.mean() > 0.5 and 0 < np.nanmedian(metric) <= 20.0
+    # the relative prediction is aligned to the metric model: same scale, not the floor's
+    assert abs(np.log(np.nanmedian(metric) / np.median(reference[reference > 0]))) < np.log(3)
+    without, fallback = Pipeline.from_profile("smoke").metric_depth(image, camera, None, no_objects)
+    assert fallback in ("floor", "default_depth")
+
+
 def test_alignment_helpers():
     rng = np.random.default_rng(0)
     true = rng.uniform(1.0, 4.0, (40, 50))
