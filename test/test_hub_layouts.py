@@ -207,7 +207,7 @@ def test_sam_checkpoint_layout(tmp_path, wdir):
     path = wdir / spec.local_name / spec.filename
     path.parent.mkdir(parents=True)
     torch.save(sam.state_dict(), path)
-    assert weights.inspect(spec, wdir).ok
+    assert weights.weight_status(spec, wdir).ok
     seg = GroundedSAM(SegmenterConfig(detector=SegmenterConfig().detector, sam=sam_cfg), profile="fast",
                       weights_dir=wdir, device="cpu")
     seg.load()

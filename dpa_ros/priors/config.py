@@ -85,7 +85,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if isinstance(value, str) or not isinstance(value, (list, tuple)):
             raise ProfileError(f"{where}: expected a list, got {value!r}")
         item = args[0] if args else Any
-        if len(args) == 2 and args[1] is Ellipsis or len(args) <= 1:
+        if len(args) <= 1 or (len(args) == 2 and args[1] is Ellipsis):  # tuple[X, ...]
             return tuple(_coerce(v, item, f"{where}[{i}]") if item is not Any else v for i, v in enumerate(value))
         if len(value) != len(args):
             raise ProfileError(f"{where}: expected {len(args)} values, got {value!r}")

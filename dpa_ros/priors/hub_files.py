@@ -14,7 +14,7 @@ and :data:`SIZE_SOURCES` says so.
 """
 from __future__ import annotations
 
-KB, MB, GB = 1000, 1000**2, 1000**3
+KB, MB = 1000, 1000**2
 
 _GROUNDING_DINO_PROCESSOR = {"config.json": 2 * KB, "preprocessor_config.json": 457, "special_tokens_map.json": 125,
                              "tokenizer.json": 711 * KB, "tokenizer_config.json": 1240, "vocab.txt": 232 * KB}

@@ -10,7 +10,7 @@ checkpoints (SAM, OpenCLIP), a file inside it. It is found, in order, at
 
 A snapshot counts as found only when every file the loader reads is there
 (:mod:`dpa_ros.priors.hub_files` lists them per repository; for other repositories, at least one
-weight file). :func:`inspect` goes further for ``dpa-weights check``: it opens every weight file's
+weight file). :func:`weight_status` goes further for ``dpa-weights check``: it opens every weight file's
 header (safetensors header length and tensor offsets, the zip directory of torch files, JSON) so a
 truncated download is reported as such.
 
@@ -225,7 +225,7 @@ def file_problem(path: Path) -> str | None:
 
 @dataclass(frozen=True)
 class WeightStatus:
-    """What :func:`inspect` found for one weight.
+    """What :func:`weight_status` found for one weight.
 
     Attributes:
         spec: the weight.
@@ -242,7 +242,7 @@ class WeightStatus:
         return self.path is not None and not self.problems
 
 
-def inspect(spec: WeightSpec, weights_dir: str | Path | None = None) -> WeightStatus:
+def weight_status(spec: WeightSpec, weights_dir: str | Path | None = None) -> WeightStatus:
     """Locate one weight and check every file it needs (offline, header reads only)."""
     path = _lookup(spec, weights_dir)
     if path is None:
@@ -265,7 +265,7 @@ def inspect(spec: WeightSpec, weights_dir: str | Path | None = None) -> WeightSt
 
 def check(profile: Profile, weights_dir: str | Path | None = None) -> list[WeightStatus]:
     """Every weight of ``profile`` with where it is and what is missing or damaged (offline)."""
-    return [inspect(spec, weights_dir) for spec in weight_specs(profile)]
+    return [weight_status(spec, weights_dir) for spec in weight_specs(profile)]
 
 
 def download(profile: Profile, weights_dir: str | Path | None = None, timeout_s: float = 30.0,
