@@ -373,6 +373,9 @@ def layout_from_dict(data: dict | None, path: str = "layout") -> LayoutConfig:
 class Profile(_Section):
     """A whole profile: the models and settings of every stage.
 
+    A model section (or subsection) a profile leaves out is built from a tiny config, as in
+    ``smoke``; a key left out takes the default written in its section's class.
+
     Attributes:
         name: the profile's name (``paper``, ``fast``, ``smoke`` or a custom one).
         description: one line for humans.
