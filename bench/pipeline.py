@@ -36,8 +36,9 @@ from dpa_ros.pipeline import STAGES, Pipeline  # noqa: E402
 from dpa_ros.priors.crops import white_canvas_crop  # noqa: E402
 from dpa_ros.priors.profiles import load_profile  # noqa: E402
 
-#: DESIGN.md §2: the paper's run time on an RTX 3090 (s). Its "layout" (97.2 s) covers our layout,
-#: background and assemble stages; the paper reports no separate background/assemble time.
+#: The paper's run time on an RTX 3090 in seconds (docs/method.md, "Paper figures to compare with").
+#: Its "layout" (97.2 s) covers our layout, background and assemble stages; the paper reports no
+#: separate background/assemble time.
 PAPER_RTX3090_S = {"segment": 0.93, "enhance": 33.6, "score": 0.05, "generate": 39.2, "depth": 0.21,
                    "layout": 97.2, "background": None, "assemble": None, "total": 171.2}
 MODEL_STAGES = ("segment", "enhance", "score", "generate", "depth")
@@ -168,7 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         result = run_full(pipe, image, camera, args.repeat)
 
-    device_name = torch.cuda.get_device_name(pipe.device) if pipe.device.type == "cuda" else platform.processor() or "cpu"
+    if pipe.device.type == "cuda":
+        device_name = torch.cuda.get_device_name(pipe.device)
+    else:
+        device_name = platform.processor() or "cpu"
     title = (f"dpa_ros pipeline, profile {args.profile}{' (random weights)' if args.random_weights else ''}, "
              f"{pipe.device} ({device_name}), image {image.shape[1]}x{image.shape[0]}"
              + (f", objects placed {result['runs'][-1]['objects']}" if "objects" in result["runs"][-1] else ""))

@@ -1,4 +1,4 @@
-"""The full image → scene pipeline (DESIGN.md §2): deep priors for stages 1–5, the geometry core for 5–8.
+"""The full image → scene pipeline (docs/method.md): deep priors for stages 1–5, the geometry core for 5–8.
 
     from dpa_ros.pipeline import Pipeline
     pipe = Pipeline.from_profile("paper", weights_dir="~/dpa_weights")
@@ -53,7 +53,8 @@ STAGES = ("segment", "enhance", "score", "generate", "depth", "layout", "backgro
 #: the order stages actually run in (assemble_scene fits the background before the layout)
 _RUN_ORDER = ("segment", "enhance", "score", "generate", "depth", "background", "layout", "assemble")
 #: relative cost of each stage, for the overall progress fraction: the paper's RTX 3090 seconds
-#: (DESIGN.md §2), layout's 97.2 s split between background, layout and assembly
+#: (docs/method.md, "Paper figures to compare with"); its layout's 97.2 s is split between
+#: background, layout and assembly
 _STAGE_COST = {"segment": 0.93, "enhance": 33.6, "score": 0.05, "generate": 39.2, "depth": 0.21,
                "background": 2.0, "layout": 94.2, "assemble": 1.0}
 
@@ -156,7 +157,8 @@ class Pipeline:
             raise ReconstructionError(f"image must be uint8, got {img.dtype}")
         min_side = self.profile.min_image_side
         if min(img.shape[:2]) < min_side:
-            raise ReconstructionError(f"image too small: {img.shape[1]}x{img.shape[0]} px (need at least {min_side} px a side)")
+            raise ReconstructionError(f"image too small: {img.shape[1]}x{img.shape[0]} px "
+                                      f"(need at least {min_side} px a side)")
         if img.shape[:2] != (camera.height, camera.width):
             raise ReconstructionError(f"image is {img.shape[1]}x{img.shape[0]} but the camera is "
                                       f"{camera.width}x{camera.height}")

@@ -1,7 +1,7 @@
 """The scene representation shared by the pipeline, the exporters and the ROS node.
 
 A :class:`Scene` is what one reconstruction produces. All poses are in the camera optical frame
-(REP 103: x right, y down, z forward), in metres. ``scene.json`` (DESIGN.md §3) is its on-disk
+(REP 103: x right, y down, z forward), in metres. ``scene.json`` (docs/interfaces.md) is its on-disk
 form; :func:`write_scene` / :func:`read_scene` round-trip it with the object meshes
 (``objects/<id>.obj``, in each object's own frame, unscaled) and the scene cloud
 (``scene_cloud.ply``).
@@ -135,7 +135,7 @@ class Scene:
         return self.camera.frame_id
 
     def to_json_dict(self) -> dict:
-        """scene.json content (DESIGN.md §3); mesh paths are relative to the scene directory."""
+        """scene.json content (docs/interfaces.md); mesh paths are relative to the scene directory."""
         bg: dict = {"planes": [p.to_dict() for p in self.background.planes],
                     "gravity": None if self.background.gravity is None
                     else np.asarray(self.background.gravity, float).tolist()}
@@ -194,7 +194,7 @@ def _load_mesh(path: Path) -> trimesh.Trimesh:
 
 
 def read_scene(scene_dir: str | Path) -> Scene:
-    """Load a scene directory written by :func:`write_scene` (or by hand, following DESIGN.md §3)."""
+    """Load a scene directory written by :func:`write_scene` (or by hand, following docs/interfaces.md)."""
     scene_dir = Path(scene_dir)
     json_path = scene_dir / SCENE_JSON if scene_dir.is_dir() else scene_dir
     scene_dir = json_path.parent

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-# Never reach a model hub from tests (DESIGN.md §4: no hub here; tokenizers would return junk).
+# Never reach a model hub from tests (no hub is reachable in CI; tokenizers would return junk after long retries).
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 # DDS discovery stays on localhost, in a domain of this test run's own, so that parallel runs and

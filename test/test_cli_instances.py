@@ -93,7 +93,7 @@ def test_z_up_meshes_with_mesh_up_or_per_instance_up(inputs, tmp_path):
     for i, e in enumerate(entries):
         e["meshes"] = [f"priors/mesh{i}_zup.glb"]
     (d / "instances_zup.json").write_text(json.dumps(entries))
-    for i, e in enumerate(entries):
+    for e in entries:
         e["up"] = "+z"
     (d / "instances_zup_entries.json").write_text(json.dumps(entries))
     for name, extra in (("instances_zup.json", ["--mesh-up", "+z"]), ("instances_zup_entries.json", [])):

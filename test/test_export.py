@@ -14,14 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import trimesh
+from export_scenes import CAMERA_HEIGHT, gt_objects, gt_T_world_camera, make_scene, similarity
 from lxml import etree
 from pxr import Sdf, Usd, UsdGeom, UsdPhysics, UsdValidation
 from scipy.spatial.transform import Rotation
 
 from dpa_ros.export import ExportError, ExportOptions, export_scene, world_frame
 from dpa_ros.scene import SceneFormatError, SceneObject, read_scene, write_scene
-
-from export_scenes import CAMERA_HEIGHT, gt_objects, gt_T_world_camera, make_scene, similarity
 
 DENSITY = 500.0
 GT = {i: (label, mesh, T_wo, s) for i, label, mesh, T_wo, s in gt_objects()}
@@ -281,9 +280,11 @@ def test_gazebo_world_and_models(exported):
         expected = (mesh.copy().apply_scale(scale))
         mass = float(link.find("inertial/mass").text)
         assert mass == pytest.approx(DENSITY * expected.volume, rel=1e-6)
-        I = {k: float(link.find(f"inertial/inertia/{k}").text) for k in ("ixx", "ixy", "ixz", "iyy", "iyz", "izz")}
-        tensor = np.array([[I["ixx"], I["ixy"], I["ixz"]], [I["ixy"], I["iyy"], I["iyz"]],
-                           [I["ixz"], I["iyz"], I["izz"]]])
+        keys = ("ixx", "ixy", "ixz", "iyy", "iyz", "izz")
+        inertia = {k: float(link.find(f"inertial/inertia/{k}").text) for k in keys}
+        tensor = np.array([[inertia["ixx"], inertia["ixy"], inertia["ixz"]],
+                           [inertia["ixy"], inertia["iyy"], inertia["iyz"]],
+                           [inertia["ixz"], inertia["iyz"], inertia["izz"]]])
         eig = np.linalg.eigvalsh(tensor)
         assert eig.min() > 0
         assert eig.max() <= eig.sum() - eig.max() + 1e-9  # triangle inequality of principal moments
@@ -329,7 +330,8 @@ def test_gazebo_decomposition_and_static(tmp_path):
     scene = make_scene(with_cloud=False)
     ring = trimesh.creation.annulus(r_min=0.2, r_max=0.4, height=0.2, sections=24)  # not convex
     scene.objects = [SceneObject(id=9, label="ring", score=0.8, mesh=ring,
-                                 T_camera_object=np.linalg.inv(gt_T_world_camera()) @ similarity(np.eye(3), [3, 0, 0.1], 1.0))]
+                                 T_camera_object=np.linalg.inv(gt_T_world_camera())
+                                 @ similarity(np.eye(3), [3, 0, 0.1], 1.0))]
     written = export_scene(tmp_path, ["gazebo"], ExportOptions(collision="decomposition", max_convex_hulls=8,
                                                                static=True), scene=scene)
     model_file = tmp_path / "gazebo" / "object_9" / "model.sdf"

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import trimesh
+from export_scenes import gt_objects, make_scene
 from pxr import Sdf, Usd, UsdPhysics
 
 from dpa_ros.export.cli import main
 from dpa_ros.scene import write_scene
-
-from export_scenes import gt_objects, make_scene
 
 SCRIPT = Path(sys.executable).parent / "dpa-export"
 

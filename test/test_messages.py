@@ -34,9 +34,8 @@ def test_message_fields_match_the_interface_contract():
 
 def test_scene_round_trips_through_cdr_serialization():
     sys.path.insert(0, str(HERE))
-    from ros_peer import build_scene
-
     from builtin_interfaces.msg import Time
+    from ros_peer import build_scene
     scene = build_scene(Time(sec=12, nanosec=34))
     data = serialize_message(scene)
     back = deserialize_message(data, Scene)

@@ -10,9 +10,16 @@ import yaml
 
 from dpa_ros.geometry.camera import CameraModel
 from dpa_ros.geometry.depth_alignment import DepthAlignmentError
+from dpa_ros.pipeline import (
+    STAGES,
+    Cancelled,
+    MissingWeightsError,
+    Pipeline,
+    ReconstructionError,
+    _align,
+    _median_scaled,
+)
 from dpa_ros.priors.depth import sensor_depth
-from dpa_ros.pipeline import (STAGES, Cancelled, MissingWeightsError, Pipeline, ReconstructionError, _align,
-                              _median_scaled)
 from dpa_ros.scene import read_scene, write_scene
 
 ASSET = Path(__file__).parent / "assets" / "coffee.png"

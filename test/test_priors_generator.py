@@ -62,7 +62,8 @@ def test_meshes_per_instance(gen):
             colors = mesh.visual.vertex_colors
             assert colors.shape == (len(mesh.vertices), 4) and colors.dtype == np.uint8
     flat = [m for meshes in out for m in meshes]
-    assert len({(len(m.vertices), round(float(m.vertices.sum()), 4)) for m in flat}) == len(flat)  # shaped by each latent
+    # each latent gives its own surface
+    assert len({(len(m.vertices), round(float(m.vertices.sum()), 4)) for m in flat}) == len(flat)
     assert gen.generate([], seed=0) == [] and gen.generate([[]], seed=0) == [[]]
 
 

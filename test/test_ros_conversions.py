@@ -369,7 +369,8 @@ def test_scene_object_round_trips_through_the_message():
 def test_empty_scene_and_unknown_gravity():
     scene = Scene(camera=CameraModel.from_fov(8, 6, 60.0, frame_id="c"))
     msg = cv.scene_to_msg(scene, stamp=5)
-    assert msg.objects == [] and msg.background_planes == [] and (msg.gravity.x, msg.gravity.y, msg.gravity.z) == (0, 0, 0)
+    assert msg.objects == [] and msg.background_planes == []
+    assert (msg.gravity.x, msg.gravity.y, msg.gravity.z) == (0, 0, 0)
     assert cv.scene_to_markers(msg).markers[0].action == Marker.DELETEALL and len(cv.scene_to_markers(msg).markers) == 1
     assert cv.scene_to_transforms(msg, "dpa_") == []
 

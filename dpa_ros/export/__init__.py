@@ -27,8 +27,7 @@ from typing import Iterable
 
 from dpa_ros.export.frames import WorldFrame, world_frame
 from dpa_ros.export.gazebo import write_gazebo
-from dpa_ros.export.meshes import (prepare_objects, plane_patches, write_cloud_ply, write_glb,
-                                   write_object_objs)
+from dpa_ros.export.meshes import plane_patches, prepare_objects, write_cloud_ply, write_glb, write_object_objs
 from dpa_ros.export.options import ExportError, ExportOptions
 from dpa_ros.export.targets import check_target, write_directory
 from dpa_ros.export.usd import build_stage, write_usd

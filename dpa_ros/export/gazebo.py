@@ -28,8 +28,15 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from dpa_ros.export.frames import WorldFrame
-from dpa_ros.export.meshes import (ExportObject, MassProperties, collision_parts, frame_header, mass_properties,
-                                   write_mesh_file, write_obj)
+from dpa_ros.export.meshes import (
+    ExportObject,
+    MassProperties,
+    collision_parts,
+    frame_header,
+    mass_properties,
+    write_mesh_file,
+    write_obj,
+)
 from dpa_ros.export.options import ExportOptions
 from dpa_ros.fileio import atomic_write_text
 from dpa_ros.geometry.transforms import rotation_to_rpy
@@ -58,7 +65,7 @@ def _material(rgba: np.ndarray) -> str:
 
 
 def _model_sdf(obj: ExportObject, options: ExportOptions, mp: MassProperties, n_collisions: int) -> str:
-    I = mp.inertia
+    inertia = mp.inertia
     static = "true" if not options.dynamic else "false"
     source = "convex hull of the mesh (mesh is not closed)" if mp.from_hull else "closed mesh"
     collisions = "\n".join(
@@ -77,8 +84,8 @@ def _model_sdf(obj: ExportObject, options: ExportOptions, mp: MassProperties, n_
         <pose>{_fmt(mp.center)} 0 0 0</pose>
         <mass>{mp.mass:.9g}</mass>
         <inertia>
-          <ixx>{I[0, 0]:.9g}</ixx><ixy>{I[0, 1] + 0.0:.9g}</ixy><ixz>{I[0, 2] + 0.0:.9g}</ixz>
-          <iyy>{I[1, 1]:.9g}</iyy><iyz>{I[1, 2] + 0.0:.9g}</iyz><izz>{I[2, 2]:.9g}</izz>
+          <ixx>{inertia[0, 0]:.9g}</ixx><ixy>{inertia[0, 1] + 0.0:.9g}</ixy><ixz>{inertia[0, 2] + 0.0:.9g}</ixz>
+          <iyy>{inertia[1, 1]:.9g}</iyy><iyz>{inertia[1, 2] + 0.0:.9g}</iyz><izz>{inertia[2, 2]:.9g}</izz>
         </inertia>
       </inertial>
       <visual name="visual">

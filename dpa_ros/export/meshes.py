@@ -205,7 +205,8 @@ def collision_parts(obj: ExportObject, options: ExportOptions) -> list[trimesh.T
     return [p.convex_hull for p in parts]
 
 
-def plane_patches(scene: Scene, world: WorldFrame, objects: list[ExportObject]) -> list[tuple[str, str, trimesh.Trimesh]]:
+def plane_patches(scene: Scene, world: WorldFrame,
+                  objects: list[ExportObject]) -> list[tuple[str, str, trimesh.Trimesh]]:
     """Finite world-frame rectangles (two triangles) for the background planes.
 
     Each rectangle covers the cloud points within ``PLANE_INLIER_M`` of its plane (or, without

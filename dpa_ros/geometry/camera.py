@@ -60,7 +60,8 @@ class CameraModel:
         return any(abs(c) > 1e-12 for c in self.distortion)
 
     @classmethod
-    def from_fov(cls, width: int, height: int, hfov_deg: float, frame_id: str = "camera_optical_frame") -> "CameraModel":
+    def from_fov(cls, width: int, height: int, hfov_deg: float,
+                 frame_id: str = "camera_optical_frame") -> "CameraModel":
         """A centred camera with square pixels and the given horizontal field of view (degrees)."""
         f = 0.5 * width / np.tan(np.radians(hfov_deg) / 2.0)
         K = np.array([[f, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0], [0.0, 0.0, 1.0]])

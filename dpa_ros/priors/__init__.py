@@ -1,4 +1,4 @@
-"""The deep priors: one adapter per model family (DESIGN.md §2 steps 1–5), profiles and weights.
+"""The deep priors: one adapter per model family (docs/method.md, stages 1–5), profiles and weights.
 
 - :mod:`~dpa_ros.priors.segmenter` — Grounding DINO + Segment Anything (stage 1)
 - :mod:`~dpa_ros.priors.enhancer` — Stable Diffusion img2img on white-canvas crops (stage 2)

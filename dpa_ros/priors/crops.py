@@ -1,4 +1,4 @@
-"""Instance crops on a white square canvas (DESIGN.md §2 step 2), shared by the enhancer and scorer."""
+"""Instance crops on a white square canvas (docs/method.md, stage 2), shared by the enhancer and scorer."""
 from __future__ import annotations
 
 import numpy as np

@@ -71,7 +71,8 @@ class ShapEGenerator(LazyModel):
         out = []
         for b0 in range(0, len(images), per_call):
             idx = range(b0, min(len(images), b0 + per_call))
-            pixels = proc([Image.fromarray(np.asarray(images[i], np.uint8)) for i in idx], return_tensors="pt").pixel_values
+            crops = [Image.fromarray(np.asarray(images[i], np.uint8)) for i in idx]
+            pixels = proc(crops, return_tensors="pt").pixel_values
             gens = [seeded_generator(seed + 1000 * i + j, self.device) for i in idx for j in range(n_per)]
             res = self.pipe(image=pixels.to(self.device, self.dtype), num_images_per_prompt=n_per,
                             num_inference_steps=self.cfg.steps, guidance_scale=self.cfg.guidance, generator=gens,

@@ -17,8 +17,14 @@ from dpa_ros.priors.marching_cubes import fill_mesh_decoder
 
 def grounding_dino(variant: str = "base", device: str | torch.device = "cpu"):
     """(GroundingDinoForObjectDetection, processor): Swin-B (``base``) or Swin-T (``tiny``) + BERT-base."""
-    from transformers import (BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection,
-                              GroundingDinoImageProcessor, GroundingDinoProcessor, SwinConfig)
+    from transformers import (
+        BertTokenizer,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
 
     swin = (dict(embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32], window_size=12, image_size=384)
             if variant == "base" else dict(embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], window_size=7))

@@ -70,8 +70,15 @@ def grounding_dino(seed: int = 0, image_size: tuple[int, int] = (96, 160)):
 
     ``image_size`` is the processor's (shortest_edge, longest_edge) resize in pixels.
     """
-    from transformers import (BertConfig, BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection,
-                              GroundingDinoImageProcessor, GroundingDinoProcessor, SwinConfig)
+    from transformers import (
+        BertConfig,
+        BertTokenizer,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
 
     _seed(seed)
     vocab = bert_vocab()
