@@ -614,7 +614,7 @@ def _results(problems, data: _Data, R, s, c, final, dof) -> list[LayoutResult]:
     final = final.cpu().double().numpy()
     final = np.where(np.isfinite(final), final, np.inf)
     results = []
-    for i, prob in enumerate(problems):
+    for i in range(len(problems)):
         groups = [g for g, inst in enumerate(data.inst) if inst == i]
         best = [(g, int(np.argmin(final[g]))) for g in groups]
         errors = [float(final[g, k]) for g, k in best]
