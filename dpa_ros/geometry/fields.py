@@ -52,20 +52,26 @@ def _grid_nodes(lo: np.ndarray, hi: np.ndarray, resolution: int) -> np.ndarray:
     return np.stack([xx, yy, zz], -1).reshape(-1, 3)
 
 
-def trilinear(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Trilinear interpolation of a z-major grid ``values`` (D, D, D, C) at ``queries`` (N, 3), clamped to the box."""
-    D = values.shape[0]
-    g = np.clip((queries - lo) / (hi - lo), 0.0, 1.0) * (D - 1)
-    i0 = np.minimum(np.floor(g).astype(int), D - 2)
+def _linear_weights(coarse: int, fine: int) -> np.ndarray:
+    """(fine, coarse) weights of linear interpolation from ``coarse`` to ``fine`` evenly spaced nodes on an interval."""
+    g = np.linspace(0.0, 1.0, fine) * (coarse - 1)
+    i0 = np.minimum(np.floor(g).astype(int), coarse - 2)
     f = g - i0
-    out = np.zeros((len(queries), values.shape[-1]))
-    for dz in (0, 1):
-        for dy in (0, 1):
-            for dx in (0, 1):
-                w = ((f[:, 0] if dx else 1 - f[:, 0]) * (f[:, 1] if dy else 1 - f[:, 1])
-                     * (f[:, 2] if dz else 1 - f[:, 2]))
-                out += w[:, None] * values[i0[:, 2] + dz, i0[:, 1] + dy, i0[:, 0] + dx]
-    return out
+    w = np.zeros((fine, coarse))
+    w[np.arange(fine), i0] = 1.0 - f
+    w[np.arange(fine), i0 + 1] += f
+    return w
+
+
+def upsampled(values: np.ndarray, resolution: int) -> np.ndarray:
+    """Trilinear interpolation of a z-major grid ``values`` (D, D, D, C) at the nodes of a ``resolution``³ grid
+    over the same box, (resolution, resolution, resolution, C). Trilinear interpolation between two regular
+    grids is separable: one small interpolation matrix per axis."""
+    D = values.shape[0]
+    w = _linear_weights(D, resolution)
+    out = np.tensordot(w, values, axes=(1, 0))                      # (R, D, D, C): z
+    out = np.tensordot(w, out, axes=(1, 1)).transpose(1, 0, 2, 3)     # (R, R, D, C): y
+    return np.tensordot(w, out, axes=(1, 2)).transpose(1, 2, 0, 3)  # (R, R, R, C): x
 
 
 def simplified(mesh: trimesh.Trimesh, max_faces: int) -> trimesh.Trimesh:
@@ -100,7 +106,7 @@ def closest_point_field(mesh: trimesh.Trimesh, resolution: int = 48, margin: flo
     coarse_res = max(4, resolution // 3)
     coarse = _exact_closest(mesh, _grid_nodes(lo, hi, coarse_res)).reshape(coarse_res, coarse_res, coarse_res, 3)
     nodes = _grid_nodes(lo, hi, resolution)
-    cp = trilinear(coarse, lo, hi, nodes)
+    cp = upsampled(coarse.astype(float), resolution).reshape(-1, 3)
     d_est = np.linalg.norm(nodes - cp, axis=1)
     fine = float(np.max((hi - lo) / (resolution - 1)))
     coarse_step = 0.5 * float(np.linalg.norm((hi - lo) / (coarse_res - 1)))

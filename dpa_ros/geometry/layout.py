@@ -415,8 +415,12 @@ def _objective(R: torch.Tensor, s: torch.Tensor, c: torch.Tensor, data: _Data, n
     Qz = torch.nan_to_num(Q)
     proj = torch.stack([xn[..., :k], yn[..., :k]], -1)                         # (G, K, k, 2)
     with torch.no_grad():
-        far = torch.where(ahead[..., :k, None], proj, torch.full_like(proj, 1e4))
-        idx = torch.cdist(Qz[:, None].expand(-1, proj.shape[1], -1, -1), far).min(-1).indices   # (G, K, kq)
+        # Nearest projected sample of each mask sample: argmin over j of |p_j|² − 2 q·p_j (|q|² is
+        # the same for every j), one batched matrix product.
+        far = torch.where(ahead[..., :k, None], proj, torch.full_like(proj, 1e4)).flatten(0, 1)   # (GK, k, 2)
+        q = Qz[:, None].expand(-1, proj.shape[1], -1, -1).flatten(0, 1)                          # (GK, kq, 2)
+        score = torch.baddbmm((far * far).sum(-1)[:, None, :], q, far.transpose(1, 2), alpha=-2.0)
+        idx = score.min(-1).indices.view(*proj.shape[:2], -1)                                      # (G, K, kq)
     near = torch.gather(proj, 2, idx[..., None].expand(-1, -1, -1, 2))
     d_k2m = torch.sqrt(((Qz[:, None] - near) ** 2).sum(-1) + 1e-12)
     with torch.no_grad():
