@@ -516,14 +516,22 @@ def _run_stage(chains: _Chains, data: _Data, n: int, steps: int, step0: int, tot
             progress(t)
 
 
-def _setup(problems: list[LayoutProblem], camera: CameraModel, depth, gravity, config):
+def checked_config(problems: list[LayoutProblem], gravity, config: LayoutConfig | None
+                   ) -> tuple[LayoutConfig, int, torch.device]:
+    """The validated config, the DoF it gives (5 with gravity under dof "auto", else 7) and the
+    torch device; raises ValueError for no problems or dof "5" without gravity. Shared with the
+    legacy solver, so both refuse the same inputs."""
     cfg = (config or LayoutConfig()).validate()
     if not problems:
         raise ValueError("layout needs at least one instance")
     if cfg.dof == "5" and gravity is None:
         raise ValueError("layout dof '5' needs the gravity direction (fit a floor plane or pass gravity)")
     dof = 5 if (cfg.dof == "5" or (cfg.dof == "auto" and gravity is not None)) else 7
-    device = cfg.torch_device()
+    return cfg, dof, cfg.torch_device()
+
+
+def _setup(problems: list[LayoutProblem], camera: CameraModel, depth, gravity, config):
+    cfg, dof, device = checked_config(problems, gravity, config)
     instances, proposals = [], []
     for i, prob in enumerate(problems):
         if not prob.proposals:

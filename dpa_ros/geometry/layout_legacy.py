@@ -36,7 +36,7 @@ import trimesh
 from scipy.spatial.transform import Rotation
 
 from dpa_ros.geometry.camera import CameraModel
-from dpa_ros.geometry.layout import LayoutConfig, LayoutProblem, LayoutResult, gravity_alignment
+from dpa_ros.geometry.layout import LayoutConfig, LayoutProblem, LayoutResult, checked_config, gravity_alignment
 from dpa_ros.geometry.mesh_frames import check_up, rotation_input_to_internal
 from dpa_ros.geometry.targets import InstanceInputError
 
@@ -340,13 +340,7 @@ def _optimise(batch: _Batch, scene: _Scene, cfg: LayoutConfig, dof: int, directe
 
 def _setup(problems, camera, depth, gravity, cfg):
     """Validated config, DoF, device, NN block size, scene tensors and problem items."""
-    cfg = (cfg or LayoutConfig()).validate()
-    if not problems:
-        raise ValueError("layout needs at least one instance")
-    if cfg.dof == "5" and gravity is None:
-        raise ValueError("layout dof '5' needs the gravity direction (fit a floor plane or pass gravity)")
-    dof = 5 if (cfg.dof == "5" or (cfg.dof == "auto" and gravity is not None)) else 7
-    device = cfg.torch_device()
+    cfg, dof, device = checked_config(problems, gravity, cfg)
     block = cfg.block_elements or (2 ** 27 if device.type == "cuda" else 2 ** 19)
     dt = None
     if depth is not None:
