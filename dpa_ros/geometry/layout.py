@@ -66,6 +66,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import trimesh
+from scipy.ndimage import maximum_filter, minimum_filter
 from scipy.spatial.transform import Rotation
 
 from dpa_ros.geometry.camera import CameraModel
@@ -115,6 +116,9 @@ class LayoutConfig:
     coarse_points: int = 200
     silhouette_points: int = 200
     field_resolution: int = 48
+    scan_rotations: int = 24
+    scan_scales: tuple[float, ...] = (0.8, 1.1, 1.5, 2.0)
+    scan_icp_steps: int = 3
     threads: int | None = 1
     block_elements: int | None = None
 
@@ -136,6 +140,10 @@ class LayoutConfig:
             raise ValueError(f"layout needs lambda_2d >= 0, lr > 0 and occlusion_margin >= 0: {self}")
         if self.keep_restarts < 1 or self.coarse_points < 10 or self.silhouette_points < 10:
             raise ValueError(f"layout needs keep_restarts >= 1, coarse_points >= 10, silhouette_points >= 10: {self}")
+        if self.scan_rotations < self.restarts or not self.scan_scales or min(self.scan_scales) <= 0 \
+                or self.scan_icp_steps < 0:
+            raise ValueError("layout needs scan_rotations >= restarts, positive scan_scales and scan_icp_steps >= 0: "
+                             f"{self}")
         if self.field_resolution < 8:
             raise ValueError(f"layout field_resolution must be >= 8, got {self.field_resolution}")
         if self.threads is not None and self.threads < 1:
@@ -243,6 +251,7 @@ class _Proposal:
     lo: np.ndarray
     hi: np.ndarray
     rms_radius: float
+    surface: trimesh.Trimesh  # the (simplified) centred mesh: self-occlusion rays are cast against it
 
 
 def _prepare_proposal(mesh: trimesh.Trimesh, up: str, cfg: LayoutConfig, seed, name: str, index: int) -> _Proposal:
@@ -252,10 +261,11 @@ def _prepare_proposal(mesh: trimesh.Trimesh, up: str, cfg: LayoutConfig, seed, n
     pts, faces = trimesh.sample.sample_surface(internal, cfg.points, seed=seed)
     center = pts.mean(0)
     internal.apply_translation(-center)
-    cpf = closest_point_field(simplified(internal, FIELD_MAX_FACES), cfg.field_resolution)
+    surface = simplified(internal, FIELD_MAX_FACES)
+    cpf = closest_point_field(surface, cfg.field_resolution)
     pts = np.asarray(pts, float) - center
     return _Proposal(R_in, center, pts, np.asarray(internal.face_normals[faces], float), cpf.points, cpf.lo, cpf.hi,
-                     float(np.sqrt((pts ** 2).sum(1).mean())))
+                     float(np.sqrt((pts ** 2).sum(1).mean())), surface)
 
 
 @dataclass
@@ -270,7 +280,7 @@ class _InstanceData:
     c0: np.ndarray           # initial centre
     radius: float            # initial radius (m)
     mask_area: float         # normalised image units²
-    outward: np.ndarray      # (3,) towards the image borders the mask touches, zero when none
+    depth_edge: np.ndarray   # (H, W) bool: the observed depth jumps by more than occlusion_margin within 1 px
 
 
 def _prepare_instance(target: InstanceTarget, camera: CameraModel, depth: np.ndarray | None, cfg: LayoutConfig,
@@ -291,13 +301,21 @@ def _prepare_instance(target: InstanceTarget, camera: CameraModel, depth: np.nda
     r_t = float(np.sqrt(((Q - qc) ** 2).sum(1).mean())) * z_med / math.sqrt(2.0 / 3.0)
     c0 = np.array([qc[0], qc[1], 1.0]) * (z_med + 0.5 * r_t)
     mask = np.asarray(target.mask, bool)
-    # Towards the image borders the mask touches (x, y in the image plane; zero when none).
-    outward = np.array([float(mask[:, -1].any()) - float(mask[:, 0].any()),
-                        float(mask[-1].any()) - float(mask[0].any()), 0.0])
     dmap = depth if depth is not None else _target_depth(target, camera)
     area = float(mask.sum()) / (camera.fx * camera.fy)
-    return _InstanceData(X, Q[: cfg.points], filled_inverse_depth(dmap, mask), mask_distance(mask), mask, c0, r_t, area,
-                         outward)
+    inv_depth = filled_inverse_depth(dmap, mask)
+    return _InstanceData(X, Q[: cfg.points], inv_depth, mask_distance(mask), mask, c0, r_t, area,
+                         depth_edges(inv_depth, cfg.occlusion_margin))
+
+
+def depth_edges(inv_depth: np.ndarray, jump: float) -> np.ndarray:
+    """(H, W) bool: pixels whose 3×3 neighbourhood spans more than ``jump`` metres of depth. Bilinear
+    depth there mixes two surfaces (a board's edge and the wall behind it), so a mesh sample landing
+    there has no reliable observed depth."""
+    near = maximum_filter(inv_depth, size=3)
+    far = minimum_filter(inv_depth, size=3)
+    with np.errstate(divide="ignore"):
+        return (far <= 0) | (1.0 / np.maximum(far, 1e-9) - 1.0 / np.maximum(near, 1e-9) > jump)
 
 
 def _target_depth(target: InstanceTarget, camera: CameraModel) -> np.ndarray:
@@ -339,6 +357,7 @@ class _Data:
         self.inv_depth = t(np.stack([instances[i].inv_depth for i in self.inst]))[:, None]   # (G, 1, H, W)
         self.mask_dist = t(np.stack([instances[i].mask_dist for i in self.inst]))[:, None]
         self.mask = t(np.stack([instances[i].mask.reshape(-1) for i in self.inst]), torch.bool)   # (G, H*W)
+        self.depth_edge = t(np.stack([instances[i].depth_edge.reshape(-1) for i in self.inst]), torch.bool)
         raw = np.full((camera.height, camera.width), np.nan) if depth is None else np.asarray(depth, float)
         raw = np.where(np.isfinite(raw) & (raw > 0), raw, np.nan)
         self.depth = t(raw.reshape(-1))                                  # (H*W,), NaN invalid
@@ -346,14 +365,54 @@ class _Data:
         self.radius = t([instances[i].radius for i in self.inst])
         self.s0 = t([instances[i].radius / p.rms_radius for i, p in proposals])
         self.mask_area = t([instances[i].mask_area for i in self.inst])
-        self.outward = t(np.stack([instances[i].outward for i in self.inst]))        # (G, 3)
-        self.cut = (self.outward.abs().sum(-1) > 0).float()                          # (G,)
         self.fx, self.fy, self.cx, self.cy = camera.fx, camera.fy, camera.cx, camera.cy
         self.W, self.H = camera.width, camera.height
         self.f = 0.5 * (camera.fx + camera.fy)
         self.margin = cfg.occlusion_margin
         self.lambda_2d = cfg.lambda_2d
         self.silhouette_points = cfg.silhouette_points
+        self._scenes = None
+
+    def self_visible(self, R: torch.Tensor, s: torch.Tensor, c: torch.Tensor, n: int) -> torch.Tensor:
+        """(G, K, n) bool: whether the ray from the camera centre to each of the first ``n`` mesh samples,
+        for K poses per group, reaches it before any other part of the mesh (exact ray casting
+        against the proposal's surface, in its own frame; a tolerance of 1 % of its RMS radius)."""
+        import open3d as o3d  # heavy import; the fields already needed it
+
+        R, s, c = R.detach().cpu().numpy(), s.detach().cpu().numpy(), c.detach().cpu().numpy()
+        P = self.P[:, :n].cpu().numpy()
+        out = np.empty((*s.shape, n), bool)
+        for g, scene in enumerate(self._surfaces()):
+            eye = np.einsum("kji,kj->ki", R[g], -c[g]) / s[g][:, None]         # camera centre, object frame
+            d = P[g][None] - eye[:, None]                                      # (K, n, 3)
+            dist = np.linalg.norm(d, axis=-1)
+            rays = np.concatenate([np.broadcast_to(eye[:, None], d.shape), d / dist[..., None]], -1)
+            hit = scene.cast_rays(o3d.core.Tensor(rays.reshape(-1, 6).astype(np.float32)))["t_hit"].numpy()
+            out[g] = hit.reshape(dist.shape) >= dist - 0.01 * self.props[g].rms_radius
+        return torch.as_tensor(out, device=self.device)
+
+    def exact_closest(self, x_obj: torch.Tensor) -> torch.Tensor:
+        """Exact closest surface points (G, K, m, 3) of points ``x_obj`` (G, K, m, 3), each group in its
+        proposal's frame (point-triangle search on the proposal's surface; no gradient)."""
+        import open3d as o3d  # heavy import; the fields already needed it
+
+        x = x_obj.detach().cpu().numpy().astype(np.float32)
+        out = np.stack([scene.compute_closest_points(o3d.core.Tensor(x[g].reshape(-1, 3)))["points"].numpy()
+                        for g, scene in enumerate(self._surfaces())]).reshape(x.shape)
+        return torch.as_tensor(out, device=self.device)
+
+    def _surfaces(self) -> list:
+        """One open3d ray-casting scene per proposal surface (built on first use)."""
+        import open3d as o3d  # heavy import; the fields already needed it
+
+        if self._scenes is None:
+            self._scenes = []
+            for prop in self.props:
+                scene = o3d.t.geometry.RaycastingScene()
+                scene.add_triangles(o3d.core.Tensor(np.asarray(prop.surface.vertices, np.float32)),
+                                    o3d.core.Tensor(np.asarray(prop.surface.faces, np.uint32)))
+                self._scenes.append(scene)
+        return self._scenes
 
 
 def _lookup2d(maps: torch.Tensor, u: torch.Tensor, v: torch.Tensor, W: int, H: int) -> torch.Tensor:
@@ -362,17 +421,34 @@ def _lookup2d(maps: torch.Tensor, u: torch.Tensor, v: torch.Tensor, W: int, H: i
     return F.grid_sample(maps, grid, mode="bilinear", padding_mode="border", align_corners=True)[:, 0]
 
 
-def _objective(R: torch.Tensor, s: torch.Tensor, c: torch.Tensor, data: _Data, n: int) -> torch.Tensor:
-    """Objective (G, K) of K poses per group — rotation R (G, K, 3, 3) internal → optical, scale s (G, K),
-    centre c (G, K, 3) of the proposal's sample mean — on the first ``n`` points of every set."""
-    P, Nrm = data.P[:, :n], data.N[:, :n]
-    X, Xw = data.X[:, :n], data.Xw[:, :n]
-    sc = s[..., None, None]
-    # Target → surface: target points into the object frame, closest-point field lookup.
-    x_obj = torch.einsum("gkji,gkmj->gkmi", R, X[:, None] - c[:, :, None]) / sc
+def _closest_on_surface(R: torch.Tensor, s: torch.Tensor, c: torch.Tensor, data: _Data, n: int,
+                        exact: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` target points in the object frame of K poses per group and their closest surface
+    points there, both (G, K, n, 3) in mesh units: from the closest-point field (trilinear,
+    differentiable), or with ``exact`` from point-triangle search (no gradient; a field cannot
+    resolve surfaces closer together than its cells, such as both faces of a thin board)."""
+    X = data.X[:, :n]
+    x_obj = torch.einsum("gkji,gkmj->gkmi", R, X[:, None] - c[:, :, None]) / s[..., None, None]
+    if exact:
+        return x_obj, data.exact_closest(x_obj)
     g = ((x_obj - data.lo[:, None, None]) / data.span[:, None, None]) * 2.0 - 1.0
     cp = F.grid_sample(data.field, g.clamp(-1.0, 1.0)[:, None], mode="bilinear", padding_mode="border",
                        align_corners=True)[:, :, 0].permute(0, 2, 3, 1)
+    return x_obj, cp
+
+
+def _objective(R: torch.Tensor, s: torch.Tensor, c: torch.Tensor, data: _Data, n: int,
+               self_visible: torch.Tensor, exact: bool = False) -> torch.Tensor:
+    """Objective (G, K) of K poses per group — rotation R (G, K, 3, 3) internal → optical, scale s (G, K),
+    centre c (G, K, 3) of the proposal's sample mean — on the first ``n`` points of every set.
+    ``self_visible`` (G, K, ≥ n) bool: which mesh samples the mesh itself does not hide from the
+    camera (:meth:`_Data.self_visible`). ``exact``: exact closest surface points instead of the
+    field's (no gradient; for scoring)."""
+    P, Nrm = data.P[:, :n], data.N[:, :n]
+    Xw = data.Xw[:, :n]
+    sc = s[..., None, None]
+    # Target → surface: target points into the object frame, closest-point field lookup.
+    x_obj, cp = _closest_on_surface(R, s, c, data, n, exact)
     d_t2m = torch.sqrt(((x_obj - cp) ** 2).sum(-1) + 1e-12) * s[..., None]
     t2m = (d_t2m * Xw[:, None]).sum(-1) / Xw.sum(-1).clamp_min(1.0)[:, None]
 
@@ -393,7 +469,8 @@ def _objective(R: torch.Tensor, s: torch.Tensor, c: torch.Tensor, data: _Data, n
         hidden = in_img & seen & (obs < z - data.margin)
         facing = (torch.einsum("gkij,gnj->gkni", R, Nrm) * pts).sum(-1) < 0
         own = torch.gather(data.mask, 1, flat.flatten(1)).view_as(flat)
-        w3 = (facing & in_img & own & seen & ~hidden).float()
+        edge = torch.gather(data.depth_edge, 1, flat.flatten(1)).view_as(flat)
+        w3 = (facing & self_visible[..., :n] & in_img & own & seen & ~hidden & ~edge).float()
         w2 = (in_img & ~hidden).float()
     uc = u.clamp(-1.0, data.W)
     vc = v.clamp(-1.0, data.H)
@@ -474,25 +551,77 @@ class _Chains:
         return R, s, c
 
     def select(self, idx: torch.Tensor) -> "_Chains":
-        def take(x):
-            return torch.gather(x, 1, idx.view(*idx.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:]))
-        return _Chains(take(self.R0), take(self.yaw0), {k: take(x) for k, x in self.params.items()},
-                       {k: take(x) for k, x in self.m.items()}, {k: take(x) for k, x in self.v.items()})
+        """The chains ``idx`` (G, K') of every group, with their Adam moments."""
+        return _Chains(_take(self.R0, idx), _take(self.yaw0, idx), {k: _take(x, idx) for k, x in self.params.items()},
+                       {k: _take(x, idx) for k, x in self.m.items()}, {k: _take(x, idx) for k, x in self.v.items()})
+
+    def select_params(self, idx: torch.Tensor) -> "_Chains":
+        """The chains ``idx`` (G, K') of every group, with fresh (zero) Adam moments."""
+        params = {k: _take(x, idx) for k, x in self.params.items()}
+        return _Chains(_take(self.R0, idx), _take(self.yaw0, idx), params,
+                       {k: torch.zeros_like(x) for k, x in params.items()},
+                       {k: torch.zeros_like(x) for k, x in params.items()})
 
 
-def _initial_chains(data: _Data, instances_rot: list[list[np.ndarray]], yaws: list[float], dof: int) -> _Chains:
+def _take(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``x[g, idx[g, j]]`` for a tensor (G, K, ...) and indices (G, K')."""
+    return torch.gather(x, 1, idx.view(*idx.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:]))
+
+
+#: Where the scan starts a hypothesis of scale ratio q: q × SCAN_DEPTH initial radii behind the
+#: visible surface, on the mask's mean ray (behind rather than in front, because ICP from inside
+#: the visible surface converges slowly).
+SCAN_DEPTH = 0.8
+
+
+def _scan(data: _Data, rotations: list[list[np.ndarray]], yaws: list[float], scales: tuple[float, ...], dof: int,
+          keep: int, n: int, icp_steps: int) -> _Chains:
+    """Stage 0: score rotation × scale hypotheses, start ``keep`` chains per group from the best.
+
+    Every (rotation, scale) hypothesis starts at the instance's initial centre, which
+    ``icp_steps`` translation-only ICP steps then move by the mean residual of the target points
+    to their closest surface points (field lookups, no gradients). The objective on the first
+    ``n`` points scores each hypothesis; per rotation the best scale survives, and the ``keep``
+    best rotations per group become the chains (zero Adam moments).
+    """
     dev = data.device
-    G, K = len(data.inst), len(yaws)
-    R0 = torch.as_tensor(np.stack([np.stack(instances_rot[i]) for i in data.inst]), dtype=torch.float32, device=dev)
-    yaw0 = torch.as_tensor(np.tile(np.asarray(yaws, np.float32), (G, 1)), device=dev)
-    params = {"delta": torch.zeros(G, K, 3, device=dev), "log_s": torch.zeros(G, K, 1, device=dev)}
-    # Cut by the border: every second restart larger and further out (module docstring).
-    odd = (torch.arange(K, device=dev) % 2 == 1)[None, :, None].float()
-    params["log_s"] += odd * math.log(1.6) * data.cut[:, None, None]
-    params["delta"] += odd * data.outward[:, None, :]
-    params["omega" if dof == 7 else "yaw"] = torch.zeros(G, K, 3 if dof == 7 else 1, device=dev)
-    zeros = {k: torch.zeros_like(x) for k, x in params.items()}
-    return _Chains(R0, yaw0, params, zeros, {k: torch.zeros_like(x) for k, x in params.items()})
+    G, Y, S = len(data.inst), len(yaws), len(scales)
+    R0 = torch.as_tensor(np.stack([np.stack(rotations[i]) for i in data.inst]), dtype=torch.float32, device=dev)
+    R0 = R0.repeat_interleave(S, dim=1)                                             # (G, Y·S, 3, 3)
+    yaw0 = torch.as_tensor(np.repeat(np.asarray(yaws, np.float32), S), device=dev)[None].repeat(G, 1)
+    log_s = torch.as_tensor(np.tile(np.log(np.asarray(scales, np.float32)), Y), device=dev)
+    params = {"delta": torch.zeros(G, Y * S, 3, device=dev), "log_s": log_s[None, :, None].repeat(G, 1, 1),
+              "omega" if dof == 7 else "yaw": torch.zeros(G, Y * S, 3 if dof == 7 else 1, device=dev)}
+    chains = _Chains(R0, yaw0, params, {}, {})
+    with torch.no_grad():
+        R, s, _ = chains.pose(data)
+        # Start on the mask's mean ray, SCAN_DEPTH × the hypothesis' radius behind the visible surface.
+        z0 = data.c0[:, None, 2:]
+        behind = (SCAN_DEPTH * torch.exp(chains.params["log_s"]) - 0.5) * data.radius[:, None, None]
+        c = data.c0[:, None] * (z0 + behind) / z0
+        w = data.Xw[:, None, :n, None]
+        eye = torch.eye(3, device=dev)
+        for _ in range(icp_steps):
+            # Point-to-plane: the residual to the closest surface point is along the surface normal
+            # there, so the translation solves (Σ n nᵀ) t = Σ r (n = r / |r|), lightly damped.
+            x_obj, cp = _closest_on_surface(R, s, c, data, n)
+            r = s[..., None, None] * torch.einsum("gkij,gkmj->gkmi", R, x_obj - cp)   # optical frame, metres
+            nrm = r / torch.linalg.norm(r, dim=-1, keepdim=True).clamp_min(1e-9)
+            A = torch.einsum("gkmi,gkmj->gkij", nrm * w, nrm)
+            A = A + (1e-3 * A.diagonal(dim1=-2, dim2=-1).sum(-1) + 1e-9)[..., None, None] * eye
+            c = c + torch.linalg.solve(A, (r * w).sum(2)[..., None])[..., 0]
+        chains.params["delta"] = (c - data.c0[:, None]) / data.radius[:, None, None]
+        loss = _objective(R, s, c, data, n, data.self_visible(R, s, c, n), exact=True)
+        loss = torch.nan_to_num(loss, nan=math.inf).view(G, Y, S)
+        per_rotation, best_scale = loss.min(-1)                                      # (G, Y)
+        order = torch.argsort(per_rotation, dim=1, stable=True)[:, :keep]
+        chosen = torch.gather(torch.arange(Y, device=dev)[None] * S + best_scale, 1, order)
+    chains = chains.select_params(chosen)
+    return chains
+
+
+#: Adam steps between two updates of the mesh's self-occlusion (ray casting); poses move little in between.
+VISIBILITY_EVERY = 10
 
 
 def _run_stage(chains: _Chains, data: _Data, n: int, steps: int, step0: int, total: int, lr: float,
@@ -501,8 +630,11 @@ def _run_stage(chains: _Chains, data: _Data, n: int, steps: int, step0: int, tot
     b1, b2, eps = 0.9, 0.999, 1e-8
     for it in range(step0, step0 + steps):
         rate = lr * (0.1 + 0.45 * (1 + math.cos(math.pi * it / total)))
+        if (it - step0) % VISIBILITY_EVERY == 0:
+            with torch.no_grad():
+                visible = data.self_visible(*chains.pose(data), n)
         params = {k: x.detach().requires_grad_(True) for k, x in chains.params.items()}
-        loss = _objective(*chains.pose(data, params), data, n)
+        loss = _objective(*chains.pose(data, params), data, n, visible)
         grads = torch.autograd.grad(loss.sum(), list(params.values()))
         t = it + 1
         with torch.no_grad():
@@ -547,8 +679,11 @@ def _setup(problems: list[LayoutProblem], camera: CameraModel, depth, gravity, c
     return cfg, dof, data
 
 
-def _restart_rotations(problems, gravity, cfg: LayoutConfig, dof: int) -> tuple[list[list[np.ndarray]], list[float]]:
-    R = cfg.restarts
+def _scan_rotations(problems, gravity, cfg: LayoutConfig, dof: int) -> tuple[list[list[np.ndarray]], list[float]]:
+    """Base rotation per problem and hypothesis, and the yaw added to it (5 DoF: the up axis on
+    gravity, ``scan_rotations`` yaws evenly over 360°; 7 DoF: the internal frame's orientation, then
+    uniformly random rotations, yaw 0)."""
+    R = cfg.scan_rotations
     if dof == 5:
         R_g = gravity_alignment(gravity)
         return [[R_g] * R for _ in problems], [2 * math.pi * k / R for k in range(R)]
@@ -602,22 +737,23 @@ def _cpu_threads(cfg: LayoutConfig):
 
 def _solve(problems, camera, depth, gravity, cfg: LayoutConfig, progress) -> list[LayoutResult]:
     cfg, dof, data = _setup(problems, camera, depth, gravity, cfg)
-    rots, yaws = _restart_rotations(problems, gravity, cfg, dof)
-    chains = _initial_chains(data, rots, yaws, dof)
+    rots, yaws = _scan_rotations(problems, gravity, cfg, dof)
     stages = cfg.schedule()
+    chains = _scan(data, rots, yaws, cfg.scan_scales, dof, cfg.restarts, stages[0][2], cfg.scan_icp_steps)
     total = sum(t for _, t, _ in stages)
     report = None if progress is None else (lambda t: progress(t / total) if t % max(1, total // 50) == 0 else None)
     step = 0
     for k, (keep, steps, n) in enumerate(stages):
         if keep < chains.R0.shape[1]:
             with torch.no_grad():
-                loss = _objective(*chains.pose(data), data, stages[k - 1][2])
+                pose, n_prev = chains.pose(data), stages[k - 1][2]
+                loss = _objective(*pose, data, n_prev, data.self_visible(*pose, n_prev), exact=True)
             chains = chains.select(torch.argsort(loss, dim=1, stable=True)[:, :keep])
         _run_stage(chains, data, n, steps, step, total, cfg.lr, report)
         step += steps
     with torch.no_grad():
         R, s, c = chains.pose(data)
-        final = _objective(R, s, c, data, cfg.points)
+        final = _objective(R, s, c, data, cfg.points, data.self_visible(R, s, c, cfg.points), exact=True)
     return _results(problems, data, R, s, c, final, dof)
 
 
@@ -669,4 +805,6 @@ def layout_objective(problem: LayoutProblem, camera: CameraModel, depth: np.ndar
     def t(a):
         return torch.as_tensor(np.asarray(a, np.float32), device=data.device)[None]
     with torch.no_grad():
-        return _objective(t(Rs), t(ss), t(cs), data, cfg.points)[0].cpu().double().numpy()
+        R, s, c = t(Rs), t(ss), t(cs)
+        visible = data.self_visible(R, s, c, cfg.points)
+        return _objective(R, s, c, data, cfg.points, visible, exact=True)[0].cpu().double().numpy()
