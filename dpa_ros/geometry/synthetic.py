@@ -66,6 +66,16 @@ def make_chair() -> trimesh.Trimesh:
     return _unit_size(trimesh.util.concatenate(parts))
 
 
+def make_open_shelf() -> trimesh.Trimesh:
+    """An open bookshelf of boards 2 % of its height thick (back panel, two sides, four shelves),
+    glTF convention, longest side 1: thinner than a closest-point field's cells."""
+    t = 0.03
+    parts = [_box([1.0, 1.5, t], [0.0, 0.0, -0.2 + t / 2])]
+    parts += [_box([t, 1.5, 0.4], [x, 0.0, 0.0]) for x in (-0.5 + t / 2, 0.5 - t / 2)]
+    parts += [_box([1.0 - 2 * t, t, 0.4 - t], [0.0, y, t / 2]) for y in (-0.735, -0.25, 0.25, 0.735)]
+    return _unit_size(trimesh.util.concatenate(parts))
+
+
 def make_box() -> trimesh.Trimesh:
     """A cabinet-like box 1.0 × 0.8 × 0.5 (w × h × d), glTF convention."""
     return _unit_size(_box([1.0, 0.8, 0.5], [0.0, 0.0, 0.0]))
