@@ -17,10 +17,12 @@ gravity is known) that places the proposal's surface in the optical frame (metre
 * ``D(S_vis → observed)``: mean distance (m) from each *visible* mesh surface sample to the observed
   surface along its camera ray: ``|z − z_obs(u, v)| · |(x/z, y/z, 1)|``, with ``z_obs`` from the
   instance's inverse depth, bilinear (exact on planes). A sample is visible when it faces the
-  camera, projects inside the image and into the instance's own mask, the observed depth there is
-  valid, and the observed surface is not in front of it by more than ``occlusion_margin`` (else it
-  is hidden — by another object, or by the object itself). Parts cut by the image border, hidden
-  by other objects or facing away therefore cost nothing.
+  camera, the mesh does not hide it from the camera (rays cast against the proposal's surface,
+  refreshed every ``VISIBILITY_EVERY`` steps), it projects inside the image and into the
+  instance's own mask, the observed depth there is valid and not on a depth edge
+  (:func:`depth_edges`), and the observed surface is not in front of it by more than
+  ``occlusion_margin`` (else another object hides it). Parts cut by the image border, hidden by
+  other objects or by the object itself, or facing away therefore cost nothing.
 * ``D2(π(S) → mask)``: mean distance (normalised image units, ≈ radians) of projected mesh samples
   to the mask, from the mask's exact Euclidean distance transform, bilinear; free outside the
   image and where the observed surface is in front of the sample (occlusion).
@@ -32,12 +34,17 @@ gravity is known) that places the proposal's surface in the optical frame (metre
 Normalised image units are ((u − cx)/fx, (v − cy)/fy). Each term costs O(N + M) per iteration
 except the silhouette search, which is bounded by ``silhouette_points``².
 
-Initialisation: size and centre from the mask (its RMS radius in the image plane times the
-target's median depth; the centre on the mask's mean ray, half a radius behind the visible
-surface). A mask cut by the image border shows only part of the object: there every second
-restart starts 1.6 × larger, its centre one initial radius further out, towards the border.
-Restarts: 7 DoF — the internal frame's orientation (the front facing the camera), then
-uniformly random rotations; 5 DoF — the up axis on gravity and yaws evenly spaced over 360°.
+The gradient steps read closest points from the field; every score that chooses (between stages,
+the final objective, :func:`layout_objective`) uses exact closest points (point-triangle search),
+which a field cannot give for surfaces closer together than its cells (both faces of a board).
+
+Initialisation, a scan (:func:`_scan`): the initial size from the mask (its RMS radius in the
+image plane times the target's median depth) times each of ``scan_scales``, for each of
+``scan_rotations`` rotations (7 DoF — the internal frame's orientation, the front facing the
+camera, then uniformly random rotations; 5 DoF — the up axis on gravity and yaws evenly spaced
+over 360°). Each hypothesis starts on the mask's mean ray behind the visible surface; a few
+point-to-plane ICP steps on the field move its centre onto the target points, then it is scored.
+Per rotation the best scale survives and the best ``restarts`` rotations start the chains.
 Parameters are dimensionless (centre in units of the initial radius, log-scale, rotation in
 radians), optimised by Adam with one learning rate, cosine-decayed to a tenth over all
 iterations.
@@ -82,7 +89,7 @@ class LayoutConfig:
 
     Attributes:
         lambda_2d: weight λ of the 2D terms (normalised image units, see module docstring).
-        restarts: initial rotations per (instance, proposal) (paper: 10).
+        restarts: chains Adam optimises per (instance, proposal), the best of the scan (paper: 10).
         iterations: Adam steps of every surviving chain, over all stages (paper: ~1000).
         points: mesh surface samples per proposal and most target points per instance at the
             final stage (paper: 5000).
@@ -98,6 +105,9 @@ class LayoutConfig:
         silhouette_points: most mesh samples and mask samples of the mask → silhouette search
             (at most half the stage's points).
         field_resolution: nodes per axis of each proposal's closest-point field.
+        scan_rotations: rotations the initial scan tries per (instance, proposal); at least ``restarts``.
+        scan_scales: scales the scan tries, relative to the size the mask suggests.
+        scan_icp_steps: point-to-plane ICP steps (translation) of every scan hypothesis.
         threads: torch CPU threads while the solver runs (restored afterwards); None keeps torch's
             setting. Its tensors are small, and on a small shared CPU one thread is the fastest.
         block_elements: accepted for compatibility with the legacy solver's configs; unused here.
