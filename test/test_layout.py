@@ -100,7 +100,9 @@ def test_the_true_pose_minimises_the_objective(hard_scene, noise):
         poses += [_perturbed(T, g, shift=sign * 0.05 * np.eye(3)[axis]) for axis in range(3) for sign in (-1, 1)]
         L = layout_objective(problem, scene.camera, depth, poses, config=cfg)
         assert L[0] < L[2:].min(), f"{problem.name}: truth {L[0]:.5f}, perturbed {np.round(L[2:], 5)}"
-        if not noise:
+        if not noise and _centre_error(res.T_camera_object, T, scene.meshes[i]) > 0.002:
+            # (Within 2 mm of the truth the two poses are one: pixel-level interpolation at creases
+            # and at the border then decides which scores lower.)
             assert L[0] <= L[1] * 1.05 + 1e-4, f"{problem.name}: truth {L[0]:.5f} vs solver {L[1]:.5f}"
         assert res.fit_error == pytest.approx(L[1], rel=1e-3, abs=1e-6)   # batched = one problem alone
         assert _centre_error(res.T_camera_object, T, scene.meshes[i]) < 0.03, problem.name

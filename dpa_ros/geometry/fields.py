@@ -9,7 +9,8 @@
   the outside filled with the nearest valid value. Inverse depth of a plane is affine in pixel
   coordinates, so bilinear interpolation is exact on planar patches.
 * :func:`mask_distance` — per instance, the exact Euclidean distance (pixels) from every pixel to
-  the mask (scipy's EDT), minus half a pixel (the distance to the mask's pixel squares), ≥ 0.
+  the mask (scipy's EDT), minus one pixel (a silhouette may reach that far past the mask's pixel
+  centres), ≥ 0.
 """
 from __future__ import annotations
 
@@ -127,6 +128,10 @@ def filled_inverse_depth(depth: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def mask_distance(mask: np.ndarray) -> np.ndarray:
-    """(H, W) float32 distance in pixels from each pixel centre to the mask's pixel squares (0 inside)."""
+    """(H, W) float32 distance in pixels from each pixel centre to the mask, less one pixel, ≥ 0.
+
+    A mask holds the pixels whose *centre* a silhouette covers, so the silhouette's edge may reach
+    up to a pixel past the mask's outermost centres: zero on the mask and on the ring of pixels
+    next to it (bilinear in between stays zero), so the true silhouette costs nothing."""
     d = distance_transform_edt(~np.asarray(mask, bool))
-    return np.maximum(d - 0.5, 0.0).astype(np.float32)
+    return np.maximum(d - 1.0, 0.0).astype(np.float32)

@@ -24,15 +24,17 @@ gravity is known) that places the proposal's surface in the optical frame (metre
   ``occlusion_margin`` (else another object hides it). Parts cut by the image border, hidden by
   other objects or by the object itself, or facing away therefore cost nothing.
 * ``D2(π(S) → mask)``: mean distance (normalised image units, ≈ radians) of projected mesh samples
-  to the mask, from the mask's exact Euclidean distance transform, bilinear; free outside the
-  image and where the observed surface is in front of the sample (occlusion).
-* ``D2(mask → π(S))``: mean distance of mask samples to the nearest projected mesh sample (the
-  only nearest-neighbour search left, on ``silhouette_points`` samples a side), minus 1.5 × the
-  mean spacing of the projected samples that land in the mask (a hinge), so a mask pixel inside
-  the silhouette costs nothing.
+  to the mask, from the mask's exact Euclidean distance transform less one pixel (a silhouette
+  covers a mask pixel's centre, so its edge may reach a pixel further), bilinear; free outside
+  the image and where the observed surface is in front of the sample (occlusion).
+* ``D2(mask → π(S))``: mean distance of at most ``silhouette_points`` mask samples to the nearest
+  of all projected mesh samples (the only nearest-neighbour search left), minus 1.5 × the mean
+  spacing of the projected samples that land in the mask (a hinge), so a mask pixel inside the
+  silhouette costs nothing. All samples, because the hinge, a free margin, shrinks as they get
+  denser.
 
 Normalised image units are ((u − cx)/fx, (v − cy)/fy). Each term costs O(N + M) per iteration
-except the silhouette search, which is bounded by ``silhouette_points``².
+except the silhouette search, which is bounded by ``silhouette_points`` × N.
 
 The gradient steps read closest points from the field; every score that chooses (between stages,
 the final objective, :func:`layout_objective`) uses exact closest points (point-triangle search),
@@ -102,8 +104,8 @@ class LayoutConfig:
         occlusion_margin: metres an observed surface must lie in front of a mesh sample to hide it.
         keep_restarts: restarts per (instance, proposal) kept after stage 1.
         coarse_points: points per side in stage 1 (at most ``points``).
-        silhouette_points: most mesh samples and mask samples of the mask → silhouette search
-            (at most half the stage's points).
+        silhouette_points: most mask samples of the mask → silhouette search (at most half the
+            stage's points; it searches among all the stage's projected mesh samples).
         field_resolution: nodes per axis of each proposal's closest-point field.
         scan_rotations: rotations the initial scan tries per (instance, proposal); at least ``restarts``.
         scan_scales: scales the scan tries, relative to the size the mask suggests.
@@ -113,7 +115,7 @@ class LayoutConfig:
         block_elements: accepted for compatibility with the legacy solver's configs; unused here.
     """
 
-    lambda_2d: float = 1.0
+    lambda_2d: float = 4.0
     restarts: int = 6
     iterations: int = 200
     points: int = 1500
@@ -472,7 +474,8 @@ def _objective(R: torch.Tensor, s: torch.Tensor, c: torch.Tensor, data: _Data, n
     with torch.no_grad():
         ahead = z > 1e-3
         ur, vr = torch.round(u), torch.round(v)
-        in_img = ahead & (ur >= 0) & (ur <= data.W - 1) & (vr >= 0) & (vr <= data.H - 1)
+        # Inside the image where the bilinear maps are defined (not just rounding into it).
+        in_img = ahead & (u >= 0) & (u <= data.W - 1) & (v >= 0) & (v <= data.H - 1)
         flat = (vr.clamp(0, data.H - 1) * data.W + ur.clamp(0, data.W - 1)).long()
         obs = data.depth[flat]
         seen = torch.isfinite(obs)
@@ -500,11 +503,12 @@ def _objective(R: torch.Tensor, s: torch.Tensor, c: torch.Tensor, data: _Data, n
     Q = data.Q[:, :k]
     Qw = torch.isfinite(Q[..., 0]).float()
     Qz = torch.nan_to_num(Q)
-    proj = torch.stack([xn[..., :k], yn[..., :k]], -1)                         # (G, K, k, 2)
+    # Projected samples: all of them, the denser the smaller the hinge below.
+    proj = torch.stack([xn, yn], -1)                                           # (G, K, n, 2)
     with torch.no_grad():
         # Nearest projected sample of each mask sample: argmin over j of |p_j|² − 2 q·p_j (|q|² is
         # the same for every j), one batched matrix product.
-        far = torch.where(ahead[..., :k, None], proj, torch.full_like(proj, 1e4)).flatten(0, 1)   # (GK, k, 2)
+        far = torch.where(ahead[..., None], proj, torch.full_like(proj, 1e4)).flatten(0, 1)   # (GK, n, 2)
         q = Qz[:, None].expand(-1, proj.shape[1], -1, -1).flatten(0, 1)                          # (GK, kq, 2)
         score = torch.baddbmm((far * far).sum(-1)[:, None, :], q, far.transpose(1, 2), alpha=-2.0)
         idx = score.min(-1).indices.view(*proj.shape[:2], -1)                                      # (G, K, kq)
@@ -514,7 +518,7 @@ def _objective(R: torch.Tensor, s: torch.Tensor, c: torch.Tensor, data: _Data, n
         # 1.5 × the mean spacing of the projected samples that land in the mask: a mask sample
         # nearer than that to one is inside the silhouette (counting only those that land in the
         # mask keeps the hinge right when the object is cut by the border or occluded).
-        landed = (own & in_img)[..., :k]
+        landed = own & in_img
         spacing = 1.5 * torch.sqrt(data.mask_area[:, None] / landed.sum(-1).clamp_min(1))
     d_k2m = (d_k2m - spacing[..., None]).clamp_min(0.0)
     k2m = (d_k2m * Qw[:, None]).sum(-1) / Qw.sum(-1).clamp_min(1.0)[:, None]
