@@ -116,7 +116,7 @@ class LayoutConfig:
     """
 
     lambda_2d: float = 4.0
-    restarts: int = 6
+    restarts: int = 10
     iterations: int = 200
     points: int = 1500
     lr: float = 0.03
@@ -128,8 +128,8 @@ class LayoutConfig:
     coarse_points: int = 200
     silhouette_points: int = 200
     field_resolution: int = 48
-    scan_rotations: int = 24
-    scan_scales: tuple[float, ...] = (0.8, 1.1, 1.5, 2.0)
+    scan_rotations: int = 36
+    scan_scales: tuple[float, ...] = (0.8, 1.0, 1.25, 1.55, 1.95)
     scan_icp_steps: int = 3
     threads: int | None = 1
     block_elements: int | None = None
@@ -625,7 +625,7 @@ def _scan(data: _Data, rotations: list[list[np.ndarray]], yaws: list[float], sca
             A = A + (1e-3 * A.diagonal(dim1=-2, dim2=-1).sum(-1) + 1e-9)[..., None, None] * eye
             c = c + torch.linalg.solve(A, (r * w).sum(2)[..., None])[..., 0]
         chains.params["delta"] = (c - data.c0[:, None]) / data.radius[:, None, None]
-        loss = _objective(R, s, c, data, n, data.self_visible(R, s, c, n), exact=True)
+        loss = _objective(R, s, c, data, n, data.self_visible(R, s, c, n))
         loss = torch.nan_to_num(loss, nan=math.inf).view(G, Y, S)
         per_rotation, best_scale = loss.min(-1)                                      # (G, Y)
         order = torch.argsort(per_rotation, dim=1, stable=True)[:, :keep]
