@@ -28,13 +28,13 @@ gravity is known) that places the proposal's surface in the optical frame (metre
   covers a mask pixel's centre, so its edge may reach a pixel further), bilinear; free outside
   the image and where the observed surface is in front of the sample (occlusion).
 * ``D2(mask → π(S))``: mean distance of at most ``silhouette_points`` mask samples to the nearest
-  of all projected mesh samples (the only nearest-neighbour search left), minus 1.5 × the mean
-  spacing of the projected samples that land in the mask (a hinge), so a mask pixel inside the
-  silhouette costs nothing. All samples, because the hinge, a free margin, shrinks as they get
-  denser.
+  of twice as many projected mesh samples (the only nearest-neighbour search left), minus 1.5 ×
+  the mean spacing of the projected samples that land in the mask (a hinge), so a mask pixel
+  inside the silhouette costs nothing. Twice as many, because the hinge, a free margin, shrinks
+  as they get denser.
 
 Normalised image units are ((u − cx)/fx, (v − cy)/fy). Each term costs O(N + M) per iteration
-except the silhouette search, which is bounded by ``silhouette_points`` × N.
+except the silhouette search, which is bounded by 2 × ``silhouette_points``².
 
 The gradient steps read closest points from the field; every score that chooses (between stages,
 the final objective, :func:`layout_objective`) uses exact closest points (point-triangle search),
@@ -105,7 +105,7 @@ class LayoutConfig:
         keep_restarts: restarts per (instance, proposal) kept after stage 1.
         coarse_points: points per side in stage 1 (at most ``points``).
         silhouette_points: most mask samples of the mask → silhouette search (at most half the
-            stage's points; it searches among all the stage's projected mesh samples).
+            stage's points; it searches among twice as many projected mesh samples).
         field_resolution: nodes per axis of each proposal's closest-point field.
         scan_rotations: rotations the initial scan tries per (instance, proposal); at least ``restarts``.
         scan_scales: scales the scan tries, relative to the size the mask suggests.
@@ -503,12 +503,13 @@ def _objective(R: torch.Tensor, s: torch.Tensor, c: torch.Tensor, data: _Data, n
     Q = data.Q[:, :k]
     Qw = torch.isfinite(Q[..., 0]).float()
     Qz = torch.nan_to_num(Q)
-    # Projected samples: all of them, the denser the smaller the hinge below.
-    proj = torch.stack([xn, yn], -1)                                           # (G, K, n, 2)
+    # Projected samples: twice as many as mask samples (the denser, the smaller the hinge below).
+    kp = min(n, 2 * k)
+    proj = torch.stack([xn[..., :kp], yn[..., :kp]], -1)                       # (G, K, kp, 2)
     with torch.no_grad():
         # Nearest projected sample of each mask sample: argmin over j of |p_j|² − 2 q·p_j (|q|² is
         # the same for every j), one batched matrix product.
-        far = torch.where(ahead[..., None], proj, torch.full_like(proj, 1e4)).flatten(0, 1)   # (GK, n, 2)
+        far = torch.where(ahead[..., :kp, None], proj, torch.full_like(proj, 1e4)).flatten(0, 1)   # (GK, kp, 2)
         q = Qz[:, None].expand(-1, proj.shape[1], -1, -1).flatten(0, 1)                          # (GK, kq, 2)
         score = torch.baddbmm((far * far).sum(-1)[:, None, :], q, far.transpose(1, 2), alpha=-2.0)
         idx = score.min(-1).indices.view(*proj.shape[:2], -1)                                      # (G, K, kq)
@@ -518,7 +519,7 @@ def _objective(R: torch.Tensor, s: torch.Tensor, c: torch.Tensor, data: _Data, n
         # 1.5 × the mean spacing of the projected samples that land in the mask: a mask sample
         # nearer than that to one is inside the silhouette (counting only those that land in the
         # mask keeps the hinge right when the object is cut by the border or occluded).
-        landed = own & in_img
+        landed = (own & in_img)[..., :kp]
         spacing = 1.5 * torch.sqrt(data.mask_area[:, None] / landed.sum(-1).clamp_min(1))
     d_k2m = (d_k2m - spacing[..., None]).clamp_min(0.0)
     k2m = (d_k2m * Qw[:, None]).sum(-1) / Qw.sum(-1).clamp_min(1.0)[:, None]
