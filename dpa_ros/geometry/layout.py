@@ -593,11 +593,12 @@ def _scan(data: _Data, rotations: list[list[np.ndarray]], yaws: list[float], sca
           keep: int, n: int, icp_steps: int) -> _Chains:
     """Stage 0: score rotation × scale hypotheses, start ``keep`` chains per group from the best.
 
-    Every (rotation, scale) hypothesis starts at the instance's initial centre, which
-    ``icp_steps`` translation-only ICP steps then move by the mean residual of the target points
-    to their closest surface points (field lookups, no gradients). The objective on the first
-    ``n`` points scores each hypothesis; per rotation the best scale survives, and the ``keep``
-    best rotations per group become the chains (zero Adam moments).
+    Every (rotation, scale q) hypothesis starts on the mask's mean ray, q × ``SCAN_DEPTH`` initial
+    radii behind the visible surface; ``icp_steps`` point-to-plane, translation-only ICP steps
+    then move it onto the target points (closest points from the field, no gradients). The
+    objective on the first ``n`` points (field, self-occlusion) scores each hypothesis; per
+    rotation the best scale survives, and the ``keep`` best rotations per group become the chains
+    (zero Adam moments).
     """
     dev = data.device
     G, Y, S = len(data.inst), len(yaws), len(scales)
