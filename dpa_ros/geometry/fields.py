@@ -36,13 +36,20 @@ class ClosestPointField:
     hi: np.ndarray
 
 
-def _exact_closest(mesh: trimesh.Trimesh, queries: np.ndarray) -> np.ndarray:
-    """Exact closest surface points of ``queries`` (open3d's BVH point-triangle search)."""
-    import open3d as o3d  # heavy import, only when a field is built
+def raycasting_scene(mesh: trimesh.Trimesh):
+    """An open3d ``RaycastingScene`` (a BVH) of ``mesh``: exact closest points and ray casts against it."""
+    import open3d as o3d  # heavy import, only when a field or a visibility test needs it
 
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(o3d.core.Tensor(np.asarray(mesh.vertices, np.float32)),
                         o3d.core.Tensor(np.asarray(mesh.faces, np.uint32)))
+    return scene
+
+
+def _exact_closest(scene, queries: np.ndarray) -> np.ndarray:
+    """Exact closest surface points of ``queries`` on a :func:`raycasting_scene` (point-triangle search)."""
+    import open3d as o3d
+
     return scene.compute_closest_points(o3d.core.Tensor(queries.astype(np.float32)))["points"].numpy()
 
 
@@ -105,7 +112,8 @@ def closest_point_field(mesh: trimesh.Trimesh, resolution: int = 48, margin: flo
     pad = margin * float(np.max(hi - lo))
     lo, hi = lo - pad, hi + pad
     coarse_res = max(4, resolution // 3)
-    coarse = _exact_closest(mesh, _grid_nodes(lo, hi, coarse_res)).reshape(coarse_res, coarse_res, coarse_res, 3)
+    scene = raycasting_scene(mesh)
+    coarse = _exact_closest(scene, _grid_nodes(lo, hi, coarse_res)).reshape(coarse_res, coarse_res, coarse_res, 3)
     nodes = _grid_nodes(lo, hi, resolution)
     cp = upsampled(coarse.astype(float), resolution).reshape(-1, 3)
     d_est = np.linalg.norm(nodes - cp, axis=1)
@@ -113,7 +121,7 @@ def closest_point_field(mesh: trimesh.Trimesh, resolution: int = 48, margin: flo
     coarse_step = 0.5 * float(np.linalg.norm((hi - lo) / (coarse_res - 1)))
     near = d_est < band_cells * fine + coarse_step
     if near.any():
-        cp[near] = _exact_closest(mesh, nodes[near])
+        cp[near] = _exact_closest(scene, nodes[near])
     return ClosestPointField(cp.reshape(resolution, resolution, resolution, 3).astype(np.float32), lo, hi)
 
 

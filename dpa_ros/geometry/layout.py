@@ -79,7 +79,13 @@ from scipy.ndimage import maximum_filter, minimum_filter
 from scipy.spatial.transform import Rotation
 
 from dpa_ros.geometry.camera import CameraModel
-from dpa_ros.geometry.fields import closest_point_field, filled_inverse_depth, mask_distance, simplified
+from dpa_ros.geometry.fields import (
+    closest_point_field,
+    filled_inverse_depth,
+    mask_distance,
+    raycasting_scene,
+    simplified,
+)
 from dpa_ros.geometry.mesh_frames import check_up, rotation_input_to_internal
 from dpa_ros.geometry.targets import InstanceInputError, InstanceTarget
 
@@ -326,8 +332,7 @@ def depth_edges(inv_depth: np.ndarray, jump: float) -> np.ndarray:
     there has no reliable observed depth."""
     near = maximum_filter(inv_depth, size=3)
     far = minimum_filter(inv_depth, size=3)
-    with np.errstate(divide="ignore"):
-        return (far <= 0) | (1.0 / np.maximum(far, 1e-9) - 1.0 / np.maximum(near, 1e-9) > jump)
+    return (far <= 0) | (1.0 / np.maximum(far, 1e-9) - 1.0 / np.maximum(near, 1e-9) > jump)
 
 
 def _target_depth(target: InstanceTarget, camera: CameraModel) -> np.ndarray:
@@ -415,15 +420,8 @@ class _Data:
 
     def _surfaces(self) -> list:
         """One open3d ray-casting scene per proposal surface (built on first use)."""
-        import open3d as o3d  # heavy import; the fields already needed it
-
         if self._scenes is None:
-            self._scenes = []
-            for prop in self.props:
-                scene = o3d.t.geometry.RaycastingScene()
-                scene.add_triangles(o3d.core.Tensor(np.asarray(prop.surface.vertices, np.float32)),
-                                    o3d.core.Tensor(np.asarray(prop.surface.faces, np.uint32)))
-                self._scenes.append(scene)
+            self._scenes = [raycasting_scene(prop.surface) for prop in self.props]
         return self._scenes
 
 
