@@ -506,11 +506,13 @@ def _objective(R: torch.Tensor, s: torch.Tensor, c: torch.Tensor, data: _Data, n
     proj = torch.stack([xn[..., :kp], yn[..., :kp]], -1)                       # (G, K, kp, 2)
     with torch.no_grad():
         # Nearest projected sample of each mask sample: argmin over j of |p_j|² − 2 q·p_j (|q|² is
-        # the same for every j), one batched matrix product.
+        # the same for every j), one batched matrix product of (q, 1) with (−2 p, |p|²) (adding
+        # |p|² as a broadcast term instead would copy it to the full (kq, kp) size first).
         far = torch.where(ahead[..., :kp, None], proj, torch.full_like(proj, 1e4)).flatten(0, 1)   # (GK, kp, 2)
-        q = Qz[:, None].expand(-1, proj.shape[1], -1, -1).flatten(0, 1)                          # (GK, kq, 2)
-        score = torch.baddbmm((far * far).sum(-1)[:, None, :], q, far.transpose(1, 2), alpha=-2.0)
-        idx = score.min(-1).indices.view(*proj.shape[:2], -1)                                      # (G, K, kq)
+        p_aug = torch.cat([-2.0 * far, (far * far).sum(-1, keepdim=True)], -1)                    # (GK, kp, 3)
+        q_aug = torch.cat([Qz, torch.ones_like(Qz[..., :1])], -1)                                 # (G, kq, 3)
+        q_aug = q_aug[:, None].expand(-1, proj.shape[1], -1, -1).flatten(0, 1)                    # (GK, kq, 3)
+        idx = torch.bmm(q_aug, p_aug.transpose(1, 2)).min(-1).indices.view(*proj.shape[:2], -1)   # (G, K, kq)
     near = torch.gather(proj, 2, idx[..., None].expand(-1, -1, -1, 2))
     d_k2m = torch.sqrt(((Qz[:, None] - near) ** 2).sum(-1) + 1e-12)
     with torch.no_grad():
