@@ -1,6 +1,6 @@
 """Layout solver benchmark: today's solver (legacy) vs v2, at the `cpu` and the `paper` sizes, in one run.
 
-    .venv/bin/python bench/layout.py [--configs cpu,paper] [--device cpu|cuda|auto] [--threads 1]
+    .venv/bin/python bench/layout.py [--configs cpu,paper] [--device cpu|cuda|auto] [--threads N]
 
 Configurations (5 instances × 6 proposals × 10 restarts each):
   cpu   — 300 iterations, 1000 points per side
@@ -97,7 +97,9 @@ def _accuracy(scene, problems, results, instances) -> dict:
 def _run(variant: str, cfg: dict, device: str, seed: int, threads: int, part: dict, queue) -> None:
     """Child process: build the problems, run one variant on its part of the work, report."""
     import torch
-    torch.set_num_threads(threads)
+    if threads:
+        torch.set_num_threads(threads)
+    threads = torch.get_num_threads()
 
     from dpa_ros.geometry.layout import LayoutConfig, solve_layout
     from dpa_ros.geometry.layout_legacy import solve_layout_legacy
@@ -149,7 +151,9 @@ def main(argv=None) -> int:
     ap.add_argument("--configs", default="cpu,paper", help="comma-separated: cpu, paper")
     ap.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads for every run (default 1)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch CPU threads for every run (default 0: torch's default, one per physical core, "
+                         "as the solver's default config uses)")
     ap.add_argument("--legacy-paper-iterations", type=int, default=2,
                     help="iterations today's solver runs at the paper sizes (time scaled to all)")
     ap.add_argument("--skip-legacy", action="store_true", help="only v2")
@@ -169,7 +173,9 @@ def main(argv=None) -> int:
         runs["load_after"] = _load()
         report["runs"][name] = {"settings": cfg, **runs}
 
-    print(f"layout benchmark: today's solver (legacy) vs v2, device {args.device}, {args.threads} thread(s)")
+    report["threads"] = sorted({r["v2"]["threads"] for r in report["runs"].values()})
+    print(f"layout benchmark: today's solver (legacy) vs v2, device {args.device}, "
+          f"{'/'.join(map(str, report['threads']))} torch thread(s)")
     for name, r in report["runs"].items():
         cfg, v2 = r["settings"], r["v2"]
         print(f"\nconfig {name}: {cfg['instances']} instances × {cfg['proposals']} proposals × {cfg['restarts']} "
