@@ -116,6 +116,9 @@ class LayoutConfig:
         scan_rotations: rotations the initial scan tries per (instance, proposal); at least ``restarts``.
         scan_scales: scales the scan tries, relative to the size the mask suggests.
         scan_icp_steps: point-to-plane ICP steps (translation) of every scan hypothesis.
+        scan_shift: every scan hypothesis of scale ratio q is tried a second time, shifted
+            ``scan_shift`` × q initial radii toward where the mask is cut by the image border or
+            hidden by something in front (:func:`open_direction`); 0 disables (half the hypotheses).
         threads: torch CPU threads while the solver runs (restored afterwards); None keeps torch's
             setting (by default one per physical core: on a 2-core CPU the default 4-object scene's
             layout takes about 20 % less wall time with 2 threads than with 1, the paper's sizes
@@ -139,6 +142,7 @@ class LayoutConfig:
     scan_rotations: int = 36
     scan_scales: tuple[float, ...] = (0.8, 1.0, 1.25, 1.55, 1.95)
     scan_icp_steps: int = 3
+    scan_shift: float = 0.5
     threads: int | None = None
     block_elements: int | None = None
 
@@ -161,8 +165,9 @@ class LayoutConfig:
         if self.keep_restarts < 1 or self.coarse_points < 10 or self.silhouette_points < 10:
             raise ValueError(f"layout needs keep_restarts >= 1, coarse_points >= 10, silhouette_points >= 10: {self}")
         if self.scan_rotations < self.restarts or not self.scan_scales or min(self.scan_scales) <= 0 \
-                or self.scan_icp_steps < 0:
-            raise ValueError("layout needs scan_rotations >= restarts, positive scan_scales and scan_icp_steps >= 0: "
+                or self.scan_icp_steps < 0 or self.scan_shift < 0:
+            raise ValueError("layout needs scan_rotations >= restarts, positive scan_scales, scan_icp_steps >= 0 and "
+                             "scan_shift >= 0: "
                              f"{self}")
         if self.field_resolution < 8:
             raise ValueError(f"layout field_resolution must be >= 8, got {self.field_resolution}")
@@ -301,6 +306,39 @@ class _InstanceData:
     radius: float            # initial radius (m)
     mask_area: float         # normalised image units²
     depth_edge: np.ndarray   # (H, W) bool: the observed depth jumps by more than occlusion_margin within 1 px
+    extends: np.ndarray      # (3,) unit direction (optical frame, ⊥ the optical axis) in which the object
+    #                          continues past its mask (toward the image border or occluders), or zeros
+
+
+def open_direction(mask: np.ndarray, depth: np.ndarray | None, margin: float) -> np.ndarray:
+    """(2,) unit direction in the image (pixels: u right, v down) from the mask's centroid toward its
+    *open* boundary, where the object may continue unseen, or zeros when less than 10 % of the boundary is open.
+
+    A boundary pixel of the mask (one with a 4-neighbour outside it) is open when that neighbour is
+    outside the image, or its observed depth is more than ``margin`` metres nearer than the pixel's
+    own (something in front hides the rest). An object cut by the image border or partly hidden
+    extends that way, so its centre lies beyond its mask's centroid in that direction."""
+    m = np.asarray(mask, bool)
+    H, W = m.shape
+    pad = np.pad(m, 1, constant_values=False)
+    d = None if depth is None else np.pad(np.where(np.isfinite(depth), depth, np.nan), 1, constant_values=np.nan)
+    vs, us = np.nonzero(m)
+    boundary = np.zeros(len(vs), bool)
+    opened = np.zeros(len(vs), bool)
+    for dv, du in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        nv, nu = vs + dv, us + du
+        outside = ~pad[nv + 1, nu + 1]
+        boundary |= outside
+        off_image = (nv < 0) | (nv >= H) | (nu < 0) | (nu >= W)
+        opened |= outside & off_image
+        if d is not None:
+            with np.errstate(invalid="ignore"):
+                opened |= outside & (d[nv + 1, nu + 1] < d[vs + 1, us + 1] - margin)
+    if opened.sum() < 0.1 * max(1, boundary.sum()):
+        return np.zeros(2)
+    v = np.array([us[opened].mean() - us.mean(), vs[opened].mean() - vs.mean()])
+    norm = float(np.linalg.norm(v))
+    return v / norm if norm > 1e-9 else np.zeros(2)
 
 
 def _prepare_instance(target: InstanceTarget, camera: CameraModel, depth: np.ndarray | None, cfg: LayoutConfig,
@@ -324,8 +362,11 @@ def _prepare_instance(target: InstanceTarget, camera: CameraModel, depth: np.nda
     dmap = depth if depth is not None else _target_depth(target, camera)
     area = float(mask.sum()) / (camera.fx * camera.fy)
     inv_depth = filled_inverse_depth(dmap, mask)
+    du, dv = open_direction(mask, dmap, cfg.occlusion_margin)
+    extends = np.array([du / camera.fx, dv / camera.fy, 0.0])
+    extends = extends / max(float(np.linalg.norm(extends)), 1e-12)
     return _InstanceData(X, Q[: cfg.points], inv_depth, mask_distance(mask), mask, c0, r_t, area,
-                         depth_edges(inv_depth, cfg.occlusion_margin))
+                         depth_edges(inv_depth, cfg.occlusion_margin), extends)
 
 
 def depth_edges(inv_depth: np.ndarray, jump: float) -> np.ndarray:
@@ -383,6 +424,7 @@ class _Data:
         self.depth = t(raw.reshape(-1))                                  # (H*W,), NaN invalid
         self.c0 = t(np.stack([instances[i].c0 for i in self.inst]))
         self.radius = t([instances[i].radius for i in self.inst])
+        self.extends = t(np.stack([instances[i].extends for i in self.inst]))             # (G, 3)
         self.s0 = t([instances[i].radius / p.rms_radius for i, p in proposals])
         self.mask_area = t([instances[i].mask_area for i in self.inst])
         self.fx, self.fy, self.cx, self.cy = camera.fx, camera.fy, camera.cx, camera.cy
@@ -675,22 +717,29 @@ SCAN_DEPTH = 0.8
 
 
 def _scan(data: _Data, rotations: list[list[np.ndarray]], yaws: list[float], scales: tuple[float, ...], dof: int,
-          keep: int, n: int, icp_steps: int) -> _Chains:
+          keep: int, n: int, icp_steps: int, shift: float) -> _Chains:
     """Stage 0: score rotation × scale hypotheses, start ``keep`` chains per group from the best.
 
     Every (rotation, scale q) hypothesis starts on the mask's mean ray, q × ``SCAN_DEPTH`` initial
-    radii behind the visible surface; ``icp_steps`` point-to-plane, translation-only ICP steps
+    radii behind the visible surface, and (``shift`` > 0) a second one ``shift`` × q initial radii
+    from there toward the mask's open boundary (:func:`open_direction`: the image border, occluders),
+    where an object cut or hidden there continues; ``icp_steps`` point-to-plane, translation-only ICP steps
     then move it onto the target points (closest points from the field, no gradients). The
     objective on the first ``n`` points (field, self-occlusion) scores each hypothesis; per
     rotation the best scale survives, and the ``keep`` best rotations per group become the chains
     (zero Adam moments).
     """
     dev = data.device
-    G, Y, S = len(data.inst), len(yaws), len(scales)
+    G, Y = len(data.inst), len(yaws)
+    # Per rotation: every scale on the mask's ray, then (shift > 0) every scale shifted toward the open boundary.
+    shifts = np.repeat(np.asarray([0.0] + [shift] * (shift > 0), np.float32), len(scales))
+    scales = tuple(scales) * (1 + (shift > 0))
+    S = len(scales)
     R0 = torch.as_tensor(np.stack([np.stack(rotations[i]) for i in data.inst]), dtype=torch.float32, device=dev)
     R0 = R0.repeat_interleave(S, dim=1)                                             # (G, Y·S, 3, 3)
     yaw0 = torch.as_tensor(np.repeat(np.asarray(yaws, np.float32), S), device=dev)[None].repeat(G, 1)
     log_s = torch.as_tensor(np.tile(np.log(np.asarray(scales, np.float32)), Y), device=dev)
+    offset = torch.as_tensor(np.tile(shifts, Y), device=dev)[None, :, None]         # (1, Y·S, 1)
     params = {"delta": torch.zeros(G, Y * S, 3, device=dev), "log_s": log_s[None, :, None].repeat(G, 1, 1),
               "omega" if dof == 7 else "yaw": torch.zeros(G, Y * S, 3 if dof == 7 else 1, device=dev)}
     chains = _Chains(R0, yaw0, params, {}, {})
@@ -700,6 +749,7 @@ def _scan(data: _Data, rotations: list[list[np.ndarray]], yaws: list[float], sca
         z0 = data.c0[:, None, 2:]
         behind = (SCAN_DEPTH * torch.exp(chains.params["log_s"]) - 0.5) * data.radius[:, None, None]
         c = data.c0[:, None] * (z0 + behind) / z0
+        c = c + offset * torch.exp(chains.params["log_s"]) * data.radius[:, None, None] * data.extends[:, None]
         w = data.Xw[:, None, :n, None]
         eye = torch.eye(3, device=dev)
         for _ in range(icp_steps):
@@ -843,7 +893,8 @@ def _solve(problems, camera, depth, gravity, cfg: LayoutConfig, progress) -> lis
     cfg, dof, data = _setup(problems, camera, depth, gravity, cfg)
     rots, yaws = _scan_rotations(problems, gravity, cfg, dof)
     stages = cfg.schedule()
-    chains = _scan(data, rots, yaws, cfg.scan_scales, dof, cfg.restarts, stages[0][2], cfg.scan_icp_steps)
+    chains = _scan(data, rots, yaws, cfg.scan_scales, dof, cfg.restarts, stages[0][2], cfg.scan_icp_steps,
+                   cfg.scan_shift)
     total = sum(t for _, t, _ in stages)
     report = None if progress is None else (lambda t: progress(t / total) if t % max(1, total // 50) == 0 else None)
     step = 0
