@@ -362,3 +362,84 @@ def test_target_drops_background_bleeding_into_the_mask_and_flying_pixels():
     assert target.removed_fraction > 0.1
     assert len(target.pixels) == mask.sum()                    # 2D samples: every mask pixel (u, v)
     assert mask[target.pixels[:, 1].astype(int), target.pixels[:, 0].astype(int)].all()
+
+
+def test_field_lookup_in_z_slices_is_trilinear_interpolation():
+    """The closest-point field lookup (two bilinear lookups in z-slices, blended in z) gives torch's
+    trilinear grid_sample values and gradients on a real proposal's field."""
+    import torch
+    import torch.nn.functional as F
+
+    from dpa_ros.geometry.fields import closest_point_field
+    from dpa_ros.geometry.layout import _lookup3d
+
+    field = closest_point_field(synthetic.make_l_shape(), resolution=20)
+    grid = torch.as_tensor(field.points).permute(3, 0, 1, 2)[None]                      # (1, 3, D, D, D)
+    D = grid.shape[-1]
+    slices = grid.reshape(1, 3, D * D, D)
+    g = torch.rand(1, 3, 500, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float32)
+    # box corners and faces
+    g[0, 0, :4] = torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.5, 0.5, 1.0], [1.0, 0.0, 0.5]])
+    g.requires_grad_(True)
+    ours = _lookup3d(slices, g)
+    ref = F.grid_sample(grid, (g * 2 - 1)[:, None], mode="bilinear", padding_mode="border",
+                        align_corners=True)[:, :, 0].permute(0, 2, 3, 1)
+    span = float(np.max(field.hi - field.lo))
+    assert torch.allclose(ours, ref, atol=1e-5 * span)
+    w = torch.randn_like(ref)
+    g_ours, = torch.autograd.grad((ours * w).sum(), g)
+    g_ref, = torch.autograd.grad((ref * w).sum(), g)
+    inner = ((g > 1e-3) & (g < 1 - 1e-3)).all(-1)[..., None]    # at the box's faces one-sided gradients differ
+    assert torch.allclose(g_ours * inner, g_ref * inner, rtol=1e-3, atol=1e-3 * span)
+
+
+def test_tracked_silhouette_neighbours_give_the_exhaustive_objective():
+    """Along small optimisation-like steps, the objective with the tracked mask → silhouette neighbours
+    (an exhaustive search every 10 steps, a walk over surface neighbours in between) is the objective
+    with the exhaustive search at every step, within a few per cent at worst (a tracked neighbour is
+    never nearer; most mask samples whose walk stops short lie inside the silhouette, where the
+    hinge makes them free)."""
+    import torch
+
+    from dpa_ros.geometry.layout import _Data, _objective, _prepare_instance, _prepare_proposal, _SilhouetteTracker
+
+    scene, problems = _small_problem()
+    cfg = LayoutConfig(points=400, silhouette_points=100, field_resolution=16)
+    inst = _prepare_instance(problems[0].target, scene.camera, scene.depth, cfg, [0, 1])
+    props = [(0, _prepare_proposal(m, "+y", cfg, [0, 2, p], "cabinet", p)) for p, m in enumerate(problems[0].proposals)]
+    data = _Data([inst], props, scene.camera, scene.depth, cfg, torch.device("cpu"))
+    n = 400
+    tracker = _SilhouetteTracker(data, n, refresh=10)
+    rng = np.random.default_rng(0)
+    R = torch.as_tensor(Rotation.random(2 * 3, random_state=1).as_matrix(), dtype=torch.float32).view(2, 3, 3, 3)
+    s = data.s0[:, None].repeat(1, 3)
+    c = torch.as_tensor(inst.c0, dtype=torch.float32).repeat(2, 3, 1)
+    visible = torch.ones(2, 3, n, dtype=torch.bool)
+    gaps = []
+    for _ in range(40):
+        dR = torch.as_tensor(Rotation.from_rotvec(rng.normal(0, 0.02, (2 * 3, 3))).as_matrix(),
+                             dtype=torch.float32).view(2, 3, 3, 3)
+        R = dR @ R
+        c = c + torch.as_tensor(rng.normal(0, 0.01, (2, 3, 3)), dtype=torch.float32)
+        with torch.no_grad():
+            tracked = _objective(R, s, c, data, n, visible, tracker=tracker)
+            exact = _objective(R, s, c, data, n, visible)
+        assert torch.all(tracked >= exact - 1e-6)
+        gaps.append(((tracked - exact) / exact).flatten())
+    gaps = torch.cat(gaps)
+    assert float(gaps.max()) < 0.03 and float(gaps.mean()) < 0.003, (float(gaps.max()), float(gaps.mean()))
+
+
+def test_open_direction_points_past_the_image_border_and_occluders():
+    from dpa_ros.geometry.layout import open_direction
+
+    mask = np.zeros((60, 80), bool)
+    mask[20:40, 0:15] = True                                         # cut by the left border
+    np.testing.assert_allclose(open_direction(mask, None, 0.05), [-1.0, 0.0], atol=1e-9)
+    depth = np.full((60, 80), 3.0)
+    mask = np.zeros((60, 80), bool)
+    mask[10:30, 30:50] = True
+    assert not open_direction(mask, depth, 0.05).any()                # whole and in view: no direction
+    depth[30:50, 25:55] = 2.0                                        # something nearer right below it
+    d = open_direction(mask, depth, 0.05)
+    assert d[1] > 0.99                                               # it continues downward, behind that

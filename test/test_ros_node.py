@@ -966,8 +966,8 @@ def test_snapshots_of_a_streamed_full_size_rgbd_camera_all_use_depth(tmp_path):
     # 2-core CI machine the node can fall 2 s behind an 8 MB-per-frame stream (one CI run saw a
     # 2.11 s old newest complete frame), which the age limit's own test covers.
     handle = start_node(tmp_path, ns, "use_depth:=true", "input_reliability:=reliable", "cloud_max_points:=20000",
-                        "publish_overlay:=false", "max_frame_age_s:=10.0", f"config_path:={tmp_path / 'profiles'}", profile="stream",
-                        export=False)
+                        "publish_overlay:=false", "max_frame_age_s:=10.0", f"config_path:={tmp_path / 'profiles'}",
+                        profile="stream", export=False)
     stats_path = tmp_path / "streamer.json"
     c = streamer = None
     seed = random.SystemRandom().randrange(2**32)
