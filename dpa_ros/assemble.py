@@ -28,7 +28,7 @@ from dpa_ros.geometry.camera import CameraModel
 from dpa_ros.geometry.layout import LayoutConfig, LayoutProblem, solve_layout
 from dpa_ros.geometry.mesh_frames import check_up
 from dpa_ros.geometry.planes import fit_background
-from dpa_ros.geometry.targets import InstanceInputError, build_target, check_mask
+from dpa_ros.geometry.targets import InstanceInputError, build_target, check_mask, smooth_depth_in_masks
 from dpa_ros.scene import Scene, SceneObject
 
 #: Most points kept in a scene's point cloud.
@@ -195,11 +195,12 @@ def assemble_scene(image_rgb: np.ndarray, metric_depth: np.ndarray, camera: Came
 
     t0 = time.perf_counter()
     report("layout", 0.0)
-    problems = [LayoutProblem(name, build_target(depth, camera, mask, name, max_points=cfg.points,
+    fit_depth = smooth_depth_in_masks(depth, masks, cfg.depth_smoothing, 2 * cfg.occlusion_margin)
+    problems = [LayoutProblem(name, build_target(fit_depth, camera, mask, name, max_points=cfg.points,
                                                  max_pixels=cfg.points, seed=cfg.seed), inst.meshes,
                               up=_instance_up(inst, name))
                 for inst, mask, name in zip(instances, masks, names)]
-    results = solve_layout(problems, camera, depth=depth, gravity=background.gravity, config=cfg,
+    results = solve_layout(problems, camera, depth=fit_depth, gravity=background.gravity, config=cfg,
                            progress=lambda f: report("layout", f))
     times["layout"] = time.perf_counter() - t0
     report("layout", 1.0)

@@ -119,6 +119,10 @@ class LayoutConfig:
         scan_shift: every scan hypothesis of scale ratio q is tried a second time, shifted
             ``scan_shift`` × q initial radii toward where the mask is cut by the image border or
             hidden by something in front (:func:`open_direction`); 0 disables (half the hypotheses).
+        depth_smoothing: side (pixels) of the window each instance's depth is averaged over inside its
+            mask before its targets are built (:func:`~dpa_ros.geometry.targets.smooth_depth_in_masks`,
+            by :func:`~dpa_ros.assemble.assemble_scene`; not at depth edges of more than
+            2 × ``occlusion_margin``); 0 or 1 fits the depth as measured.
         threads: torch CPU threads while the solver runs (restored afterwards); None keeps torch's
             setting (by default one per physical core: on a 2-core CPU the default 4-object scene's
             layout takes about 20 % less wall time with 2 threads than with 1, the paper's sizes
@@ -128,7 +132,7 @@ class LayoutConfig:
 
     lambda_2d: float = 4.0
     restarts: int = 10
-    iterations: int = 200
+    iterations: int = 300
     points: int = 1500
     lr: float = 0.03
     seed: int = 0
@@ -143,6 +147,7 @@ class LayoutConfig:
     scan_scales: tuple[float, ...] = (0.8, 1.0, 1.25, 1.55, 1.95)
     scan_icp_steps: int = 3
     scan_shift: float = 0.5
+    depth_smoothing: int = 5
     threads: int | None = None
     block_elements: int | None = None
 
@@ -169,6 +174,8 @@ class LayoutConfig:
             raise ValueError("layout needs scan_rotations >= restarts, positive scan_scales, scan_icp_steps >= 0 and "
                              "scan_shift >= 0: "
                              f"{self}")
+        if self.depth_smoothing < 0:
+            raise ValueError(f"layout depth_smoothing must be >= 0 pixels, got {self.depth_smoothing}")
         if self.field_resolution < 8:
             raise ValueError(f"layout field_resolution must be >= 8, got {self.field_resolution}")
         if self.threads is not None and self.threads < 1:
@@ -415,13 +422,17 @@ class _Data:
             Xw[g, : len(instances[i].X)] = 1.0
             Q[g, : len(instances[i].Q)] = instances[i].Q
         self.X, self.Xw, self.Q = t(X), t(Xw), t(Q)
-        self.inv_depth = t(np.stack([instances[i].inv_depth for i in self.inst]))[:, None]   # (G, 1, H, W)
-        self.mask_dist = t(np.stack([instances[i].mask_dist for i in self.inst]))[:, None]
-        self.mask = t(np.stack([instances[i].mask.reshape(-1) for i in self.inst]), torch.bool)   # (G, H*W)
-        self.depth_edge = t(np.stack([instances[i].depth_edge.reshape(-1) for i in self.inst]), torch.bool)
         raw = np.full((camera.height, camera.width), np.nan) if depth is None else np.asarray(depth, float)
-        raw = np.where(np.isfinite(raw) & (raw > 0), raw, np.nan)
-        self.depth = t(raw.reshape(-1))                                  # (H*W,), NaN invalid
+        valid = np.isfinite(raw) & (raw > 0)
+        scene_inv = np.where(valid, 1.0 / np.where(valid, raw, 1.0), 0.0)
+        # Per group, the image maps read bilinearly at the projected samples: the terms' values
+        # (G, 2, H, W) — the instance's filled inverse depth (1/m) and mask distance (px) — and the
+        # weights' (G, 4, H, W) — its mask (1/0), mask without depth edges (1/0), and the scene's
+        # inverse depth (1/m, 0 where invalid) and validity (1/0).
+        self.value_maps = t(np.stack([np.stack([instances[i].inv_depth, instances[i].mask_dist])
+                                      for i in self.inst]))
+        self.weight_maps = t(np.stack([np.stack([instances[i].mask, instances[i].mask & ~instances[i].depth_edge,
+                                                 scene_inv, valid]) for i in self.inst]))
         self.c0 = t(np.stack([instances[i].c0 for i in self.inst]))
         self.radius = t([instances[i].radius for i in self.inst])
         self.extends = t(np.stack([instances[i].extends for i in self.inst]))             # (G, 3)
@@ -481,9 +492,9 @@ class _Data:
 
 
 def _lookup2d(maps: torch.Tensor, u: torch.Tensor, v: torch.Tensor, W: int, H: int) -> torch.Tensor:
-    """Bilinear values (G, K, n) of per-group maps (G, 1, H, W) at pixel coordinates (G, K, n)."""
+    """Bilinear values (G, C, K, n) of per-group maps (G, C, H, W) at pixel coordinates (G, K, n)."""
     grid = torch.stack([u * (2.0 / (W - 1)) - 1.0, v * (2.0 / (H - 1)) - 1.0], -1)
-    return F.grid_sample(maps, grid, mode="bilinear", padding_mode="border", align_corners=True)[:, 0]
+    return F.grid_sample(maps, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
 def _closest_on_surface(R: torch.Tensor, s: torch.Tensor, c: torch.Tensor, data: _Data, n: int,
@@ -519,6 +530,13 @@ def _lookup3d(slices: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return (below + (above - below) * fz).permute(0, 2, 3, 1)
 
 
+#: Cosine between a sample's outward normal and the ray to the camera over which its weight in
+#: D(S_vis → observed) ramps from 0 (grazing) to 1.
+FACING_RAMP = 0.1
+#: Samples' worth of D(X → S) in the mean D(S_vis → observed) (a prior for when few samples are visible).
+M2T_PRIOR = 2.0
+
+
 def _objective(R: torch.Tensor, s: torch.Tensor, c: torch.Tensor, data: _Data, n: int,
                self_visible: torch.Tensor, exact: bool = False, tracker: "_SilhouetteTracker | None" = None
                ) -> torch.Tensor:
@@ -541,34 +559,42 @@ def _objective(R: torch.Tensor, s: torch.Tensor, c: torch.Tensor, data: _Data, n
     z = pts[..., 2]
     zc = z.clamp_min(1e-3)
     xn, yn = pts[..., 0] / zc, pts[..., 1] / zc
+    ray = torch.sqrt(1.0 + xn * xn + yn * yn)                # |pts| / z
     u = xn * data.fx + data.cx
     v = yn * data.fy + data.cy
-    with torch.no_grad():
-        ahead = z > 1e-3
-        ur, vr = torch.round(u), torch.round(v)
-        # Inside the image where the bilinear maps are defined (not just rounding into it).
-        in_img = ahead & (u >= 0) & (u <= data.W - 1) & (v >= 0) & (v <= data.H - 1)
-        flat = (vr.clamp(0, data.H - 1) * data.W + ur.clamp(0, data.W - 1)).long()
-        obs = data.depth[flat]
-        seen = torch.isfinite(obs)
-        hidden = in_img & seen & (obs < z - data.margin)
-        facing = (torch.einsum("gkij,gnj->gkni", R, Nrm) * pts).sum(-1) < 0
-        own = torch.gather(data.mask, 1, flat.flatten(1)).view_as(flat)
-        edge = torch.gather(data.depth_edge, 1, flat.flatten(1)).view_as(flat)
-        w3 = (facing & self_visible[..., :n] & in_img & own & seen & ~hidden & ~edge).float()
-        w2 = (in_img & ~hidden).float()
     uc = u.clamp(-1.0, data.W)
     vc = v.clamp(-1.0, data.H)
+    looked = _lookup2d(data.value_maps, uc, vc, data.W, data.H)         # (G, 2, K, n), bilinear
+    with torch.no_grad():
+        weights = _lookup2d(data.weight_maps, uc, vc, data.W, data.H)  # (G, 4, K, n)
+        # Every weight below is continuous in the pose (hard gates make a mean over a few samples
+        # jump as one crosses a mask or occlusion edge, which misleads the gradient steps): inside
+        # the image, falling to 0 over the pixel beyond its outermost centres; hidden, ramping up
+        # as the observed surface (bilinear over valid depth) lies 1 to 2 × occlusion_margin in
+        # front of the sample; the own mask (without depth edges) read bilinearly; facing,
+        # ramping up over the last ~6° before grazing.
+        ahead = z > 1e-3
+        inside = ((u + 1.0).clamp(0, 1) * (data.W - u).clamp(0, 1) * (v + 1.0).clamp(0, 1)
+                  * (data.H - v).clamp(0, 1) * ahead)
+        seen = weights[:, 3]
+        z_scene = seen / weights[:, 2].clamp_min(1e-6)
+        hidden = seen * ((z - z_scene) * (1.0 / max(data.margin, 1e-6)) - 1.0).clamp(0, 1)
+        shown = inside * (1.0 - hidden)                                     # not hidden by something in front
+        cos = -(torch.einsum("gkij,gnj->gkni", R, Nrm) * pts).sum(-1) / (zc * ray)
+        facing = (cos * (1.0 / FACING_RAMP)).clamp(0, 1)
+        w3 = facing * self_visible[..., :n] * shown * seen * weights[:, 1]
+        w2 = shown
     # Visible samples → observed surface along their rays (inverse depth, bilinear).
-    z_obs = 1.0 / _lookup2d(data.inv_depth, uc, vc, data.W, data.H).clamp_min(1e-6)
-    d_m2t = (z - z_obs).abs() * torch.sqrt(1.0 + xn * xn + yn * yn)
-    cnt = w3.sum(-1)
-    m2t = torch.where(cnt > 0, (d_m2t * w3).sum(-1) / cnt.clamp_min(1.0), t2m)
+    z_obs = 1.0 / looked[:, 0].clamp_min(1e-6)
+    d_m2t = (z - z_obs).abs() * ray
+    # A mean over few visible samples is shrunk toward D(X → S) (a prior worth M2T_PRIOR samples),
+    # so that it neither jumps nor vanishes as the last samples leave the mask.
+    m2t = ((d_m2t * w3).sum(-1) + M2T_PRIOR * t2m) / (w3.sum(-1) + M2T_PRIOR)
     loss = 0.5 * (t2m + m2t)
     if data.lambda_2d == 0:
         return loss
     # Projected samples → mask (distance transform, bilinear).
-    d_m2k = _lookup2d(data.mask_dist, uc, vc, data.W, data.H) / data.f
+    d_m2k = looked[:, 1] / data.f
     m2k = (d_m2k * w2).sum(-1) / w2.sum(-1).clamp_min(1.0)
     # Mask samples → nearest projected sample (hinge at the samples' spacing).
     k, kp = _silhouette_sizes(data, n)
@@ -586,7 +612,7 @@ def _objective(R: torch.Tensor, s: torch.Tensor, c: torch.Tensor, data: _Data, n
         # 1.5 × the mean spacing of the projected samples that land in the mask: a mask sample
         # nearer than that to one is inside the silhouette (counting only those that land in the
         # mask keeps the hinge right when the object is cut by the border or occluded).
-        landed = (own & in_img)[..., :kp]
+        landed = (inside * weights[:, 0])[..., :kp]
         spacing = 1.5 * torch.sqrt(data.mask_area[:, None] / landed.sum(-1).clamp_min(1))
     d_k2m = (d_k2m - spacing[..., None]).clamp_min(0.0)
     k2m = (d_k2m * Qw[:, None]).sum(-1) / Qw.sum(-1).clamp_min(1.0)[:, None]

@@ -5,12 +5,19 @@ frame (metres), with outliers removed in two passes: a robust depth gate around 
 median depth (drops background pixels that bleed into the mask at depth edges), then a
 statistical k-nearest-neighbour filter (drops isolated flying pixels). 2D samples are pixel
 centres (u, v) inside the mask.
+
+A depth sensor's per-pixel noise blurs the objective: under noise of std σ, a pose that misses a
+surface by δ ≪ σ costs only about 0.4 δ²/σ more, so close poses and similar shapes become hard
+to tell apart. :func:`smooth_depth_in_masks` averages each instance's depth over a small window
+inside its own mask before its targets are built (away from depth edges), dividing σ by about
+the window's side.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import maximum_filter, minimum_filter, uniform_filter
 from scipy.spatial import cKDTree
 
 from dpa_ros.geometry.camera import CameraModel
@@ -51,6 +58,59 @@ def check_mask(mask: np.ndarray, camera: CameraModel, name: str) -> np.ndarray:
     if not mask.any():
         raise InstanceInputError(f"instance {name}: mask is empty (no pixel set)")
     return mask
+
+
+def smooth_depth_in_masks(depth: np.ndarray, masks: list[np.ndarray], size: int, jump: float,
+                          noise_floor: float = 0.002) -> np.ndarray:
+    """Depth (H, W, metres, NaN invalid) with every pixel of each mask replaced by the mean valid depth of
+    the same mask's pixels in the ``size`` × ``size`` window around it, unless the window's depths
+    (in that mask) span more than ``jump`` metres (a depth edge, e.g. a seat in front of a leg:
+    left as measured), and only for masks whose depth is noisy (:func:`depth_noise` at least
+    ``noise_floor`` metres; clean depth is left alone, since a mean also rounds a box's edges).
+    Pixels outside the masks, invalid pixels and ``size`` < 2 are unchanged.
+
+    A mean over a planar patch is exact, so a plane's points stay on it while their noise falls
+    by a factor of about ``size``; curved surfaces move by the window's sagitta (at 3 m, 5 px of a
+    250 px focal length span 6 cm: 1.5 mm on a 0.3 m radius)."""
+    out = np.array(depth, dtype=np.float64, copy=True)
+    if size < 2:
+        return out
+    valid = np.isfinite(out) & (out > 0)
+    for mask in masks:
+        inside = np.asarray(mask, bool) & valid
+        if not inside.any():
+            continue
+        d = np.where(inside, out, 0.0)
+        count = uniform_filter(inside.astype(np.float64), size, mode="constant")
+        mean = uniform_filter(d, size, mode="constant") / np.maximum(count, 1e-12)
+        span = (maximum_filter(np.where(inside, d, -np.inf), size, mode="constant", cval=-np.inf)
+                - minimum_filter(np.where(inside, d, np.inf), size, mode="constant", cval=np.inf))
+        if depth_noise(out, inside) < noise_floor:
+            continue
+        smooth = inside & (span <= jump)
+        out[smooth] = mean[smooth]
+    return out
+
+
+def depth_noise(depth: np.ndarray, mask: np.ndarray) -> float:
+    """Robust per-pixel noise std (metres) of the valid depth inside ``mask``: 1.4826 × the MAD of the
+    second differences d(i) − (d(i−1) + d(i+1)) / 2 along rows and columns, over √1.5 (their std
+    for independent noise). Zero on any plane, so slanted surfaces and the odd crease or depth edge
+    do not count; 0.0 when fewer than 10 pixels have both neighbours in the mask."""
+    inside = np.asarray(mask, bool) & np.isfinite(depth)
+    d = np.where(inside, depth, 0.0)
+    residuals = []
+    for axis in (0, 1):
+        core = [slice(None)] * 2
+        core[axis] = slice(1, -1)
+        before, after = list(core), list(core)
+        before[axis], after[axis] = slice(None, -2), slice(2, None)
+        both = inside[tuple(core)] & inside[tuple(before)] & inside[tuple(after)]
+        residuals.append((d[tuple(core)] - 0.5 * (d[tuple(before)] + d[tuple(after)]))[both])
+    r = np.concatenate(residuals)
+    if len(r) < 10:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(r - np.median(r))) / np.sqrt(1.5))
 
 
 def _subsample(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
