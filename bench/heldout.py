@@ -3,8 +3,8 @@
     .venv/bin/python bench/heldout.py [--scenes 10] [--seed 1000] [--noise 0,0.005] [--config FILE.yaml]
 
 Every scene is new (its own seed): 4 objects drawn from boxes, cylinders, L- and U-shaped
-cabinets, chairs, tables and irregular meshes (trimesh primitives combined and deformed), with
-random proportions, sizes, positions and yaws, standing on a floor in front of a wall, seen by a
+cabinets, chairs, tables, open shelves, sofas and irregular meshes (trimesh primitives combined
+and deformed), with random proportions, sizes, positions and yaws, standing on a floor in front of a wall, seen by a
 camera at a random height (0.8–1.6 m) and pitch (10–35°). One object is placed at the left or
 right image border (cut by it) and one partly behind another (occluded); draws that leave any
 object less than ``--min-visible`` (default 30 %) of its whole silhouette are redrawn (a sliver of
@@ -117,8 +117,28 @@ def irregular(rng):
     return _unit(trimesh.Trimesh(v, mesh.faces, process=False))
 
 
+def shelf(rng):
+    """An open bookcase: two sides, a top, a bottom, a back and 1–3 shelves, open at the front (+z)."""
+    h, d, t = rng.uniform(0.8, 1.6), rng.uniform(0.25, 0.45), 0.03
+    parts = [_box([t, h, d], [x, 0, 0]) for x in (-0.5 + t / 2, 0.5 - t / 2)]
+    parts.append(_box([1.0, h, t], [0, 0, -d / 2 + t / 2]))
+    for y in np.linspace(-h / 2 + t / 2, h / 2 - t / 2, int(rng.integers(3, 6))):
+        parts.append(_box([1.0, t, d], [0, y, 0]))
+    return _unit(trimesh.util.concatenate(parts))
+
+
+def sofa(rng):
+    """A sofa: a seat block, a back along its rear and two arms."""
+    d, seat = rng.uniform(0.6, 0.9), rng.uniform(0.35, 0.45)
+    back, arm = rng.uniform(0.3, 0.5), rng.uniform(0.1, 0.2)
+    parts = [_box([1.0, seat, d], [0, 0, 0]), _box([1.0, back, 0.18], [0, seat / 2 + back / 2, -d / 2 + 0.09])]
+    for x in (-0.5 + arm / 2, 0.5 - arm / 2):
+        parts.append(_box([arm, 0.2, d], [x, seat / 2 + 0.1, 0]))
+    return _unit(trimesh.util.concatenate(parts))
+
+
 SHAPES = {"box": box, "cylinder": cylinder, "l_shape": l_shape, "u_shape": u_shape, "chair": chair, "table": table,
-          "irregular": irregular}
+          "irregular": irregular, "shelf": shelf, "sofa": sofa}
 
 
 def _floor_point(T_cw: np.ndarray, camera, u: float, v: float) -> np.ndarray | None:

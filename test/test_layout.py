@@ -129,6 +129,27 @@ def test_thin_boards_do_not_bias_the_objective():
     assert _centre_error(res.T_camera_object, T, scene.meshes[0]) < 0.03
 
 
+def _panel():
+    """A flat 1 × 1 panel facing +Z (glTF front), no thickness."""
+    return trimesh.Trimesh([[-0.5, -0.5, 0], [0.5, -0.5, 0], [0.5, 0.5, 0], [-0.5, 0.5, 0]], [[0, 1, 2], [0, 2, 3]])
+
+
+def test_observed_depth_is_not_extrapolated_past_the_image_border():
+    """A flat panel turned 50° from the camera and cut by the right image border. Inverse depth is
+    linear in the pixel coordinates on a plane, so bilinear lookups between pixel centres are exact
+    and the 3D objective at the true pose is zero up to float rounding. A mesh sample that projects
+    past the last pixel centre must not be scored against the border pixel's depth (on this slant
+    it differs by centimetres within a pixel)."""
+    scene = synthetic.make_scene(objects=(("panel", _panel, 1.2, 1.6, 2.4, 50.0),))
+    mask = scene.masks[0]
+    assert mask[:, -1].any() and not mask[:, 0].any()                # cut by the right border only
+    cfg = LayoutConfig(points=400, field_resolution=32, lambda_2d=0.0)
+    problem = LayoutProblem("panel", build_target(scene.depth, scene.camera, mask, "panel", max_points=cfg.points,
+                                                  max_pixels=cfg.points), [scene.meshes[0]])
+    L = layout_objective(problem, scene.camera, scene.depth, [scene.poses[0]], config=cfg)
+    assert L[0] < 1e-5, f"objective {L[0]:.6f} m at the true pose of a plane"
+
+
 def test_depth_edges_mark_jumps_larger_than_the_margin():
     """A board 40 cm in front of a wall: the pixels next to its outline are edges, the rest are not;
     a 2 cm step is no edge at a 5 cm margin."""
@@ -443,6 +464,35 @@ def test_open_direction_points_past_the_image_border_and_occluders():
     depth[30:50, 25:55] = 2.0                                        # something nearer right below it
     d = open_direction(mask, depth, 0.05)
     assert d[1] > 0.99                                               # it continues downward, behind that
+
+
+def test_scan_starts_give_every_scale_a_chain_then_the_best_rotations():
+    """A scan loss where the smallest scale wins in every rotation (a mostly hidden object: a small
+    mesh fits its visible part about as well anywhere). Every scale still starts one chain, from
+    its best rotation and shift; the other starts go to the best rotations; all are distinct."""
+    import torch
+
+    from dpa_ros.geometry.layout import _scan_starts
+
+    rng = np.random.default_rng(3)
+    Y, shifts, n_scales, keep = 12, 2, 4, 7
+    loss = rng.uniform(1.0, 2.0, (1, Y, shifts, n_scales))
+    loss[..., 0] -= 1.0                                              # scale 0 best in every rotation
+    loss[0, 5, 1, 3] = 0.5                                           # scale 3's best: rotation 5, shifted
+    loss = torch.as_tensor(loss.reshape(1, Y, shifts * n_scales))
+    starts = _scan_starts(loss, n_scales, keep)[0].tolist()
+    S = shifts * n_scales
+    assert len(set(starts)) == keep
+    assert sorted({j % S % n_scales for j in starts}) == list(range(n_scales))
+    assert 5 * S + 1 * n_scales + 3 in starts
+    for q in range(n_scales):                                         # each scale's start is its best
+        best = int(loss[0, :, q::n_scales].argmin())
+        assert (best // shifts) * S + (best % shifts) * n_scales + q in starts
+    per_rotation = loss[0].min(-1).values.argsort()
+    rest = [j // S for j in starts[n_scales:]]
+    assert set(rest) <= set(per_rotation[:keep].tolist())
+    few = _scan_starts(loss, n_scales, keep=3)[0].tolist()            # fewer starts than scales: best rotations
+    assert [j // S for j in few] == per_rotation[:3].tolist()
 
 
 def test_objective_has_no_jumps_as_samples_cross_mask_border_and_occlusion_edges(hard_scene):

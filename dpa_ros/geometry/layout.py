@@ -19,10 +19,15 @@ gravity is known) that places the proposal's surface in the optical frame (metre
   instance's inverse depth, bilinear (exact on planes). A sample is visible when it faces the
   camera, the mesh does not hide it from the camera (rays cast against the proposal's surface,
   refreshed every ``VISIBILITY_EVERY`` steps), it projects inside the image and into the
-  instance's own mask, the observed depth there is valid and not on a depth edge
-  (:func:`depth_edges`), and the observed surface is not in front of it by more than
+  instance's own surface (:func:`own_surface`: at least one pixel inside its mask and off any
+  depth edge, so the bilinear depth is interpolated on that surface, never extrapolated past the
+  mask or the image border), and the observed surface is not in front of it by more than
   ``occlusion_margin`` (else another object hides it). Parts cut by the image border, hidden by
-  other objects or by the object itself, or facing away therefore cost nothing.
+  other objects or by the object itself, or facing away therefore cost nothing. Except for the
+  self-occlusion, each test is a weight continuous in the pose (the mask read bilinearly; ramps
+  over the pixel past the border, over 1–2 × ``occlusion_margin`` and the last ``FACING_RAMP``
+  of the cosine), and the mean carries a prior of ``M2T_PRIOR`` samples' worth of D(X → S): a
+  mean over few samples that jumps as one crosses an edge sends the gradient steps uphill.
 * ``D2(π(S) → mask)``: mean distance (normalised image units, ≈ radians) of projected mesh samples
   to the mask, from the mask's exact Euclidean distance transform less one pixel (a silhouette
   covers a mask pixel's centre, so its edge may reach a pixel further), bilinear; free outside
@@ -46,7 +51,8 @@ image plane times the target's median depth) times each of ``scan_scales``, for 
 camera, then uniformly random rotations; 5 DoF — the up axis on gravity and yaws evenly spaced
 over 360°). Each hypothesis starts on the mask's mean ray behind the visible surface; a few
 point-to-plane ICP steps on the field move its centre onto the target points, then it is scored.
-Per rotation the best scale survives and the best ``restarts`` rotations start the chains.
+Each scale's best hypothesis (over rotations and shifts) starts a chain, and the rest of the
+``restarts`` start from the best scale of each of the best rotations (:func:`_scan_starts`).
 Parameters are dimensionless (centre in units of the initial radius, log-scale, rotation in
 radians), optimised by Adam with one learning rate, cosine-decayed to a tenth over all
 iterations.
@@ -312,7 +318,7 @@ class _InstanceData:
     c0: np.ndarray           # initial centre
     radius: float            # initial radius (m)
     mask_area: float         # normalised image units²
-    depth_edge: np.ndarray   # (H, W) bool: the observed depth jumps by more than occlusion_margin within 1 px
+    own_surface: np.ndarray  # (H, W) bool: pixels whose 2×2 bilinear cells hold only the instance's own surface
     extends: np.ndarray      # (3,) unit direction (optical frame, ⊥ the optical axis) in which the object
     #                          continues past its mask (toward the image border or occluders), or zeros
 
@@ -373,7 +379,7 @@ def _prepare_instance(target: InstanceTarget, camera: CameraModel, depth: np.nda
     extends = np.array([du / camera.fx, dv / camera.fy, 0.0])
     extends = extends / max(float(np.linalg.norm(extends)), 1e-12)
     return _InstanceData(X, Q[: cfg.points], inv_depth, mask_distance(mask), mask, c0, r_t, area,
-                         depth_edges(inv_depth, cfg.occlusion_margin), extends)
+                         own_surface(mask, inv_depth, cfg.occlusion_margin), extends)
 
 
 def depth_edges(inv_depth: np.ndarray, jump: float) -> np.ndarray:
@@ -383,6 +389,16 @@ def depth_edges(inv_depth: np.ndarray, jump: float) -> np.ndarray:
     near = maximum_filter(inv_depth, size=3)
     far = minimum_filter(inv_depth, size=3)
     return (far <= 0) | (1.0 / np.maximum(far, 1e-9) - 1.0 / np.maximum(near, 1e-9) > jump)
+
+
+def own_surface(mask: np.ndarray, inv_depth: np.ndarray, jump: float) -> np.ndarray:
+    """(H, W) bool: mask pixels that lie one pixel inside the mask (the image border counts as
+    outside) and not on a depth edge (:func:`depth_edges`). A point whose bilinear weight on this
+    map is positive has at least one such corner, so all four corners of its bilinear cell lie in
+    the mask on one surface: the observed depth there is interpolated, never extrapolated past the
+    mask, the image border or an edge (a slanted surface's depth changes by centimetres per pixel)."""
+    inner = minimum_filter(np.asarray(mask, bool), size=3, mode="constant", cval=False)
+    return inner & ~depth_edges(inv_depth, jump)
 
 
 def _target_depth(target: InstanceTarget, camera: CameraModel) -> np.ndarray:
@@ -427,11 +443,11 @@ class _Data:
         scene_inv = np.where(valid, 1.0 / np.where(valid, raw, 1.0), 0.0)
         # Per group, the image maps read bilinearly at the projected samples: the terms' values
         # (G, 2, H, W) — the instance's filled inverse depth (1/m) and mask distance (px) — and the
-        # weights' (G, 4, H, W) — its mask (1/0), mask without depth edges (1/0), and the scene's
-        # inverse depth (1/m, 0 where invalid) and validity (1/0).
+        # weights' (G, 4, H, W) — its mask (1/0), its own surface (1/0, :func:`own_surface`), and the
+        # scene's inverse depth (1/m, 0 where invalid) and validity (1/0).
         self.value_maps = t(np.stack([np.stack([instances[i].inv_depth, instances[i].mask_dist])
                                       for i in self.inst]))
-        self.weight_maps = t(np.stack([np.stack([instances[i].mask, instances[i].mask & ~instances[i].depth_edge,
+        self.weight_maps = t(np.stack([np.stack([instances[i].mask, instances[i].own_surface,
                                                  scene_inv, valid]) for i in self.inst]))
         self.c0 = t(np.stack([instances[i].c0 for i in self.inst]))
         self.radius = t([instances[i].radius for i in self.inst])
@@ -571,7 +587,7 @@ def _objective(R: torch.Tensor, s: torch.Tensor, c: torch.Tensor, data: _Data, n
         # jump as one crosses a mask or occlusion edge, which misleads the gradient steps): inside
         # the image, falling to 0 over the pixel beyond its outermost centres; hidden, ramping up
         # as the observed surface (bilinear over valid depth) lies 1 to 2 × occlusion_margin in
-        # front of the sample; the own mask (without depth edges) read bilinearly; facing,
+        # front of the sample; the own surface (:func:`own_surface`) read bilinearly; facing,
         # ramping up over the last ~6° before grazing.
         ahead = z > 1e-3
         inside = ((u + 1.0).clamp(0, 1) * (data.W - u).clamp(0, 1) * (v + 1.0).clamp(0, 1)
@@ -742,6 +758,35 @@ def _take(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 SCAN_DEPTH = 0.8
 
 
+def _scan_starts(loss: torch.Tensor, n_scales: int, keep: int) -> torch.Tensor:
+    """Which scan hypotheses start the chains: (G, keep) indices y·S + j into ``loss`` (G, Y, S),
+    rotation y, and j over shifts × scales (scale index j mod ``n_scales``).
+
+    When ``keep`` exceeds ``n_scales``, every scale first reserves its best hypothesis over all
+    rotations and shifts; the rest are the best scale of each rotation, rotations in order of
+    their best score, skipping starts already taken. Ranking rotations alone let one scale take
+    every start: the visible part of an object mostly cut or hidden is fitted about as well by a
+    smaller mesh in many rotations, and the true size then never got a chain.
+    """
+    G, Y, S = loss.shape
+    L = loss.cpu().numpy()
+    starts = []
+    for g in range(G):
+        picked = []
+        if keep > n_scales:
+            for q in range(n_scales):
+                y, j = np.unravel_index(np.argmin(L[g][:, q::n_scales]), (Y, S // n_scales))
+                picked.append(int(y) * S + int(j) * n_scales + q)
+        best_scale = L[g].argmin(-1)
+        for y in np.argsort(L[g].min(-1), kind="stable"):
+            if len(picked) >= keep:
+                break
+            if int(y) * S + int(best_scale[y]) not in picked:
+                picked.append(int(y) * S + int(best_scale[y]))
+        starts.append(picked[:keep])
+    return torch.as_tensor(starts, device=loss.device)
+
+
 def _scan(data: _Data, rotations: list[list[np.ndarray]], yaws: list[float], scales: tuple[float, ...], dof: int,
           keep: int, n: int, icp_steps: int, shift: float) -> _Chains:
     """Stage 0: score rotation × scale hypotheses, start ``keep`` chains per group from the best.
@@ -751,9 +796,8 @@ def _scan(data: _Data, rotations: list[list[np.ndarray]], yaws: list[float], sca
     from there toward the mask's open boundary (:func:`open_direction`: the image border, occluders),
     where an object cut or hidden there continues; ``icp_steps`` point-to-plane, translation-only ICP steps
     then move it onto the target points (closest points from the field, no gradients). The
-    objective on the first ``n`` points (field, self-occlusion) scores each hypothesis; per
-    rotation the best scale survives, and the ``keep`` best rotations per group become the chains
-    (zero Adam moments).
+    objective on the first ``n`` points (field, self-occlusion) scores each hypothesis, and
+    :func:`_scan_starts` picks the ``keep`` per group that become the chains (zero Adam moments).
     """
     dev = data.device
     G, Y = len(data.inst), len(yaws)
@@ -790,9 +834,7 @@ def _scan(data: _Data, rotations: list[list[np.ndarray]], yaws: list[float], sca
         chains.params["delta"] = (c - data.c0[:, None]) / data.radius[:, None, None]
         loss = _objective(R, s, c, data, n, data.self_visible(R, s, c, n))
         loss = torch.nan_to_num(loss, nan=math.inf).view(G, Y, S)
-        per_rotation, best_scale = loss.min(-1)                                      # (G, Y)
-        order = torch.argsort(per_rotation, dim=1, stable=True)[:, :keep]
-        chosen = torch.gather(torch.arange(Y, device=dev)[None] * S + best_scale, 1, order)
+        chosen = _scan_starts(loss, S // (1 + (shift > 0)), keep)
     chains = chains.select_params(chosen)
     return chains
 
