@@ -27,7 +27,7 @@ from PIL import Image
 from dpa_ros.geometry.camera import CameraModel
 from dpa_ros.geometry.layout import LayoutConfig, LayoutProblem, solve_layout
 from dpa_ros.geometry.mesh_frames import check_up
-from dpa_ros.geometry.planes import fit_background
+from dpa_ros.geometry.planes import fit_background, supporting_pixels
 from dpa_ros.geometry.targets import InstanceInputError, build_target, check_mask, smooth_depth_in_masks
 from dpa_ros.scene import Scene, SceneObject
 
@@ -200,8 +200,9 @@ def assemble_scene(image_rgb: np.ndarray, metric_depth: np.ndarray, camera: Came
                                                  max_pixels=cfg.points, seed=cfg.seed), inst.meshes,
                               up=_instance_up(inst, name))
                 for inst, mask, name in zip(instances, masks, names)]
+    supporting = supporting_pixels(depth, camera, background.planes, ~objects_union, cfg.occlusion_margin)
     results = solve_layout(problems, camera, depth=fit_depth, gravity=background.gravity, config=cfg,
-                           progress=lambda f: report("layout", f))
+                           progress=lambda f: report("layout", f), supporting=supporting)
     times["layout"] = time.perf_counter() - t0
     report("layout", 1.0)
 

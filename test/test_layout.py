@@ -129,6 +129,29 @@ def test_thin_boards_do_not_bias_the_objective():
     assert _centre_error(res.T_camera_object, T, scene.meshes[0]) < 0.03
 
 
+def test_a_floor_hides_nothing_so_a_mesh_sunk_into_it_pays(hard_scene):
+    """The floor in front of a mesh part means the part is sunk into the floor, not occluded. Without
+    ``supporting`` pixels, samples under the floor count as hidden (free in the 2D terms); with the
+    floor and wall marked, they are charged, and the true poses score the same either way (nothing
+    of them lies behind the floor)."""
+    from dpa_ros.geometry.planes import fit_background, supporting_pixels
+
+    scene = hard_scene
+    objects = np.logical_or.reduce(scene.masks)
+    background = fit_background(scene.camera.backproject(scene.depth, ~objects))
+    support = supporting_pixels(scene.depth, scene.camera, background.planes, ~objects)
+    cfg = LayoutConfig(**FAST)
+    for i, (label, mask, mesh) in enumerate(zip(scene.labels, scene.masks, scene.meshes)):
+        problem = LayoutProblem(label, build_target(scene.depth, scene.camera, mask, label, max_points=cfg.points,
+                                                    max_pixels=cfg.points), [mesh])
+        T = scene.poses[i]
+        sunk = _perturbed(T, scene.gravity, shift=0.12 * scene.gravity)
+        plain = layout_objective(problem, scene.camera, scene.depth, [T, sunk], config=cfg)
+        marked = layout_objective(problem, scene.camera, scene.depth, [T, sunk], config=cfg, supporting=support)
+        assert marked[0] == pytest.approx(plain[0], abs=1e-6), label
+        assert marked[1] > plain[1] + 0.002, f"{label}: sunk {plain[1]:.5f} → {marked[1]:.5f} with the floor marked"
+
+
 def _panel():
     """A flat 1 × 1 panel facing +Z (glTF front), no thickness."""
     return trimesh.Trimesh([[-0.5, -0.5, 0], [0.5, -0.5, 0], [0.5, 0.5, 0], [-0.5, 0.5, 0]], [[0, 1, 2], [0, 2, 3]])

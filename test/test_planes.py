@@ -1,7 +1,7 @@
 """Background planes by RANSAC and gravity from the floor normal."""
 import numpy as np
 
-from dpa_ros.geometry.planes import fit_background
+from dpa_ros.geometry.planes import fit_background, supporting_pixels
 from dpa_ros.geometry.synthetic import make_scene
 
 
@@ -27,3 +27,19 @@ def test_no_floor_means_unknown_gravity():
     bg = fit_background(wall)
     assert bg.gravity is None and [p.label for p in bg.planes] == ["wall"]
     assert abs(abs(bg.planes[0].normal[2]) - 1) < 1e-6 and abs(bg.planes[0].offset - 3.0) < 1e-6
+
+
+def test_supporting_pixels_are_the_floor_and_wall_outside_every_mask():
+    """The rendered floor and wall (ids n, n + 1) outside the object masks are supporting pixels, the
+    objects are not, and a plane labelled "plane" (neither floor nor wall) supports nothing."""
+    scene = make_scene(pitch_deg=25.0, noise_std=0.005)
+    objects = np.logical_or.reduce(scene.masks)
+    bg = fit_background(scene.camera.backproject(scene.depth, ~objects))
+    support = supporting_pixels(scene.depth, scene.camera, bg.planes, ~objects)
+    ids, n = scene.extra["ids"], len(scene.masks)
+    background = (ids == n) | (ids == n + 1)
+    assert not (support & objects).any()
+    assert support[background].mean() > 0.97
+    assert not support[~background].any()
+    relabelled = [type(p)(label="plane", normal=p.normal, offset=p.offset) for p in bg.planes]
+    assert not supporting_pixels(scene.depth, scene.camera, relabelled, ~objects).any()

@@ -22,7 +22,8 @@ gravity is known) that places the proposal's surface in the optical frame (metre
   instance's own surface (:func:`own_surface`: at least one pixel inside its mask and off any
   depth edge, so the bilinear depth is interpolated on that surface, never extrapolated past the
   mask or the image border), and the observed surface is not in front of it by more than
-  ``occlusion_margin`` (else another object hides it). Parts cut by the image border, hidden by
+  ``occlusion_margin`` (else another object hides it; pixels given as ``supporting`` — the
+  fitted floor and walls — hide nothing, so a part sunk into the floor pays). Parts cut by the image border, hidden by
   other objects or by the object itself, or facing away therefore cost nothing. Except for the
   self-occlusion, each test is a weight continuous in the pose (the mask read bilinearly; ramps
   over the pixel past the border, over 1–2 × ``occlusion_margin`` and the last ``FACING_RAMP``
@@ -31,7 +32,7 @@ gravity is known) that places the proposal's surface in the optical frame (metre
 * ``D2(π(S) → mask)``: mean distance (normalised image units, ≈ radians) of projected mesh samples
   to the mask, from the mask's exact Euclidean distance transform less one pixel (a silhouette
   covers a mask pixel's centre, so its edge may reach a pixel further), bilinear; free outside
-  the image and where the observed surface is in front of the sample (occlusion).
+  the image and where the observed surface (not a supporting one) is in front of the sample (occlusion).
 * ``D2(mask → π(S))``: mean distance of at most ``silhouette_points`` mask samples to the nearest
   of twice as many projected mesh samples (the only nearest-neighbour search left), minus 1.5 ×
   the mean spacing of the projected samples that land in the mask (a hinge), so a mask pixel
@@ -414,7 +415,8 @@ class _Data:
     """Tensors of all (instance, proposal) groups, on the solver's device."""
 
     def __init__(self, instances: list[_InstanceData], proposals: list[tuple[int, _Proposal]], camera: CameraModel,
-                 depth: np.ndarray | None, cfg: LayoutConfig, device: torch.device):
+                 depth: np.ndarray | None, cfg: LayoutConfig, device: torch.device,
+                 supporting: np.ndarray | None = None):
         def t(a, dtype=torch.float32):
             return torch.as_tensor(np.asarray(a), dtype=dtype, device=device)
 
@@ -440,11 +442,14 @@ class _Data:
         self.X, self.Xw, self.Q = t(X), t(Xw), t(Q)
         raw = np.full((camera.height, camera.width), np.nan) if depth is None else np.asarray(depth, float)
         valid = np.isfinite(raw) & (raw > 0)
+        if supporting is not None:
+            valid &= ~np.asarray(supporting, bool)     # a floor or wall hides nothing: no occluder there
         scene_inv = np.where(valid, 1.0 / np.where(valid, raw, 1.0), 0.0)
         # Per group, the image maps read bilinearly at the projected samples: the terms' values
         # (G, 2, H, W) — the instance's filled inverse depth (1/m) and mask distance (px) — and the
         # weights' (G, 4, H, W) — its mask (1/0), its own surface (1/0, :func:`own_surface`), and the
-        # scene's inverse depth (1/m, 0 where invalid) and validity (1/0).
+        # inverse depth (1/m, 0 elsewhere) and validity (1/0) of the pixels that may hide a sample:
+        # valid depth, not on a supporting surface.
         self.value_maps = t(np.stack([np.stack([instances[i].inv_depth, instances[i].mask_dist])
                                       for i in self.inst]))
         self.weight_maps = t(np.stack([np.stack([instances[i].mask, instances[i].own_surface,
@@ -884,7 +889,7 @@ def checked_config(problems: list[LayoutProblem], gravity, config: LayoutConfig 
     return cfg, dof, cfg.torch_device()
 
 
-def _setup(problems: list[LayoutProblem], camera: CameraModel, depth, gravity, config):
+def _setup(problems: list[LayoutProblem], camera: CameraModel, depth, gravity, config, supporting=None):
     cfg, dof, device = checked_config(problems, gravity, config)
     instances, proposals = [], []
     for i, prob in enumerate(problems):
@@ -897,7 +902,7 @@ def _setup(problems: list[LayoutProblem], camera: CameraModel, depth, gravity, c
         instances.append(_prepare_instance(prob.target, camera, depth, cfg, [cfg.seed, 1]))
         for p, mesh in enumerate(prob.proposals):
             proposals.append((i, _prepare_proposal(mesh, up, cfg, [cfg.seed, 2, p], prob.name, p)))
-    data = _Data(instances, proposals, camera, depth, cfg, device)
+    data = _Data(instances, proposals, camera, depth, cfg, device, supporting)
     return cfg, dof, data
 
 
@@ -925,7 +930,8 @@ def _to_input_frame(R: np.ndarray, s: float, c: np.ndarray, prop: _Proposal) -> 
 
 def solve_layout(problems: list[LayoutProblem], camera: CameraModel, depth: np.ndarray | None = None,
                  gravity: np.ndarray | None = None, config: LayoutConfig | None = None,
-                 progress: Callable[[float], None] | None = None) -> list[LayoutResult]:
+                 progress: Callable[[float], None] | None = None,
+                 supporting: np.ndarray | None = None) -> list[LayoutResult]:
     """Place every instance: one batched, coarse-to-fine optimisation over instances × proposals × restarts.
 
     Args:
@@ -937,13 +943,17 @@ def solve_layout(problems: list[LayoutProblem], camera: CameraModel, depth: np.n
         gravity: unit down vector in the optical frame; enables 5 DoF (yaw, c, s) under dof "auto".
         config: solver settings.
         progress: called with the fraction of iterations done.
+        supporting: (H, W) bool, pixels of the scene's supporting surfaces (floor and walls,
+            :func:`~dpa_ros.geometry.planes.supporting_pixels`), or None. Nothing stands behind them,
+            so they hide no part of an object: a mesh sample behind one (sunk into the floor) is
+            charged like any sample outside the mask instead of counting as occluded.
 
     Returns one :class:`LayoutResult` per problem, in order. Raises
     :class:`~dpa_ros.geometry.targets.InstanceInputError` naming the instance for unusable meshes.
     """
     cfg = (config or LayoutConfig()).validate()
     with _cpu_threads(cfg):
-        return _solve(problems, camera, depth, gravity, cfg, progress)
+        return _solve(problems, camera, depth, gravity, cfg, progress, supporting)
 
 
 @contextmanager
@@ -957,8 +967,8 @@ def _cpu_threads(cfg: LayoutConfig):
         torch.set_num_threads(before)
 
 
-def _solve(problems, camera, depth, gravity, cfg: LayoutConfig, progress) -> list[LayoutResult]:
-    cfg, dof, data = _setup(problems, camera, depth, gravity, cfg)
+def _solve(problems, camera, depth, gravity, cfg: LayoutConfig, progress, supporting) -> list[LayoutResult]:
+    cfg, dof, data = _setup(problems, camera, depth, gravity, cfg, supporting)
     rots, yaws = _scan_rotations(problems, gravity, cfg, dof)
     stages = cfg.schedule()
     chains = _scan(data, rots, yaws, cfg.scan_scales, dof, cfg.restarts, stages[0][2], cfg.scan_icp_steps,
@@ -997,12 +1007,13 @@ def _results(problems, data: _Data, R, s, c, final, dof) -> list[LayoutResult]:
 
 
 def layout_objective(problem: LayoutProblem, camera: CameraModel, depth: np.ndarray | None,
-                     poses: list[np.ndarray], proposal: int = 0, config: LayoutConfig | None = None) -> np.ndarray:
+                     poses: list[np.ndarray], proposal: int = 0, config: LayoutConfig | None = None,
+                     supporting: np.ndarray | None = None) -> np.ndarray:
     """The solver's objective L for given poses of one proposal of one problem.
 
     Args:
         problem: the instance (its target and proposals).
-        camera, depth: as for :func:`solve_layout`.
+        camera, depth, supporting: as for :func:`solve_layout`.
         poses: 4×4 T_camera_object of the proposal mesh as given (scale included), each a similarity.
         proposal: which of ``problem.proposals``.
         config: ``points``, ``lambda_2d``, ``occlusion_margin``, ``silhouette_points``,
@@ -1016,7 +1027,7 @@ def layout_objective(problem: LayoutProblem, camera: CameraModel, depth: np.ndar
     inst = _prepare_instance(problem.target, camera, depth, cfg, [cfg.seed, 1])
     prop = _prepare_proposal(problem.proposals[proposal], up, cfg, [cfg.seed, 2, proposal], problem.name,
                              proposal)
-    data = _Data([inst], [(0, prop)], camera, depth, cfg, cfg.torch_device())
+    data = _Data([inst], [(0, prop)], camera, depth, cfg, cfg.torch_device(), supporting)
     Rs, ss, cs = [], [], []
     for T in poses:
         A = np.asarray(T, float)[:3, :3] @ prop.R_in.T          # s·R in the internal frame

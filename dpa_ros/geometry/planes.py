@@ -98,3 +98,28 @@ def fit_background(points: np.ndarray, up_hint: np.ndarray | None = None, max_pl
         planes.append(Plane(label=label, normal=n, offset=d, inlier_count=count))
     gravity = -found[floor_idx][0] if floor_idx is not None else None
     return Background(planes=planes, gravity=gravity)
+
+
+def supporting_pixels(depth: np.ndarray, camera, planes: list[Plane], outside: np.ndarray,
+                      threshold: float = 0.05, labels: tuple[str, ...] = ("floor", "wall")) -> np.ndarray:
+    """(H, W) bool: pixels of ``outside`` (True where no object mask is) whose depth back-projects
+    within ``threshold`` metres of a fitted plane labelled one of ``labels``.
+
+    These are the scene's supporting surfaces: nothing stands behind a floor or a wall, so such a
+    pixel cannot hide part of an object, and a mesh placed behind it (sunk into the floor, pushed
+    through a wall) is wrong rather than occluded. ``camera`` is a
+    :class:`~dpa_ros.geometry.camera.CameraModel` of the depth image (metres, NaN/0 invalid).
+    """
+    depth = np.asarray(depth, float)
+    valid = np.isfinite(depth) & (depth > 0) & np.asarray(outside, bool)
+    out = np.zeros(depth.shape, bool)
+    chosen = [p for p in planes if p.label in labels]
+    if not chosen or not valid.any():
+        return out
+    v, u = np.nonzero(valid)
+    pts = camera.backproject(depth, valid)                 # row-major order, the order of (v, u)
+    near = np.zeros(len(pts), bool)
+    for p in chosen:
+        near |= np.abs(pts @ np.asarray(p.normal, float) + p.offset) < threshold
+    out[v[near], u[near]] = True
+    return out
