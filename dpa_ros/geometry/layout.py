@@ -153,7 +153,7 @@ class LayoutConfig:
     scan_rotations: int = 36
     scan_scales: tuple[float, ...] = (0.8, 1.0, 1.25, 1.55, 1.95)
     scan_icp_steps: int = 3
-    scan_shift: float = 0.5
+    scan_shift: float = 1.0
     depth_smoothing: int = 5
     threads: int | None = None
     block_elements: int | None = None
