@@ -1,6 +1,6 @@
 """Held-out layout evaluation: fresh rendered scenes through ``dpa-reconstruct --instances``.
 
-    .venv/bin/python bench/heldout.py [--scenes 10] [--seed 1000] [--noise 0,0.005] [--config FILE.yaml]
+    .venv/bin/python bench/heldout.py [--scenes 10] [--seed 1000] [--noise 0,0.005] [--config FILE.yaml] [--why]
 
 Every scene is new (its own seed): 4 objects drawn from boxes, cylinders, L- and U-shaped
 cabinets, chairs, tables, open shelves, sofas and irregular meshes (trimesh primitives combined
@@ -21,7 +21,9 @@ command-line entry point with default settings (plus ``--config`` when given), i
 instead and times it whole). Scored per scene: F-score@5cm and CD-L1 of all objects together
 (:func:`dpa_ros.geometry.metrics.scene_metrics`, as ``dpa-eval`` does), the worst object
 centre error (bounding-box centre of the true mesh), the share of objects whose true shape was
-chosen, and wall time. Prints a table and writes JSON to bench/results/.
+chosen, and wall time. ``--why`` says for every object more than 3 cm off whether the search or
+the objective is at fault (the objective at the true pose against the returned one's). Prints a
+table and writes JSON to bench/results/.
 """
 from __future__ import annotations
 
@@ -298,8 +300,44 @@ def score(scene, book: dict, out_dir: Path) -> dict:
             "worst_centre_error": max(errors), "true_shape": right}
 
 
+def diagnose(scene, book: dict, result: dict, d: Path, config: Path | None) -> list[str]:
+    """Per object more than 3 cm off: the objective at the true pose of its true shape against the
+    objective at the returned pose, on the inputs ``dpa-reconstruct`` built from the files in ``d``.
+    SEARCH: the truth scores lower (the solver missed its basin); OBJECTIVE: the returned pose scores
+    lower (the objective's minimum is off the truth, e.g. under depth noise)."""
+    from dpa_ros import cli
+    from dpa_ros.assemble import layout_problems, load_instances_json
+    from dpa_ros.geometry.camera import CameraModel
+    from dpa_ros.geometry.layout import layout_objective
+    from dpa_ros.geometry.planes import fit_background
+
+    cfg = cli.layout_config(config, None, None)
+    camera = CameraModel.from_yaml(d / "cam.yaml")
+    depth = cli.load_depth(d / "depth.png", 0.001)
+    instances = load_instances_json(d / "instances.json")
+    masks = [inst.mask for inst in instances]
+    background = fit_background(camera.backproject(depth, ~np.logical_or.reduce(masks)), seed=cfg.seed)
+    problems, fit_depth, supporting = layout_problems(depth, camera, instances, masks, background, cfg)
+    placed = json.loads((d / "out" / "scene.json").read_text())["objects"]
+    lines = []
+    for k, error in enumerate(result["centre_errors"]):
+        if error <= 0.03:
+            continue
+        truth, chosen = book["true_proposal"][k], placed[k]["proposal_index"]
+        T_true = scene.poses[k] @ np.linalg.inv(book["given"][k])
+        T_placed = np.asarray(placed[k]["T_camera_object"], float).reshape(4, 4)
+        L_true = layout_objective(problems[k], camera, fit_depth, [T_true], truth, cfg, supporting)[0]
+        L_placed = layout_objective(problems[k], camera, fit_depth, [T_placed], chosen, cfg, supporting)[0]
+        scale = np.cbrt(np.linalg.det(T_placed[:3, :3]) / np.linalg.det(T_true[:3, :3]))
+        lines.append(f"  object {k} ({scene.labels[k]}, {100 * result['visible'][k]:.0f} % visible): "
+                     f"{100 * error:.1f} cm off, proposal {chosen} (true {truth}), L(truth) {L_true:.5f} vs "
+                     f"L(returned) {L_placed:.5f}: {'SEARCH' if L_true < L_placed else 'OBJECTIVE'}"
+                     + (f", scale ×{scale:.2f}" if chosen == truth else ""))
+    return lines
+
+
 def run_scene(seed: int, noise: float, config: Path | None, subprocess_cli: bool, keep: Path | None,
-              min_visible: float = 0.3) -> dict:
+              min_visible: float = 0.3, why: bool = False) -> dict:
     from dpa_ros import cli
 
     scene, names = make_heldout_scene(seed, noise, min_visible=min_visible)
@@ -320,9 +358,11 @@ def run_scene(seed: int, noise: float, config: Path | None, subprocess_cli: bool
             raise RuntimeError(f"dpa-reconstruct failed on scene {seed}")
         seconds = time.perf_counter() - t0
         result = score(scene, book, d / "out")
+        result["visible"] = visible_fractions(scene)
+        if why:
+            result["why"] = diagnose(scene, book, result, d, config)
         layout_s = json.loads((d / "out" / "scene.json").read_text())["timings_s"]["layout"]
-    return {"seed": seed, "noise": noise, "shapes": names, "seconds": seconds, "layout_s": layout_s,
-            "visible": visible_fractions(scene), **result}
+    return {"seed": seed, "noise": noise, "shapes": names, "seconds": seconds, "layout_s": layout_s, **result}
 
 
 def main(argv=None) -> int:
@@ -335,16 +375,21 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", type=Path, help="keep every scene's inputs and outputs under this directory")
     ap.add_argument("--min-visible", type=float, default=0.3,
                     help="least share of each object's whole silhouette left visible (default 0.3)")
+    ap.add_argument("--why", action="store_true",
+                    help="for every object more than 3 cm off, compare the objective at the truth with the returned "
+                         "pose's (SEARCH: the truth scores lower; OBJECTIVE: it does not)")
     args = ap.parse_args(argv)
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
     rows = []
     for noise in [float(x) for x in args.noise.split(",")]:
         for k in range(args.scenes):
-            r = run_scene(args.seed + k, noise, args.config, args.subprocess, args.keep, args.min_visible)
+            r = run_scene(args.seed + k, noise, args.config, args.subprocess, args.keep, args.min_visible, args.why)
             rows.append(r)
             print(f"scene {r['seed']} noise {noise:g}: F@5cm {r['fscore@0.05']:.1f}  worst centre "
                   f"{100 * r['worst_centre_error']:.1f} cm  true shape {sum(r['true_shape'])}/4  "
                   f"{r['seconds']:.1f} s (layout {r['layout_s']:.1f} s)  {','.join(r['shapes'])}", flush=True)
+            for line in r.get("why", []):
+                print(line, flush=True)
     summary = []
     print(f"\nheld-out scenes via dpa-reconstruct --instances, every object >= {args.min_visible:.0%} visible, "
           f"host load {' '.join(load)}")

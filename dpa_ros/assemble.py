@@ -29,7 +29,7 @@ from dpa_ros.geometry.layout import LayoutConfig, LayoutProblem, solve_layout
 from dpa_ros.geometry.mesh_frames import check_up
 from dpa_ros.geometry.planes import fit_background, supporting_pixels
 from dpa_ros.geometry.targets import InstanceInputError, build_target, check_mask, smooth_depth_in_masks
-from dpa_ros.scene import Scene, SceneObject
+from dpa_ros.scene import Background, Scene, SceneObject
 
 #: Most points kept in a scene's point cloud.
 MAX_CLOUD_POINTS = 60000
@@ -153,6 +153,26 @@ def _check_inputs(image_rgb: np.ndarray, depth: np.ndarray, camera: CameraModel)
     return np.where(valid, depth, np.nan)
 
 
+def layout_problems(depth: np.ndarray, camera: CameraModel, instances: list[Instance], masks: list[np.ndarray],
+                    background: Background, config: LayoutConfig
+                    ) -> tuple[list[LayoutProblem], np.ndarray, np.ndarray]:
+    """What :func:`assemble_scene` hands the layout solver: one problem per instance (its target
+    points from the depth it fits), that depth (z, metres; averaged inside each mask when noisy,
+    ``config.depth_smoothing``) and the supporting pixels (the fitted floor and walls outside every
+    mask, which hide nothing). ``masks`` are the instances' checked masks, ``background`` the
+    planes fitted outside them. Raises :class:`InstanceInputError` naming an unusable instance."""
+    cfg = config
+    names = [f"{i} ({inst.label!r})" for i, inst in enumerate(instances)]
+    fit_depth = smooth_depth_in_masks(depth, masks, cfg.depth_smoothing, 2 * cfg.occlusion_margin)
+    problems = [LayoutProblem(name, build_target(fit_depth, camera, mask, name, max_points=cfg.points,
+                                                 max_pixels=cfg.points, seed=cfg.seed), inst.meshes,
+                              up=_instance_up(inst, name))
+                for inst, mask, name in zip(instances, masks, names)]
+    supporting = supporting_pixels(depth, camera, background.planes, ~np.logical_or.reduce(masks),
+                                   cfg.occlusion_margin)
+    return problems, fit_depth, supporting
+
+
 def assemble_scene(image_rgb: np.ndarray, metric_depth: np.ndarray, camera: CameraModel,
                    instances: list[Instance], config: LayoutConfig | None = None,
                    progress: Callable[[str, float], None] | None = None,
@@ -195,12 +215,7 @@ def assemble_scene(image_rgb: np.ndarray, metric_depth: np.ndarray, camera: Came
 
     t0 = time.perf_counter()
     report("layout", 0.0)
-    fit_depth = smooth_depth_in_masks(depth, masks, cfg.depth_smoothing, 2 * cfg.occlusion_margin)
-    problems = [LayoutProblem(name, build_target(fit_depth, camera, mask, name, max_points=cfg.points,
-                                                 max_pixels=cfg.points, seed=cfg.seed), inst.meshes,
-                              up=_instance_up(inst, name))
-                for inst, mask, name in zip(instances, masks, names)]
-    supporting = supporting_pixels(depth, camera, background.planes, ~objects_union, cfg.occlusion_margin)
+    problems, fit_depth, supporting = layout_problems(depth, camera, instances, masks, background, cfg)
     results = solve_layout(problems, camera, depth=fit_depth, gravity=background.gravity, config=cfg,
                            progress=lambda f: report("layout", f), supporting=supporting)
     times["layout"] = time.perf_counter() - t0
