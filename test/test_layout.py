@@ -292,6 +292,26 @@ def test_batched_v2_equals_each_problem_alone():
         assert res.fit_error == min(res.proposal_errors)
 
 
+def test_memory_blocks_do_not_change_the_solution(monkeypatch):
+    """The scan's hypotheses and the exhaustive silhouette search run in blocks to bound memory; blocks
+    of a few hypotheses and pairs give the same poses and errors as the default blocks."""
+    from dpa_ros.geometry import layout
+
+    scene = synthetic.make_scene(objects=synthetic._DEFAULT_OBJECTS[1:])
+    cfg = LayoutConfig(points=200, iterations=30, restarts=3, field_resolution=24, threads=1)
+    problems = [LayoutProblem(label, build_target(scene.depth, scene.camera, mask, label, max_points=200,
+                                                  max_pixels=200), [mesh, synthetic.make_cylinder()])
+                for label, mask, mesh in zip(scene.labels, scene.masks, scene.meshes)]
+    whole = solve_layout(problems, scene.camera, scene.depth, scene.gravity, cfg)
+    monkeypatch.setattr(layout, "SCAN_BLOCK_POINTS", 4 * 200 * 7)       # 4 groups × 200 points × 7 hypotheses
+    monkeypatch.setattr(layout, "NN_BLOCK_ELEMENTS", 100 * 200 * 5)     # 100 × 200 pairs × 5 chains
+    blocked = solve_layout(problems, scene.camera, scene.depth, scene.gravity, cfg)
+    for a, b in zip(whole, blocked):
+        assert a.proposal_index == b.proposal_index
+        np.testing.assert_allclose(a.T_camera_object, b.T_camera_object, atol=1e-4)
+        np.testing.assert_allclose(a.proposal_errors, b.proposal_errors, rtol=1e-3, atol=1e-6)
+
+
 def test_legacy_batched_equals_the_per_problem_loop():
     scene, problems = _small_problem()
     cfg = LayoutConfig(points=120, iterations=40, restarts=2, device="cpu")

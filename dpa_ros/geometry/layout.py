@@ -644,13 +644,21 @@ def _nearest_projected(Q: torch.Tensor, proj: torch.Tensor) -> torch.Tensor:
     """Index (G, K, kq) of the nearest of the projected samples ``proj`` (G, K, kp, 2) for every mask
     sample ``Q`` (G, kq, 2), exhaustively: argmin over j of |p_j|² − 2 q·p_j (|q|² is the same for
     every j), one batched matrix product of (q, 1) with (−2 p, |p|²) (adding |p|² as a broadcast
-    term instead would copy it to the full (kq, kp) size first)."""
+    term instead would copy it to the full (kq, kp) size first). The products are formed for at most
+    ``NN_BLOCK_ELEMENTS`` pairs at a time (the scan scores hundreds of hypotheses per group at once)."""
     G, K = proj.shape[:2]
     far = proj.flatten(0, 1)
     p_aug = torch.cat([-2.0 * far, (far * far).sum(-1, keepdim=True)], -1)                    # (GK, kp, 3)
     q_aug = torch.cat([Q, torch.ones_like(Q[..., :1])], -1)                                   # (G, kq, 3)
     q_aug = q_aug[:, None].expand(-1, K, -1, -1).flatten(0, 1)                                # (GK, kq, 3)
-    return torch.bmm(q_aug, p_aug.transpose(1, 2)).min(-1).indices.view(G, K, -1)
+    step = max(1, NN_BLOCK_ELEMENTS // (Q.shape[1] * proj.shape[2]))
+    idx = [torch.bmm(q_aug[b: b + step], p_aug[b: b + step].transpose(1, 2)).min(-1).indices
+           for b in range(0, G * K, step)]
+    return torch.cat(idx).view(G, K, -1)
+
+
+#: Most (mask sample, projected sample) pairs whose distances :func:`_nearest_projected` holds at once.
+NN_BLOCK_ELEMENTS = 1 << 24
 
 
 #: Mesh-sample neighbours (on the surface, in 3D) the silhouette tracker looks at per step.
@@ -825,23 +833,42 @@ def _scan(data: _Data, rotations: list[list[np.ndarray]], yaws: list[float], sca
         behind = (SCAN_DEPTH * torch.exp(chains.params["log_s"]) - 0.5) * data.radius[:, None, None]
         c = data.c0[:, None] * (z0 + behind) / z0
         c = c + offset * torch.exp(chains.params["log_s"]) * data.radius[:, None, None] * data.extends[:, None]
-        w = data.Xw[:, None, :n, None]
-        eye = torch.eye(3, device=dev)
-        for _ in range(icp_steps):
-            # Point-to-plane: the residual to the closest surface point is along the surface normal
-            # there, so the translation solves (Σ n nᵀ) t = Σ r (n = r / |r|), lightly damped.
-            x_obj, cp = _closest_on_surface(R, s, c, data, n)
-            r = s[..., None, None] * torch.einsum("gkij,gkmj->gkmi", R, x_obj - cp)   # optical frame, metres
-            nrm = r / torch.linalg.norm(r, dim=-1, keepdim=True).clamp_min(1e-9)
-            A = torch.einsum("gkmi,gkmj->gkij", nrm * w, nrm)
-            A = A + (1e-3 * A.diagonal(dim1=-2, dim2=-1).sum(-1) + 1e-9)[..., None, None] * eye
-            c = c + torch.linalg.solve(A, (r * w).sum(2)[..., None])[..., 0]
+        # Hypotheses are independent: ICP and scoring run on blocks of them (bounded memory).
+        block = max(1, SCAN_BLOCK_POINTS // (G * n))
+        losses = []
+        for b in range(0, Y * S, block):
+            Rb, sb = R[:, b: b + block], s[:, b: b + block]
+            cb = _icp_translation(Rb, sb, c[:, b: b + block], data, n, icp_steps)
+            c[:, b: b + block] = cb
+            losses.append(_objective(Rb, sb, cb, data, n, data.self_visible(Rb, sb, cb, n)))
         chains.params["delta"] = (c - data.c0[:, None]) / data.radius[:, None, None]
-        loss = _objective(R, s, c, data, n, data.self_visible(R, s, c, n))
-        loss = torch.nan_to_num(loss, nan=math.inf).view(G, Y, S)
+        loss = torch.nan_to_num(torch.cat(losses, 1), nan=math.inf).view(G, Y, S)
         chosen = _scan_starts(loss, S // (1 + (shift > 0)), keep)
     chains = chains.select_params(chosen)
     return chains
+
+
+#: Most (group, hypothesis, point) triples the scan holds at once (its blocks of hypotheses).
+SCAN_BLOCK_POINTS = 1 << 19
+
+
+def _icp_translation(R: torch.Tensor, s: torch.Tensor, c: torch.Tensor, data: _Data, n: int,
+                     steps: int) -> torch.Tensor:
+    """Centres (G, K, 3) after ``steps`` point-to-plane ICP steps that move poses (R, s, c) by a
+    translation onto the first ``n`` target points (closest points from the field, no gradients).
+
+    The residual to the closest surface point lies along the surface normal there, so each step
+    solves (Σ n nᵀ) t = Σ r (n = r / |r|, optical frame, metres), lightly damped."""
+    w = data.Xw[:, None, :n, None]
+    eye = torch.eye(3, device=c.device)
+    for _ in range(steps):
+        x_obj, cp = _closest_on_surface(R, s, c, data, n)
+        r = s[..., None, None] * torch.einsum("gkij,gkmj->gkmi", R, x_obj - cp)
+        nrm = r / torch.linalg.norm(r, dim=-1, keepdim=True).clamp_min(1e-9)
+        A = torch.einsum("gkmi,gkmj->gkij", nrm * w, nrm)
+        A = A + (1e-3 * A.diagonal(dim1=-2, dim2=-1).sum(-1) + 1e-9)[..., None, None] * eye
+        c = c + torch.linalg.solve(A, (r * w).sum(2)[..., None])[..., 0]
+    return c
 
 
 #: Adam steps between two updates of the mesh's self-occlusion (ray casting); poses move little in between.
