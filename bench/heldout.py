@@ -317,7 +317,7 @@ def diagnose(scene, book: dict, result: dict, d: Path, config: Path | None) -> l
     instances = load_instances_json(d / "instances.json")
     masks = [inst.mask for inst in instances]
     background = fit_background(camera.backproject(depth, ~np.logical_or.reduce(masks)), seed=cfg.seed)
-    problems, fit_depth, supporting = layout_problems(depth, camera, instances, masks, background, cfg)
+    problems, fit_depth = layout_problems(depth, camera, instances, masks, background, cfg)
     placed = json.loads((d / "out" / "scene.json").read_text())["objects"]
     lines = []
     for k, error in enumerate(result["centre_errors"]):
@@ -326,8 +326,8 @@ def diagnose(scene, book: dict, result: dict, d: Path, config: Path | None) -> l
         truth, chosen = book["true_proposal"][k], placed[k]["proposal_index"]
         T_true = scene.poses[k] @ np.linalg.inv(book["given"][k])
         T_placed = np.asarray(placed[k]["T_camera_object"], float).reshape(4, 4)
-        L_true = layout_objective(problems[k], camera, fit_depth, [T_true], truth, cfg, supporting)[0]
-        L_placed = layout_objective(problems[k], camera, fit_depth, [T_placed], chosen, cfg, supporting)[0]
+        L_true = layout_objective(problems[k], camera, fit_depth, [T_true], truth, cfg)[0]
+        L_placed = layout_objective(problems[k], camera, fit_depth, [T_placed], chosen, cfg)[0]
         scale = np.cbrt(np.linalg.det(T_placed[:3, :3]) / np.linalg.det(T_true[:3, :3]))
         lines.append(f"  object {k} ({scene.labels[k]}, {100 * result['visible'][k]:.0f} % visible): "
                      f"{100 * error:.1f} cm off, proposal {chosen} (true {truth}), L(truth) {L_true:.5f} vs "

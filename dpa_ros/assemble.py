@@ -154,23 +154,25 @@ def _check_inputs(image_rgb: np.ndarray, depth: np.ndarray, camera: CameraModel)
 
 
 def layout_problems(depth: np.ndarray, camera: CameraModel, instances: list[Instance], masks: list[np.ndarray],
-                    background: Background, config: LayoutConfig
-                    ) -> tuple[list[LayoutProblem], np.ndarray, np.ndarray]:
-    """What :func:`assemble_scene` hands the layout solver: one problem per instance (its target
-    points from the depth it fits), that depth (z, metres; averaged inside each mask when noisy,
-    ``config.depth_smoothing``) and the supporting pixels (the fitted floor and walls outside every
-    mask, which hide nothing). ``masks`` are the instances' checked masks, ``background`` the
-    planes fitted outside them. Raises :class:`InstanceInputError` naming an unusable instance."""
+                    background: Background, config: LayoutConfig) -> tuple[list[LayoutProblem], np.ndarray]:
+    """What :func:`assemble_scene` hands the layout solver: one problem per instance — its target
+    points from the depth it fits and its supporting pixels (the fitted floor and walls outside
+    every mask that it stands in front of, which hide nothing) — and that depth (z, metres;
+    averaged inside each mask when noisy, ``config.depth_smoothing``). ``masks`` are the instances'
+    checked masks, ``background`` the planes fitted outside them. Raises
+    :class:`InstanceInputError` naming an unusable instance."""
     cfg = config
-    names = [f"{i} ({inst.label!r})" for i, inst in enumerate(instances)]
+    outside = ~np.logical_or.reduce(masks)
     fit_depth = smooth_depth_in_masks(depth, masks, cfg.depth_smoothing, 2 * cfg.occlusion_margin)
-    problems = [LayoutProblem(name, build_target(fit_depth, camera, mask, name, max_points=cfg.points,
-                                                 max_pixels=cfg.points, seed=cfg.seed), inst.meshes,
-                              up=_instance_up(inst, name))
-                for inst, mask, name in zip(instances, masks, names)]
-    supporting = supporting_pixels(depth, camera, background.planes, ~np.logical_or.reduce(masks),
-                                   cfg.occlusion_margin)
-    return problems, fit_depth, supporting
+    problems = []
+    for i, (inst, mask) in enumerate(zip(instances, masks)):
+        name = f"{i} ({inst.label!r})"
+        target = build_target(fit_depth, camera, mask, name, max_points=cfg.points, max_pixels=cfg.points,
+                              seed=cfg.seed)
+        supporting = supporting_pixels(depth, camera, background.planes, outside, cfg.occlusion_margin,
+                                       points=target.points)
+        problems.append(LayoutProblem(name, target, inst.meshes, up=_instance_up(inst, name), supporting=supporting))
+    return problems, fit_depth
 
 
 def assemble_scene(image_rgb: np.ndarray, metric_depth: np.ndarray, camera: CameraModel,
@@ -215,9 +217,9 @@ def assemble_scene(image_rgb: np.ndarray, metric_depth: np.ndarray, camera: Came
 
     t0 = time.perf_counter()
     report("layout", 0.0)
-    problems, fit_depth, supporting = layout_problems(depth, camera, instances, masks, background, cfg)
+    problems, fit_depth = layout_problems(depth, camera, instances, masks, background, cfg)
     results = solve_layout(problems, camera, depth=fit_depth, gravity=background.gravity, config=cfg,
-                           progress=lambda f: report("layout", f), supporting=supporting)
+                           progress=lambda f: report("layout", f))
     times["layout"] = time.perf_counter() - t0
     report("layout", 1.0)
 

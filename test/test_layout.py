@@ -142,12 +142,12 @@ def test_a_floor_hides_nothing_so_a_mesh_sunk_into_it_pays(hard_scene):
     support = supporting_pixels(scene.depth, scene.camera, background.planes, ~objects)
     cfg = LayoutConfig(**FAST)
     for i, (label, mask, mesh) in enumerate(zip(scene.labels, scene.masks, scene.meshes)):
-        problem = LayoutProblem(label, build_target(scene.depth, scene.camera, mask, label, max_points=cfg.points,
-                                                    max_pixels=cfg.points), [mesh])
+        target = build_target(scene.depth, scene.camera, mask, label, max_points=cfg.points, max_pixels=cfg.points)
         T = scene.poses[i]
         sunk = _perturbed(T, scene.gravity, shift=0.12 * scene.gravity)
-        plain = layout_objective(problem, scene.camera, scene.depth, [T, sunk], config=cfg)
-        marked = layout_objective(problem, scene.camera, scene.depth, [T, sunk], config=cfg, supporting=support)
+        plain = layout_objective(LayoutProblem(label, target, [mesh]), scene.camera, scene.depth, [T, sunk], config=cfg)
+        marked = layout_objective(LayoutProblem(label, target, [mesh], supporting=support), scene.camera, scene.depth,
+                                  [T, sunk], config=cfg)
         assert marked[0] == pytest.approx(plain[0], abs=1e-6), label
         assert marked[1] > plain[1] + 0.002, f"{label}: sunk {plain[1]:.5f} → {marked[1]:.5f} with the floor marked"
 

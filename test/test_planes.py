@@ -43,3 +43,19 @@ def test_supporting_pixels_are_the_floor_and_wall_outside_every_mask():
     assert not support[~background].any()
     relabelled = [type(p)(label="plane", normal=p.normal, offset=p.offset) for p in bg.planes]
     assert not supporting_pixels(scene.depth, scene.camera, relabelled, ~objects).any()
+
+
+def test_a_plane_an_object_stands_behind_does_not_support_it():
+    """Planes count for an object only when its points lie in front of them: points behind the
+    fitted wall (an object a cabinet front, fitted as a wall, hides) keep the floor but not the wall."""
+    scene = make_scene(pitch_deg=25.0)
+    objects = np.logical_or.reduce(scene.masks)
+    bg = fit_background(scene.camera.backproject(scene.depth, ~objects))
+    wall = next(p for p in bg.planes if p.label == "wall")
+    floor_only = supporting_pixels(scene.depth, scene.camera, [bg.floor], ~objects)
+    in_front = scene.camera.backproject(scene.depth, scene.masks[0])
+    behind = in_front - (in_front @ wall.normal + wall.offset + 0.5)[:, None] * wall.normal   # 0.5 m behind it
+    assert np.array_equal(supporting_pixels(scene.depth, scene.camera, bg.planes, ~objects, points=behind), floor_only)
+    both = supporting_pixels(scene.depth, scene.camera, bg.planes, ~objects, points=in_front)
+    assert both.sum() > floor_only.sum() and np.array_equal(both, supporting_pixels(scene.depth, scene.camera,
+                                                                                     bg.planes, ~objects))

@@ -22,9 +22,10 @@ gravity is known) that places the proposal's surface in the optical frame (metre
   instance's own surface (:func:`own_surface`: at least one pixel inside its mask and off any
   depth edge, so the bilinear depth is interpolated on that surface, never extrapolated past the
   mask or the image border), and the observed surface is not in front of it by more than
-  ``occlusion_margin`` (else another object hides it; pixels given as ``supporting`` — the
-  fitted floor and walls — hide nothing, so a part sunk into the floor pays). Parts cut by the image border, hidden by
-  other objects or by the object itself, or facing away therefore cost nothing. Except for the
+  ``occlusion_margin`` (else another object hides it; the problem's ``supporting`` pixels — the
+  fitted floor and walls it stands in front of — hide nothing, so a part sunk into the floor
+  pays). Parts cut by the image border, hidden by other objects or by the object itself, or
+  facing away therefore cost nothing. Except for the
   self-occlusion, each test is a weight continuous in the pose (the mask read bilinearly; ramps
   over the pixel past the border, over 1–2 × ``occlusion_margin`` and the last ``FACING_RAMP``
   of the cosine), and the mean carries a prior of ``M2T_PRIOR`` samples' worth of D(X → S): a
@@ -227,12 +228,18 @@ class LayoutProblem:
         target: the instance's target points and mask.
         proposals: candidate meshes in the input convention (any origin and scale).
         up: the proposals' up axis (:data:`~dpa_ros.geometry.mesh_frames.UP_AXES`; "+y" = glTF).
+        supporting: (H, W) bool, pixels of the scene's supporting surfaces that this instance stands
+            in front of (the fitted floor and walls, :func:`~dpa_ros.geometry.planes.supporting_pixels`),
+            or None. Nothing stands behind them, so they hide no part of it: a mesh sample behind one
+            (sunk into the floor) is charged like any sample outside the mask instead of counting as
+            occluded.
     """
 
     name: str
     target: InstanceTarget
     proposals: list[trimesh.Trimesh]
     up: str = "+y"
+    supporting: np.ndarray | None = None
 
 
 @dataclass
@@ -322,6 +329,7 @@ class _InstanceData:
     own_surface: np.ndarray  # (H, W) bool: pixels whose 2×2 bilinear cells hold only the instance's own surface
     extends: np.ndarray      # (3,) unit direction (optical frame, ⊥ the optical axis) in which the object
     #                          continues past its mask (toward the image border or occluders), or zeros
+    occluders: np.ndarray    # (H, W) bool: pixels with valid depth that may hide part of it (not supporting)
 
 
 def open_direction(mask: np.ndarray, depth: np.ndarray | None, margin: float) -> np.ndarray:
@@ -356,7 +364,7 @@ def open_direction(mask: np.ndarray, depth: np.ndarray | None, margin: float) ->
 
 
 def _prepare_instance(target: InstanceTarget, camera: CameraModel, depth: np.ndarray | None, cfg: LayoutConfig,
-                      seed) -> _InstanceData:
+                      seed, supporting: np.ndarray | None = None) -> _InstanceData:
     rng = np.random.default_rng(seed)
     X = np.asarray(target.points, float)
     X = X[rng.permutation(len(X))][: cfg.points]
@@ -379,8 +387,14 @@ def _prepare_instance(target: InstanceTarget, camera: CameraModel, depth: np.nda
     du, dv = open_direction(mask, dmap, cfg.occlusion_margin)
     extends = np.array([du / camera.fx, dv / camera.fy, 0.0])
     extends = extends / max(float(np.linalg.norm(extends)), 1e-12)
+    raw = np.full((camera.height, camera.width), np.nan) if depth is None else np.asarray(depth, float)
+    occluders = np.isfinite(raw) & (raw > 0)
+    if supporting is not None:
+        if np.shape(supporting) != occluders.shape:
+            raise InstanceInputError(f"supporting pixels are {np.shape(supporting)}, the image {occluders.shape}")
+        occluders &= ~np.asarray(supporting, bool)      # a floor or wall hides nothing
     return _InstanceData(X, Q[: cfg.points], inv_depth, mask_distance(mask), mask, c0, r_t, area,
-                         own_surface(mask, inv_depth, cfg.occlusion_margin), extends)
+                         own_surface(mask, inv_depth, cfg.occlusion_margin), extends, occluders)
 
 
 def depth_edges(inv_depth: np.ndarray, jump: float) -> np.ndarray:
@@ -415,8 +429,7 @@ class _Data:
     """Tensors of all (instance, proposal) groups, on the solver's device."""
 
     def __init__(self, instances: list[_InstanceData], proposals: list[tuple[int, _Proposal]], camera: CameraModel,
-                 depth: np.ndarray | None, cfg: LayoutConfig, device: torch.device,
-                 supporting: np.ndarray | None = None):
+                 depth: np.ndarray | None, cfg: LayoutConfig, device: torch.device):
         def t(a, dtype=torch.float32):
             return torch.as_tensor(np.asarray(a), dtype=dtype, device=device)
 
@@ -442,18 +455,17 @@ class _Data:
         self.X, self.Xw, self.Q = t(X), t(Xw), t(Q)
         raw = np.full((camera.height, camera.width), np.nan) if depth is None else np.asarray(depth, float)
         valid = np.isfinite(raw) & (raw > 0)
-        if supporting is not None:
-            valid &= ~np.asarray(supporting, bool)     # a floor or wall hides nothing: no occluder there
         scene_inv = np.where(valid, 1.0 / np.where(valid, raw, 1.0), 0.0)
         # Per group, the image maps read bilinearly at the projected samples: the terms' values
         # (G, 2, H, W) — the instance's filled inverse depth (1/m) and mask distance (px) — and the
         # weights' (G, 4, H, W) — its mask (1/0), its own surface (1/0, :func:`own_surface`), and the
-        # inverse depth (1/m, 0 elsewhere) and validity (1/0) of the pixels that may hide a sample:
-        # valid depth, not on a supporting surface.
+        # inverse depth (1/m, 0 elsewhere) and validity (1/0) of the pixels that may hide a sample
+        # (valid depth, not on a surface the instance stands in front of).
         self.value_maps = t(np.stack([np.stack([instances[i].inv_depth, instances[i].mask_dist])
                                       for i in self.inst]))
         self.weight_maps = t(np.stack([np.stack([instances[i].mask, instances[i].own_surface,
-                                                 scene_inv, valid]) for i in self.inst]))
+                                                 np.where(instances[i].occluders, scene_inv, 0.0),
+                                                 instances[i].occluders]) for i in self.inst]))
         self.c0 = t(np.stack([instances[i].c0 for i in self.inst]))
         self.radius = t([instances[i].radius for i in self.inst])
         self.extends = t(np.stack([instances[i].extends for i in self.inst]))             # (G, 3)
@@ -916,7 +928,7 @@ def checked_config(problems: list[LayoutProblem], gravity, config: LayoutConfig 
     return cfg, dof, cfg.torch_device()
 
 
-def _setup(problems: list[LayoutProblem], camera: CameraModel, depth, gravity, config, supporting=None):
+def _setup(problems: list[LayoutProblem], camera: CameraModel, depth, gravity, config):
     cfg, dof, device = checked_config(problems, gravity, config)
     instances, proposals = [], []
     for i, prob in enumerate(problems):
@@ -926,10 +938,10 @@ def _setup(problems: list[LayoutProblem], camera: CameraModel, depth, gravity, c
             up = check_up(prob.up)
         except ValueError as exc:
             raise InstanceInputError(f"instance {prob.name}: {exc}") from exc
-        instances.append(_prepare_instance(prob.target, camera, depth, cfg, [cfg.seed, 1]))
+        instances.append(_prepare_instance(prob.target, camera, depth, cfg, [cfg.seed, 1], prob.supporting))
         for p, mesh in enumerate(prob.proposals):
             proposals.append((i, _prepare_proposal(mesh, up, cfg, [cfg.seed, 2, p], prob.name, p)))
-    data = _Data(instances, proposals, camera, depth, cfg, device, supporting)
+    data = _Data(instances, proposals, camera, depth, cfg, device)
     return cfg, dof, data
 
 
@@ -957,8 +969,7 @@ def _to_input_frame(R: np.ndarray, s: float, c: np.ndarray, prop: _Proposal) -> 
 
 def solve_layout(problems: list[LayoutProblem], camera: CameraModel, depth: np.ndarray | None = None,
                  gravity: np.ndarray | None = None, config: LayoutConfig | None = None,
-                 progress: Callable[[float], None] | None = None,
-                 supporting: np.ndarray | None = None) -> list[LayoutResult]:
+                 progress: Callable[[float], None] | None = None) -> list[LayoutResult]:
     """Place every instance: one batched, coarse-to-fine optimisation over instances × proposals × restarts.
 
     Args:
@@ -970,17 +981,13 @@ def solve_layout(problems: list[LayoutProblem], camera: CameraModel, depth: np.n
         gravity: unit down vector in the optical frame; enables 5 DoF (yaw, c, s) under dof "auto".
         config: solver settings.
         progress: called with the fraction of iterations done.
-        supporting: (H, W) bool, pixels of the scene's supporting surfaces (floor and walls,
-            :func:`~dpa_ros.geometry.planes.supporting_pixels`), or None. Nothing stands behind them,
-            so they hide no part of an object: a mesh sample behind one (sunk into the floor) is
-            charged like any sample outside the mask instead of counting as occluded.
 
     Returns one :class:`LayoutResult` per problem, in order. Raises
     :class:`~dpa_ros.geometry.targets.InstanceInputError` naming the instance for unusable meshes.
     """
     cfg = (config or LayoutConfig()).validate()
     with _cpu_threads(cfg):
-        return _solve(problems, camera, depth, gravity, cfg, progress, supporting)
+        return _solve(problems, camera, depth, gravity, cfg, progress)
 
 
 @contextmanager
@@ -994,8 +1001,8 @@ def _cpu_threads(cfg: LayoutConfig):
         torch.set_num_threads(before)
 
 
-def _solve(problems, camera, depth, gravity, cfg: LayoutConfig, progress, supporting) -> list[LayoutResult]:
-    cfg, dof, data = _setup(problems, camera, depth, gravity, cfg, supporting)
+def _solve(problems, camera, depth, gravity, cfg: LayoutConfig, progress) -> list[LayoutResult]:
+    cfg, dof, data = _setup(problems, camera, depth, gravity, cfg)
     rots, yaws = _scan_rotations(problems, gravity, cfg, dof)
     stages = cfg.schedule()
     chains = _scan(data, rots, yaws, cfg.scan_scales, dof, cfg.restarts, stages[0][2], cfg.scan_icp_steps,
@@ -1034,13 +1041,12 @@ def _results(problems, data: _Data, R, s, c, final, dof) -> list[LayoutResult]:
 
 
 def layout_objective(problem: LayoutProblem, camera: CameraModel, depth: np.ndarray | None,
-                     poses: list[np.ndarray], proposal: int = 0, config: LayoutConfig | None = None,
-                     supporting: np.ndarray | None = None) -> np.ndarray:
+                     poses: list[np.ndarray], proposal: int = 0, config: LayoutConfig | None = None) -> np.ndarray:
     """The solver's objective L for given poses of one proposal of one problem.
 
     Args:
         problem: the instance (its target and proposals).
-        camera, depth, supporting: as for :func:`solve_layout`.
+        camera, depth: as for :func:`solve_layout`.
         poses: 4×4 T_camera_object of the proposal mesh as given (scale included), each a similarity.
         proposal: which of ``problem.proposals``.
         config: ``points``, ``lambda_2d``, ``occlusion_margin``, ``silhouette_points``,
@@ -1051,10 +1057,10 @@ def layout_objective(problem: LayoutProblem, camera: CameraModel, depth: np.ndar
     """
     cfg = (config or LayoutConfig()).validate()
     up = check_up(problem.up)
-    inst = _prepare_instance(problem.target, camera, depth, cfg, [cfg.seed, 1])
+    inst = _prepare_instance(problem.target, camera, depth, cfg, [cfg.seed, 1], problem.supporting)
     prop = _prepare_proposal(problem.proposals[proposal], up, cfg, [cfg.seed, 2, proposal], problem.name,
                              proposal)
-    data = _Data([inst], [(0, prop)], camera, depth, cfg, cfg.torch_device(), supporting)
+    data = _Data([inst], [(0, prop)], camera, depth, cfg, cfg.torch_device())
     Rs, ss, cs = [], [], []
     for T in poses:
         A = np.asarray(T, float)[:3, :3] @ prop.R_in.T          # s·R in the internal frame

@@ -101,19 +101,25 @@ def fit_background(points: np.ndarray, up_hint: np.ndarray | None = None, max_pl
 
 
 def supporting_pixels(depth: np.ndarray, camera, planes: list[Plane], outside: np.ndarray,
-                      threshold: float = 0.05, labels: tuple[str, ...] = ("floor", "wall")) -> np.ndarray:
+                      threshold: float = 0.05, labels: tuple[str, ...] = ("floor", "wall"),
+                      points: np.ndarray | None = None) -> np.ndarray:
     """(H, W) bool: pixels of ``outside`` (True where no object mask is) whose depth back-projects
     within ``threshold`` metres of a fitted plane labelled one of ``labels``.
 
     These are the scene's supporting surfaces: nothing stands behind a floor or a wall, so such a
     pixel cannot hide part of an object, and a mesh placed behind it (sunk into the floor, pushed
-    through a wall) is wrong rather than occluded. ``camera`` is a
+    through a wall) is wrong rather than occluded. With ``points`` (an object's points, optical
+    frame), only planes that most of them lie in front of count: a plane the object stands behind
+    (a cabinet front fitted as a wall) may well hide it. ``camera`` is a
     :class:`~dpa_ros.geometry.camera.CameraModel` of the depth image (metres, NaN/0 invalid).
     """
     depth = np.asarray(depth, float)
     valid = np.isfinite(depth) & (depth > 0) & np.asarray(outside, bool)
     out = np.zeros(depth.shape, bool)
     chosen = [p for p in planes if p.label in labels]
+    if points is not None and len(points):
+        pts = np.asarray(points, float)
+        chosen = [p for p in chosen if np.median(pts @ np.asarray(p.normal, float) + p.offset) > 0]
     if not chosen or not valid.any():
         return out
     v, u = np.nonzero(valid)
