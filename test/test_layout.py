@@ -389,6 +389,16 @@ def test_mesh_without_faces_names_the_instance(two_objects):
         _assemble(two_objects, inst)
 
 
+def test_supporting_pixels_of_another_size_name_the_instance(two_objects):
+    scene = two_objects
+    target = build_target(scene.depth, scene.camera, scene.masks[1], "box", max_points=60, max_pixels=60)
+    problem = LayoutProblem("box", target, [scene.meshes[1]], supporting=np.zeros((10, 10), bool))
+    with pytest.raises(InstanceInputError, match=r"instance box: supporting pixels are \(10, 10\) but the image is "
+                                                 r"\(120, 160\)"):
+        solve_layout([problem], scene.camera, scene.depth, scene.gravity, LayoutConfig(points=60, iterations=2,
+                                                                                       restarts=1))
+
+
 def test_unknown_up_axis_names_the_instance(two_objects):
     inst = _instances(two_objects)
     inst[1].up = "+w"
@@ -469,7 +479,7 @@ def test_tracked_silhouette_neighbours_give_the_exhaustive_objective():
 
     scene, problems = _small_problem()
     cfg = LayoutConfig(points=400, silhouette_points=100, field_resolution=16)
-    inst = _prepare_instance(problems[0].target, scene.camera, scene.depth, cfg, [0, 1])
+    inst = _prepare_instance(problems[0], scene.camera, scene.depth, cfg, [0, 1])
     props = [(0, _prepare_proposal(m, "+y", cfg, [0, 2, p], "cabinet", p)) for p, m in enumerate(problems[0].proposals)]
     data = _Data([inst], props, scene.camera, scene.depth, cfg, torch.device("cpu"))
     n = 400
@@ -553,7 +563,7 @@ def test_objective_has_no_jumps_as_samples_cross_mask_border_and_occlusion_edges
     steps = torch.arange(0.0, 0.04, 0.0002)
     for label, mask, mesh, T in zip(scene.labels, scene.masks, scene.meshes, scene.poses):
         target = build_target(scene.depth, scene.camera, mask, label, max_points=200, max_pixels=200)
-        inst = _prepare_instance(target, scene.camera, scene.depth, cfg, [0, 1])
+        inst = _prepare_instance(LayoutProblem(label, target, [mesh]), scene.camera, scene.depth, cfg, [0, 1])
         prop = _prepare_proposal(mesh, "+y", cfg, [0, 2, 0], label, 0)
         data = _Data([inst], [(0, prop)], scene.camera, scene.depth, cfg, torch.device("cpu"))
         A = T[:3, :3] @ prop.R_in.T                           # s·R in the solver's internal frame

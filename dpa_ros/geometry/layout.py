@@ -25,15 +25,16 @@ gravity is known) that places the proposal's surface in the optical frame (metre
   ``occlusion_margin`` (else another object hides it; the problem's ``supporting`` pixels — the
   fitted floor and walls it stands in front of — hide nothing, so a part sunk into the floor
   pays). Parts cut by the image border, hidden by other objects or by the object itself, or
-  facing away therefore cost nothing. Except for the
-  self-occlusion, each test is a weight continuous in the pose (the mask read bilinearly; ramps
-  over the pixel past the border, over 1–2 × ``occlusion_margin`` and the last ``FACING_RAMP``
-  of the cosine), and the mean carries a prior of ``M2T_PRIOR`` samples' worth of D(X → S): a
-  mean over few samples that jumps as one crosses an edge sends the gradient steps uphill.
+  facing away therefore cost nothing. Except for the self-occlusion, each test is a weight
+  continuous in the pose (the mask read bilinearly; ramps over the pixel past the border, over
+  1–2 × ``occlusion_margin`` and the last ``FACING_RAMP`` of the cosine), and the mean carries a
+  prior of ``M2T_PRIOR`` samples' worth of D(X → S): a mean over few samples that jumps as one
+  crosses an edge sends the gradient steps uphill.
 * ``D2(π(S) → mask)``: mean distance (normalised image units, ≈ radians) of projected mesh samples
   to the mask, from the mask's exact Euclidean distance transform less one pixel (a silhouette
   covers a mask pixel's centre, so its edge may reach a pixel further), bilinear; free outside
-  the image and where the observed surface (not a supporting one) is in front of the sample (occlusion).
+  the image and where an observed surface (not a supporting one) is in front of the sample
+  (occlusion).
 * ``D2(mask → π(S))``: mean distance of at most ``silhouette_points`` mask samples to the nearest
   of twice as many projected mesh samples (the only nearest-neighbour search left), minus 1.5 ×
   the mean spacing of the projected samples that land in the mask (a hinge), so a mask pixel
@@ -363,8 +364,9 @@ def open_direction(mask: np.ndarray, depth: np.ndarray | None, margin: float) ->
     return v / norm if norm > 1e-9 else np.zeros(2)
 
 
-def _prepare_instance(target: InstanceTarget, camera: CameraModel, depth: np.ndarray | None, cfg: LayoutConfig,
-                      seed, supporting: np.ndarray | None = None) -> _InstanceData:
+def _prepare_instance(problem: LayoutProblem, camera: CameraModel, depth: np.ndarray | None, cfg: LayoutConfig,
+                      seed) -> _InstanceData:
+    target, supporting = problem.target, problem.supporting
     rng = np.random.default_rng(seed)
     X = np.asarray(target.points, float)
     X = X[rng.permutation(len(X))][: cfg.points]
@@ -391,7 +393,8 @@ def _prepare_instance(target: InstanceTarget, camera: CameraModel, depth: np.nda
     occluders = np.isfinite(raw) & (raw > 0)
     if supporting is not None:
         if np.shape(supporting) != occluders.shape:
-            raise InstanceInputError(f"supporting pixels are {np.shape(supporting)}, the image {occluders.shape}")
+            raise InstanceInputError(f"instance {problem.name}: supporting pixels are {np.shape(supporting)} but the "
+                                     f"image is {occluders.shape} (height, width)")
         occluders &= ~np.asarray(supporting, bool)      # a floor or wall hides nothing
     return _InstanceData(X, Q[: cfg.points], inv_depth, mask_distance(mask), mask, c0, r_t, area,
                          own_surface(mask, inv_depth, cfg.occlusion_margin), extends, occluders)
@@ -938,7 +941,7 @@ def _setup(problems: list[LayoutProblem], camera: CameraModel, depth, gravity, c
             up = check_up(prob.up)
         except ValueError as exc:
             raise InstanceInputError(f"instance {prob.name}: {exc}") from exc
-        instances.append(_prepare_instance(prob.target, camera, depth, cfg, [cfg.seed, 1], prob.supporting))
+        instances.append(_prepare_instance(prob, camera, depth, cfg, [cfg.seed, 1]))
         for p, mesh in enumerate(prob.proposals):
             proposals.append((i, _prepare_proposal(mesh, up, cfg, [cfg.seed, 2, p], prob.name, p)))
     data = _Data(instances, proposals, camera, depth, cfg, device)
@@ -1057,7 +1060,7 @@ def layout_objective(problem: LayoutProblem, camera: CameraModel, depth: np.ndar
     """
     cfg = (config or LayoutConfig()).validate()
     up = check_up(problem.up)
-    inst = _prepare_instance(problem.target, camera, depth, cfg, [cfg.seed, 1], problem.supporting)
+    inst = _prepare_instance(problem, camera, depth, cfg, [cfg.seed, 1])
     prop = _prepare_proposal(problem.proposals[proposal], up, cfg, [cfg.seed, 2, proposal], problem.name,
                              proposal)
     data = _Data([inst], [(0, prop)], camera, depth, cfg, cfg.torch_device())
