@@ -347,7 +347,7 @@ def test_config_validation_and_schedule():
         solve_layout(problems, scene.camera, scene.depth, scene.gravity, LayoutConfig(points=60, iterations=2))
     paper = LayoutConfig.paper()
     assert (paper.restarts, paper.iterations, paper.points) == (10, 1000, 5000)
-    assert paper.schedule() == [(10, 300, 200), (2, 600, 625), (1, 100, 5000)]
+    assert paper.schedule() == [(10, 300, 200), (3, 600, 625), (1, 100, 5000)]
     assert sum(t for _, t, _ in LayoutConfig(iterations=7).schedule()) == 7
 
 

@@ -62,7 +62,9 @@ iterations.
 
 Coarse-to-fine schedule (:meth:`LayoutConfig.schedule`): stage 1 runs every restart on a coarse
 point subset; then only the best ``keep_restarts`` restarts of each (instance, proposal) go on,
-on more points, and the last stage refines the best one on all ``points``. Every surviving chain runs
+on more points, and the last stage refines the best one on all ``points``. Which restarts go on is
+scored exactly on all ``points``: on the coarse subset, a chain still converging into a narrow
+basin (a mostly hidden object) often ranked below a wrong one. Every surviving chain runs
 ``iterations`` Adam steps in total. The final objective, at full size, picks the best restart per
 proposal (``proposal_errors``) and the best proposal per instance; all proposals of an instance
 are scored on the same target points and mask samples.
@@ -148,7 +150,7 @@ class LayoutConfig:
     device: str = "auto"
     dof: str = "auto"
     occlusion_margin: float = 0.05
-    keep_restarts: int = 2
+    keep_restarts: int = 3
     coarse_points: int = 200
     silhouette_points: int = 200
     field_resolution: int = 48
@@ -202,9 +204,10 @@ class LayoutConfig:
         """The coarse-to-fine stages as (restarts per proposal, iterations, points per side).
 
         1. every restart, 30 % of ``iterations``, ``min(coarse_points, points)`` points;
-        2. the best ``keep_restarts`` restarts per proposal, 60 % of the iterations,
+        2. the best ``keep_restarts`` restarts per proposal (scored exactly on all ``points``), 60 % of
+           the iterations,
            ``max(coarse_points, points // 8)`` points (at most ``points``);
-        3. the best restart per proposal, the remaining 10 %, all ``points``.
+        3. the best restart per proposal (scored likewise), the remaining 10 %, all ``points``.
 
         Each stage starts from where the previous one left its chains (parameters and Adam
         moments); every surviving chain runs ``iterations`` steps in total. Stages with no
@@ -1013,11 +1016,11 @@ def _solve(problems, camera, depth, gravity, cfg: LayoutConfig, progress) -> lis
     total = sum(t for _, t, _ in stages)
     report = None if progress is None else (lambda t: progress(t / total) if t % max(1, total // 50) == 0 else None)
     step = 0
-    for k, (keep, steps, n) in enumerate(stages):
+    for keep, steps, n in stages:
         if keep < chains.R0.shape[1]:
             with torch.no_grad():
-                pose, n_prev = chains.pose(data), stages[k - 1][2]
-                loss = _objective(*pose, data, n_prev, data.self_visible(*pose, n_prev), exact=True)
+                pose = chains.pose(data)
+                loss = _objective(*pose, data, cfg.points, data.self_visible(*pose, cfg.points), exact=True)
             chains = chains.select(torch.argsort(loss, dim=1, stable=True)[:, :keep])
         _run_stage(chains, data, n, steps, step, total, cfg.lr, report)
         step += steps
