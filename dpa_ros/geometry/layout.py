@@ -333,7 +333,7 @@ class _InstanceData:
     own_surface: np.ndarray  # (H, W) bool: pixels whose 2×2 bilinear cells hold only the instance's own surface
     extends: np.ndarray      # (3,) unit direction (optical frame, ⊥ the optical axis) in which the object
     #                          continues past its mask (toward the image border or occluders), or zeros
-    occluders: np.ndarray    # (H, W) bool: pixels with valid depth that may hide part of it (not supporting)
+    supporting: np.ndarray   # (H, W) bool: floor/wall pixels it stands in front of; they hide none of it
 
 
 def open_direction(mask: np.ndarray, depth: np.ndarray | None, margin: float) -> np.ndarray:
@@ -392,15 +392,14 @@ def _prepare_instance(problem: LayoutProblem, camera: CameraModel, depth: np.nda
     du, dv = open_direction(mask, dmap, cfg.occlusion_margin)
     extends = np.array([du / camera.fx, dv / camera.fy, 0.0])
     extends = extends / max(float(np.linalg.norm(extends)), 1e-12)
-    raw = np.full((camera.height, camera.width), np.nan) if depth is None else np.asarray(depth, float)
-    occluders = np.isfinite(raw) & (raw > 0)
-    if supporting is not None:
-        if np.shape(supporting) != occluders.shape:
-            raise InstanceInputError(f"instance {problem.name}: supporting pixels are {np.shape(supporting)} but the "
-                                     f"image is {occluders.shape} (height, width)")
-        occluders &= ~np.asarray(supporting, bool)      # a floor or wall hides nothing
+    image = (camera.height, camera.width)
+    if supporting is None:
+        supporting = np.zeros(image, bool)
+    elif np.shape(supporting) != image:
+        raise InstanceInputError(f"instance {problem.name}: supporting pixels are {np.shape(supporting)} but the "
+                                 f"image is {image} (height, width)")
     return _InstanceData(X, Q[: cfg.points], inv_depth, mask_distance(mask), mask, c0, r_t, area,
-                         own_surface(mask, inv_depth, cfg.occlusion_margin), extends, occluders)
+                         own_surface(mask, inv_depth, cfg.occlusion_margin), extends, np.asarray(supporting, bool))
 
 
 def depth_edges(inv_depth: np.ndarray, jump: float) -> np.ndarray:
@@ -469,9 +468,10 @@ class _Data:
         # (valid depth, not on a surface the instance stands in front of).
         self.value_maps = t(np.stack([np.stack([instances[i].inv_depth, instances[i].mask_dist])
                                       for i in self.inst]))
+        occluders = [valid & ~instances[i].supporting for i in self.inst]     # a floor or wall hides nothing
         self.weight_maps = t(np.stack([np.stack([instances[i].mask, instances[i].own_surface,
-                                                 np.where(instances[i].occluders, scene_inv, 0.0),
-                                                 instances[i].occluders]) for i in self.inst]))
+                                                 np.where(may_hide, scene_inv, 0.0), may_hide])
+                                       for i, may_hide in zip(self.inst, occluders)]))
         self.c0 = t(np.stack([instances[i].c0 for i in self.inst]))
         self.radius = t([instances[i].radius for i in self.inst])
         self.extends = t(np.stack([instances[i].extends for i in self.inst]))             # (G, 3)
