@@ -18,7 +18,7 @@ setup(
     install_requires=[
         "numpy", "scipy", "pyyaml", "pillow", "tqdm", "trimesh", "lxml", "usd-core", "open3d",
         "opencv-python-headless", "torch", "torchvision", "transformers", "diffusers", "accelerate",
-        "segment-anything", "open_clip_torch", "huggingface-hub", "safetensors", "vhacdx",
+        "segment-anything", "open_clip_torch", "huggingface-hub", "safetensors", "vhacdx", "coacd", "mujoco",
     ],
     # Profiles are found under <prefix>/share/dpa_ros/config/profiles (dpa_ros.priors.profiles).
     data_files=[("share/dpa_ros/config/profiles", [str(p) for p in sorted(Path("config/profiles").glob("*.yaml"))]),

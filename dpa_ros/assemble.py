@@ -25,6 +25,7 @@ import trimesh
 from PIL import Image
 
 from dpa_ros.geometry.camera import CameraModel
+from dpa_ros.geometry.gravity import check_gravity
 from dpa_ros.geometry.layout import LayoutConfig, LayoutProblem, solve_layout
 from dpa_ros.geometry.mesh_frames import check_up
 from dpa_ros.geometry.planes import fit_background, supporting_pixels
@@ -178,7 +179,8 @@ def layout_problems(depth: np.ndarray, camera: CameraModel, instances: list[Inst
 def assemble_scene(image_rgb: np.ndarray, metric_depth: np.ndarray, camera: CameraModel,
                    instances: list[Instance], config: LayoutConfig | None = None,
                    progress: Callable[[str, float], None] | None = None,
-                   timings: dict[str, float] | None = None, profile: str = "instances") -> Scene:
+                   timings: dict[str, float] | None = None, profile: str = "instances",
+                   gravity: np.ndarray | None = None, gravity_source: str = "given") -> Scene:
     """Place ``instances`` in 3D and return the scene (poses in the camera optical frame, metres).
 
     Args:
@@ -191,6 +193,10 @@ def assemble_scene(image_rgb: np.ndarray, metric_depth: np.ndarray, camera: Came
             "assemble" and fraction in [0, 1].
         timings: seconds per stage are added to this dict (and to ``scene.timings_s``).
         profile: recorded in the scene.
+        gravity: known gravity direction (unit, pointing down, camera optical frame), e.g. from
+            the robot's TF or IMU; it wins over the fitted floor's normal. None: gravity from the
+            floor when one is found.
+        gravity_source: recorded as ``background.gravity_source`` when ``gravity`` is given.
 
     Raises :class:`~dpa_ros.geometry.targets.InstanceInputError` (a ValueError) naming the instance
     for an empty mask, a mask of the wrong size, no valid depth inside a mask, or an unusable mesh,
@@ -211,7 +217,11 @@ def assemble_scene(image_rgb: np.ndarray, metric_depth: np.ndarray, camera: Came
         if not inst.meshes:
             raise InstanceInputError(f"instance {name}: no mesh proposals")
     objects_union = np.logical_or.reduce(masks)
-    background = fit_background(camera.backproject(depth, ~objects_union), seed=cfg.seed)
+    if gravity is not None:
+        gravity = check_gravity(gravity)
+    background = fit_background(camera.backproject(depth, ~objects_union), gravity=gravity, seed=cfg.seed)
+    if gravity is not None:
+        background.gravity_source = gravity_source
     times["background"] = time.perf_counter() - t0
     report("background", 1.0)
 

@@ -208,7 +208,8 @@ class Pipeline:
 
     def run(self, image_rgb: np.ndarray, camera: CameraModel, depth: np.ndarray | None = None,
             prompt: str | None = None, progress: Callable[[str, float], None] | None = None,
-            cancel: Callable[[], bool] | None = None) -> Scene:
+            cancel: Callable[[], bool] | None = None, gravity: np.ndarray | None = None,
+            gravity_source: str = "given") -> Scene:
         """Reconstruct one image.
 
         Args:
@@ -218,6 +219,8 @@ class Pipeline:
             prompt: detection prompt ``"chair. table."``; None uses the profile's ``prompt``.
             progress: called as ``progress(stage, overall_fraction)``, fraction in [0, 1], non-decreasing.
             cancel: polled before every stage; returning True raises :class:`Cancelled`.
+            gravity: known gravity (unit, pointing down, optical frame), e.g. from TF or an IMU; it
+                wins over the fitted floor. ``gravity_source`` is recorded with it in the scene.
 
         Returns:
             The scene: objects with poses in the camera optical frame (metres), background planes,
@@ -291,7 +294,8 @@ class Pipeline:
             raise Cancelled("cancelled before stage 'background'")
         try:
             scene = assemble_scene(image, metric, camera, instances, config=self.layout_config, progress=report,
-                                   timings=timings, profile=self.name)
+                                   timings=timings, profile=self.name, gravity=gravity,
+                                   gravity_source=gravity_source)
         except ValueError as exc:  # InstanceInputError and other input problems of the geometry core
             raise ReconstructionError(f"layout failed: {exc}") from exc
         scene.timings_s = {stage: float(timings.get(stage, 0.0)) for stage in STAGES}

@@ -44,6 +44,14 @@ class SceneObject:
         proposal_index: which mesh proposal won the layout (-1 when not known).
         proposal_errors: the best final layout objective of every proposal, in proposal order
             (empty when not known); ``fit_error`` is its minimum.
+        support: what the object rests on after the physics stage: ``"floor"``, ``"plane_<k>"``
+            (``background.planes[k]``, a support plane), ``"object_<id>"`` (on top of another
+            object), ``"none"`` (nothing found below it) or ``""`` (the stage did not run).
+        penetration_before_m, penetration_after_m: deepest interpenetration of this object with
+            the floor, a support plane or another object, metres, before and after the physics
+            stage (NaN when it did not run).
+        physics_shift_m: how far the physics stage moved the object's centre, metres (0 when it
+            did not run).
     """
 
     id: int
@@ -55,6 +63,10 @@ class SceneObject:
     fit_error: float = float("nan")
     proposal_index: int = -1
     proposal_errors: list[float] = field(default_factory=list)
+    support: str = ""
+    penetration_before_m: float = float("nan")
+    penetration_after_m: float = float("nan")
+    physics_shift_m: float = 0.0
 
     @property
     def rotation(self) -> np.ndarray:
@@ -74,21 +86,36 @@ class SceneObject:
 
 @dataclass
 class Plane:
-    """A background plane n·p + d = 0 in the camera optical frame; |n| = 1, n points at the camera."""
+    """A background plane n·p + d = 0 in the camera optical frame; |n| = 1, n points at the camera.
+
+    Attributes:
+        label: ``"floor"`` (the lowest large horizontal plane), ``"support"`` (a horizontal plane
+            above the floor that is no instance: a table top, a shelf board), ``"wall"``
+            (vertical) or ``"plane"`` (anything else).
+        normal, offset: n and d, optical frame, metres.
+        inlier_count: points that support the plane.
+        polygon: (K, 3) optical-frame corners (metres) of the convex hull of the plane's inliers,
+            projected onto the plane, in order around it; None when not known (the plane is then
+            unbounded, as the floor is for most uses).
+    """
 
     label: str
     normal: np.ndarray
     offset: float
     inlier_count: int = 0
+    polygon: np.ndarray | None = None
 
     def to_dict(self) -> dict:
         return {"label": self.label, "normal": np.asarray(self.normal, float).tolist(),
-                "offset": float(self.offset), "inlier_count": int(self.inlier_count)}
+                "offset": float(self.offset), "inlier_count": int(self.inlier_count),
+                "polygon": None if self.polygon is None else np.asarray(self.polygon, float).tolist()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Plane":
+        polygon = d.get("polygon")
         return cls(label=str(d["label"]), normal=np.asarray(d["normal"], float), offset=float(d["offset"]),
-                   inlier_count=int(d.get("inlier_count", 0)))
+                   inlier_count=int(d.get("inlier_count", 0)),
+                   polygon=None if polygon is None else np.asarray(polygon, float).reshape(-1, 3))
 
 
 @dataclass
@@ -96,10 +123,15 @@ class Background:
     """Planes fitted to non-object points and the gravity direction they imply (optical frame).
 
     ``gravity`` is a unit vector pointing down (towards the floor), or None when unknown.
+    ``gravity_source`` says where it came from: ``"floor"`` (minus the fitted floor's normal),
+    ``"given"`` (a vector handed to the library or ``dpa-reconstruct --gravity``), ``"parameter"``
+    (the node's ``gravity`` parameter), ``"tf:<frame>"`` (the node's ``gravity_frame`` through TF),
+    ``"imu"`` (the node's IMU topic) or ``"none"``.
     """
 
     planes: list[Plane] = field(default_factory=list)
     gravity: np.ndarray | None = None
+    gravity_source: str = "none"
 
     @property
     def floor(self) -> Plane | None:
@@ -138,7 +170,8 @@ class Scene:
         """scene.json content (docs/interfaces.md); mesh paths are relative to the scene directory."""
         bg: dict = {"planes": [p.to_dict() for p in self.background.planes],
                     "gravity": None if self.background.gravity is None
-                    else np.asarray(self.background.gravity, float).tolist()}
+                    else np.asarray(self.background.gravity, float).tolist(),
+                    "gravity_source": self.background.gravity_source}
         return {
             "frame_id": self.frame_id,
             "camera": {"K": self.camera.K.ravel().tolist(), "width": self.camera.width,
@@ -149,7 +182,11 @@ class Scene:
                  "T_camera_object": np.asarray(o.T_camera_object, float).tolist(),
                  "scale": float(o.scale), "fit_error": float(o.fit_error),
                  "proposal_index": int(o.proposal_index),
-                 "proposal_errors": [float(e) for e in o.proposal_errors]}
+                 "proposal_errors": [float(e) for e in o.proposal_errors],
+                 "support": o.support,
+                 "penetration_m": {"before": _json_float(o.penetration_before_m),
+                                   "after": _json_float(o.penetration_after_m)},
+                 "physics_shift_m": float(o.physics_shift_m)}
                 for o in self.objects
             ],
             "background": bg,
@@ -158,6 +195,11 @@ class Scene:
             "profile": self.profile,
             "stamp_ns": int(self.stamp_ns),
         }
+
+
+def _json_float(value: float) -> float | None:
+    """A float for JSON, None for NaN (JSON has no NaN)."""
+    return None if not np.isfinite(value) else float(value)
 
 
 def _write_mesh(mesh: trimesh.Trimesh, path: Path) -> None:
@@ -193,6 +235,10 @@ def _load_mesh(path: Path) -> trimesh.Trimesh:
     return mesh
 
 
+def _nan_if_none(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
 def read_scene(scene_dir: str | Path) -> Scene:
     """Load a scene directory written by :func:`write_scene` (or by hand, following docs/interfaces.md)."""
     scene_dir = Path(scene_dir)
@@ -212,14 +258,20 @@ def read_scene(scene_dir: str | Path) -> Scene:
                 scale=float(o.get("scale", np.cbrt(abs(np.linalg.det(T[:3, :3]))))),
                 fit_error=float(o.get("fit_error", float("nan"))),
                 proposal_index=int(o.get("proposal_index", -1)),
-                proposal_errors=[float(e) for e in o.get("proposal_errors", [])]))
+                proposal_errors=[float(e) for e in o.get("proposal_errors", [])],
+                support=str(o.get("support", "")),
+                penetration_before_m=_nan_if_none((o.get("penetration_m") or {}).get("before")),
+                penetration_after_m=_nan_if_none((o.get("penetration_m") or {}).get("after")),
+                physics_shift_m=float(o.get("physics_shift_m", 0.0))))
     except SceneFormatError:
         raise
     except (OSError, KeyError, TypeError, ValueError) as exc:
         raise SceneFormatError(f"cannot read scene {json_path}: {exc}") from exc
     bg = data.get("background") or {}
     background = Background(planes=[Plane.from_dict(p) for p in bg.get("planes", [])],
-                            gravity=None if bg.get("gravity") is None else np.asarray(bg["gravity"], float))
+                            gravity=None if bg.get("gravity") is None else np.asarray(bg["gravity"], float),
+                            gravity_source=str(bg.get("gravity_source", "none" if bg.get("gravity") is None
+                                                      else "floor")))
     points = np.zeros((0, 3))
     colors = np.zeros((0, 3), np.uint8)
     if data.get("cloud"):

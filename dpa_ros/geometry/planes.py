@@ -46,7 +46,8 @@ def ransac_plane(points: np.ndarray, threshold: float, iterations: int, rng: np.
     return n, d, inliers
 
 
-def fit_background(points: np.ndarray, up_hint: np.ndarray | None = None, max_planes: int = 4,
+def fit_background(points: np.ndarray, up_hint: np.ndarray | None = None, gravity: np.ndarray | None = None,
+                   max_planes: int = 4,
                    threshold: float = 0.03, min_inliers: int = 200, min_fraction: float = 0.05,
                    floor_max_angle_deg: float = 35.0, wall_max_angle_deg: float = 20.0,
                    max_points: int = 20000, iterations: int = 300, seed: int = 0) -> Background:
@@ -58,12 +59,16 @@ def fit_background(points: np.ndarray, up_hint: np.ndarray | None = None, max_pl
             with the most inliers whose normal is within ``floor_max_angle_deg`` of it and that
             lies below the camera; walls are planes within ``wall_max_angle_deg`` of vertical
             (normal ⟂ up); others are labelled "plane".
+        gravity: a known gravity direction (unit, pointing down, optical frame). It replaces
+            ``up_hint`` and the fitted floor's normal as the scene's gravity.
         threshold: RANSAC inlier distance, metres.
         min_inliers, min_fraction: smallest plane kept (count, and share of the points).
 
     Returns a :class:`Background` whose ``gravity`` is minus the floor normal, or None when no
     floor was found.
     """
+    if gravity is not None:
+        up_hint = -np.asarray(gravity, float)
     up = LEVEL_UP if up_hint is None else np.asarray(up_hint, float) / np.linalg.norm(up_hint)
     pts = np.asarray(points, float)
     pts = pts[np.all(np.isfinite(pts), axis=1)]
@@ -96,8 +101,11 @@ def fit_background(points: np.ndarray, up_hint: np.ndarray | None = None, max_pl
         else:
             label = "plane"
         planes.append(Plane(label=label, normal=n, offset=d, inlier_count=count))
-    gravity = -found[floor_idx][0] if floor_idx is not None else None
-    return Background(planes=planes, gravity=gravity)
+    if gravity is not None:
+        return Background(planes=planes, gravity=up * -1.0, gravity_source="given")
+    if floor_idx is None:
+        return Background(planes=planes)
+    return Background(planes=planes, gravity=-found[floor_idx][0], gravity_source="floor")
 
 
 def supporting_pixels(depth: np.ndarray, camera, planes: list[Plane], outside: np.ndarray,
