@@ -24,6 +24,7 @@ from PIL import Image
 from dpa_ros.export import FORMATS as EXPORT_FORMATS
 from dpa_ros.export import ExportOptions, export_scene
 from dpa_ros.geometry.camera import CameraModel
+from dpa_ros.geometry.gravity import GravityError, check_gravity
 from dpa_ros.geometry.layout import LayoutConfig
 from dpa_ros.geometry.mesh_frames import UP_AXES
 from dpa_ros.overlay import PREVIEW_PNG, write_preview
@@ -117,7 +118,8 @@ def _instances_scene(args, image, depth, camera, progress) -> Scene:
     except InstancesFileError as exc:
         raise UserError(str(exc)) from exc
     config = layout_config(args.config, args.seed, args.device)
-    return assemble_scene(image, depth, camera, instances, config=config, progress=progress, profile="instances")
+    return assemble_scene(image, depth, camera, instances, config=config, progress=progress, profile="instances",
+                          gravity=args.gravity)
 
 
 def _pipeline_scene(args, image, depth, camera, progress) -> Scene:
@@ -127,7 +129,7 @@ def _pipeline_scene(args, image, depth, camera, progress) -> Scene:
         raise UserError(f"full pipeline not available: {exc}; use --instances with --depth") from exc
     try:
         pipeline = Pipeline.from_profile(args.profile, config_path=args.config, device=args.device, seed=args.seed)
-        return pipeline.run(image, camera, depth=depth, progress=progress)
+        return pipeline.run(image, camera, depth=depth, progress=progress, gravity=args.gravity)
     except ReconstructionError as exc:  # no detections, missing weights, bad depth ...: one line, exit 2
         raise UserError(str(exc)) from exc
 
@@ -147,6 +149,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--mesh-up", choices=UP_AXES,
                     help="up axis of the --instances meshes without their own 'up' (default +y, glTF; "
                          "+z for ROS/Gazebo/Isaac/Blender/Shap-E assets)")
+    ap.add_argument("--gravity", type=_gravity_vector, metavar="X,Y,Z",
+                    help="gravity in the camera optical frame (x right, y down, z forward), pointing down, e.g. "
+                         "0,0.8,0.6 for a camera pitched 37 deg down; wins over the fitted floor")
     ap.add_argument("--profile", default="paper", help="model profile: paper, fast or smoke (default paper)")
     ap.add_argument("--config", type=Path, help="YAML config (its 'layout:' section sets the solver)")
     ap.add_argument("--out", type=Path, required=True, help="output scene directory")
@@ -158,6 +163,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("-v", "--verbose", action="store_true")
     return ap.parse_args(argv)
+
+
+def _gravity_vector(text: str) -> np.ndarray:
+    """--gravity X,Y,Z as a unit vector (argparse type: a bad value is a usage error naming it)."""
+    try:
+        values = [float(v) for v in text.split(",")]
+        return check_gravity(values, "--gravity")
+    except (ValueError, GravityError) as exc:
+        raise argparse.ArgumentTypeError(f"expected three comma-separated numbers, not all zero: {exc}") from exc
 
 
 def _export_formats(text: str) -> tuple[str, ...]:

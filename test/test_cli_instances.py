@@ -227,3 +227,33 @@ def test_one_list_of_export_formats_and_obj_is_accepted(inputs, tmp_path):
     objs = sorted((tmp_path / "out" / "obj_world").glob("*.obj"))
     assert len(objs) == len(scene.labels)
     assert not (tmp_path / "out" / "scene.glb").exists()  # only what was asked for
+
+
+def test_given_gravity_wins_over_the_floor_and_is_recorded(inputs, tmp_path):
+    d, scene = inputs
+    # the true gravity turned 2 degrees about the optical x axis: the scene must carry it verbatim
+    a = np.radians(2.0)
+    turn = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    given = turn @ scene.gravity
+    text = ",".join(f"{v:.9f}" for v in 3.0 * given)          # not unit length: it is normalised
+    assert cli.main(_args(d, tmp_path / "out", "--gravity", text)) == 0
+    placed = read_scene(tmp_path / "out")
+    np.testing.assert_allclose(placed.background.gravity, given, atol=1e-8)
+    assert placed.background.gravity_source == "given"
+    for obj in placed.objects:        # 5 DoF about the given gravity: each mesh's +y (up) stays along -gravity
+        up = obj.rotation @ np.array([0.0, 1.0, 0.0])
+        assert np.degrees(np.arccos(np.clip(up @ -given, -1, 1))) < 0.01
+    assert cli.main(_args(d, tmp_path / "floor")) == 0
+    fitted = read_scene(tmp_path / "floor").background
+    assert fitted.gravity_source == "floor"
+    assert np.degrees(np.arccos(np.clip(fitted.gravity @ scene.gravity, -1, 1))) < 1.0
+
+
+@pytest.mark.parametrize("value", ["0,0,0", "nan,1,0", "1,2", "a,b,c"])
+def test_bad_gravity_is_a_usage_error(inputs, tmp_path, capsys, value):
+    d, _ = inputs
+    with pytest.raises(SystemExit) as exc:
+        cli.main(_args(d, tmp_path / "out", "--gravity", value))
+    assert exc.value.code == 2
+    assert "--gravity" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
