@@ -71,7 +71,7 @@ class PhysicsConfig:
     samples: int = 2000
     columns: int = 24
     directions: int = 16
-    rounds: int = 4
+    rounds: int = 8
     occupancy_rays: int = 3
     seed: int = 0
 
