@@ -5,7 +5,7 @@ import pytest
 import trimesh
 
 from dpa_ros.geometry import synthetic as syn
-from dpa_ros.geometry.physics import PhysicsConfig, PhysicsConfigError, settle_objects
+from dpa_ros.geometry.physics import PhysicsConfig, PhysicsConfigError, apply_results, settle_objects
 from dpa_ros.scene import Background, Plane, SceneObject
 
 GAP = PhysicsConfig().contact_gap_m
@@ -257,3 +257,37 @@ def test_bad_inputs_raise():
         settle_objects([obj], room.background(), PhysicsConfig(), observed=[])
     with pytest.raises(ValueError, match="gravity"):
         settle_objects([obj], Background(planes=[room.floor], gravity=np.zeros(3)), PhysicsConfig())
+
+
+@pytest.mark.parametrize("tilt_deg,sink", [(2.0, 0.05), (-4.0, 0.03)])
+def test_a_fitted_floor_a_few_degrees_off_the_given_gravity_is_still_rested_on(tilt_deg, sink):
+    """Gravity from TF and the fitted floor disagree by a few degrees (the floor plane turned about the
+    camera's x axis, so it moves by more than ``sink`` where the box is): the box still ends touching it."""
+    room = Room(pitch=35.0)
+    tilt = trimesh.transformations.rotation_matrix(np.radians(tilt_deg), room.R_cw @ [1.0, 0.0, 0.0])[:3, :3]
+    floor = Plane("floor", tilt @ room.floor.normal, room.height)
+    mesh = syn.make_box()
+    obj = room.obj(0, mesh, 0.4, 0.3, 2.2, z=-sink, yaw=15.0)
+    (r,) = settle_objects([obj], Background(planes=[floor], gravity=room.gravity), PhysicsConfig())
+    def clearance(T):
+        return (trimesh.transform_points(mesh.vertices, T) @ floor.normal + floor.offset).min()
+    assert abs(clearance(obj.T_camera_object)) > 0.02       # the tilt moved the floor by more than the sink
+    assert r.support == "floor" and 0.0 < clearance(r.T_camera_object) < 2 * GAP
+    assert r.penetration_before_m == pytest.approx(max(0.0, -clearance(obj.T_camera_object)), abs=0.001)
+    assert r.penetration_after_m <= 0.005
+
+
+def test_results_are_written_into_the_scene_objects():
+    room = Room()
+    mesh = syn.make_box()
+    objs = [room.obj(0, mesh, 0.4, 0.0, 2.0, z=-0.05), room.obj(5, mesh, 0.3, 1.0, 2.5, z=0.02)]
+    results = settle_objects(objs, room.background(), PhysicsConfig())
+    apply_results(objs, results)
+    for obj, r in zip(objs, results):
+        assert obj.support == "floor" and obj.physics_shift_m == r.shift_m > 0.01
+        assert obj.penetration_before_m == r.penetration_before_m
+        assert np.allclose(obj.T_camera_object, r.T_camera_object)
+        assert abs(room.world(obj.T_camera_object, mesh)[:, 2].min() - GAP) < 0.0005
+    assert settle_objects([], room.background(), PhysicsConfig()) == []
+    with pytest.raises(ValueError, match="results"):
+        apply_results(objs, results[:1])

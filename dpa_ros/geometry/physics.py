@@ -169,15 +169,17 @@ def settle_objects(objects: list[SceneObject], background: Background, config: P
     Args:
         objects: placed objects (mesh in its own frame, ``T_camera_object`` object → optical frame).
         background: its ``gravity`` (unit, down, optical frame) and its planes; planes labelled
-            ``"floor"`` and ``"support"`` can carry objects (a support only inside its ``polygon``),
-            walls and other planes are ignored.
+            ``"floor"`` and ``"support"`` within 60° of level can carry objects: the floor everywhere
+            (its polygon, if any, is where it was seen, not where it ends), a support plane only
+            under its ``polygon`` (none: unbounded). Walls and other planes are ignored.
         config: the stage's settings.
         observed: per object its observed depth points ((N, 3), optical frame, metres) or None: a
             pair pushed apart moves the better observed body less (shares in inverse proportion to
             the point counts; equal shares when None).
 
     Without gravity (``background.gravity is None``) there is no down: nothing is moved, every
-    support is ``"none"``, and penetrations are measured (before = after). With ``config.enabled``
+    support is ``"none"``, and penetrations are measured (before = after; into the floor and support
+    planes along their normals). With ``config.enabled``
     False nothing is measured either (support ``""``, NaN).
 
     Objects are settled bottom-up (lowest first): each rests on the highest surface under its centre
@@ -210,6 +212,18 @@ def settle_objects(objects: list[SceneObject], background: Background, config: P
         T[:3, 3] += move
         results.append(ObjectPhysics(b.support, pb, pa, float(np.linalg.norm(move)), T))
     return results
+
+
+def apply_results(objects: list[SceneObject], results: list[ObjectPhysics]) -> None:
+    """Write :func:`settle_objects`' results into the objects (pose, support, penetrations, shift), in place."""
+    if len(objects) != len(results):
+        raise ValueError(f"{len(results)} physics results for {len(objects)} objects")
+    for obj, r in zip(objects, results):
+        obj.T_camera_object = np.array(r.T_camera_object, float)
+        obj.support = r.support
+        obj.penetration_before_m = float(r.penetration_before_m)
+        obj.penetration_after_m = float(r.penetration_after_m)
+        obj.physics_shift_m = float(r.shift_m)
 
 
 def _floor_down(background: Background) -> np.ndarray:
