@@ -179,8 +179,8 @@ def settle_objects(objects: list[SceneObject], background: Background, config: P
 
     Without gravity (``background.gravity is None``) there is no down: nothing is moved, every
     support is ``"none"``, and penetrations are measured (before = after; into the floor and support
-    planes along their normals). With ``config.enabled``
-    False nothing is measured either (support ``""``, NaN).
+    planes along their normals). With ``config.enabled`` False nothing is measured either (support
+    ``""``, NaN).
 
     Objects are settled bottom-up (lowest first): each rests on the highest surface under its centre
     that lifts it by at most ``max_shift_m`` (the floor, a support plane, or an object settled
