@@ -1,0 +1,293 @@
+"""The physical-consistency stage on real meshes: resting on the floor, support planes and other objects,
+pushing overlapping bodies apart, pitched cameras, no gravity, bad settings."""
+import numpy as np
+import pytest
+import trimesh
+
+from dpa_ros.geometry import synthetic as syn
+from dpa_ros.geometry.physics import PhysicsConfig, PhysicsConfigError, apply_results, settle_objects
+from dpa_ros.scene import Background, Plane, SceneObject
+
+GAP = PhysicsConfig().contact_gap_m
+
+
+class Room:
+    """A camera ``height`` m above a z-up world floor, pitched down by ``pitch`` degrees."""
+
+    def __init__(self, pitch=25.0, height=1.3):
+        self.T_cw = syn.look_at_level(height, pitch)
+        self.R_cw = self.T_cw[:3, :3]
+        self.gravity = self.R_cw @ np.array([0.0, 0.0, -1.0])
+        self.height = height
+        self.floor = Plane("floor", -self.gravity, height)
+
+    def obj(self, i, mesh, scale, x, y, z=0.0, yaw=0.0):
+        """An object whose lowest point is ``z`` m above the floor at world (x, y)."""
+        T = syn.object_pose(self.T_cw, mesh, scale, x, y, yaw)
+        T[:3, 3] += self.R_cw @ np.array([0.0, 0.0, z])
+        return SceneObject(id=i, label="o", score=1.0, mesh=mesh, T_camera_object=T, scale=scale)
+
+    def support(self, z, corners_xy):
+        """A horizontal support plane z m above the floor bounded by ``corners_xy`` (world)."""
+        corners = np.column_stack([corners_xy, np.full(len(corners_xy), z)])
+        polygon = (corners @ self.R_cw.T) + self.T_cw[:3, 3]
+        return Plane("support", -self.gravity, self.height - z, polygon=polygon)
+
+    def background(self, *planes):
+        return Background(planes=[self.floor, *planes], gravity=self.gravity)
+
+    def world(self, T_camera_object, mesh):
+        """Placed vertices in the world frame."""
+        v = trimesh.transform_points(mesh.vertices, T_camera_object)
+        return trimesh.transform_points(v, np.linalg.inv(self.T_cw))
+
+
+def _make_table():
+    parts = [trimesh.creation.box([1.2, 0.04, 0.8], trimesh.transformations.translation_matrix([0, 0.73, 0]))]
+    for x in (-0.55, 0.55):
+        for z in (-0.35, 0.35):
+            parts.append(trimesh.creation.box([0.05, 0.71, 0.05],
+                                              trimesh.transformations.translation_matrix([x, 0.355, z])))
+    return trimesh.util.concatenate(parts)
+
+
+def _assert_pose_kept_rotation(before: SceneObject, after: np.ndarray):
+    assert np.allclose(np.asarray(before.T_camera_object)[:3, :3], after[:3, :3])
+    assert np.allclose(after[3], [0, 0, 0, 1])
+
+
+@pytest.mark.parametrize("builder,scale,x,y,yaw,pitch", [
+    (syn.make_box, 0.5, 0.0, 2.0, 10.0, 25.0),
+    (syn.make_cylinder, 0.3, -0.4, 2.5, 0.0, 0.0),
+    (syn.make_chair, 0.8, 0.3, 3.0, 40.0, 36.0),
+    (syn.make_l_shape, 0.9, -0.2, 2.2, -30.0, 60.0),
+])
+def test_a_mesh_sunk_5cm_into_the_floor_comes_out_resting_on_it(builder, scale, x, y, yaw, pitch):
+    room = Room(pitch=pitch)
+    mesh = builder()
+    obj = room.obj(0, mesh, scale, x, y, z=-0.05, yaw=yaw)
+    (result,) = settle_objects([obj], room.background(), PhysicsConfig())
+    lowest = room.world(result.T_camera_object, mesh)[:, 2].min()
+    assert abs(lowest - GAP) < 0.0005
+    assert result.support == "floor"
+    assert result.penetration_before_m == pytest.approx(0.05, abs=0.001)
+    assert result.penetration_after_m <= 0.005
+    assert result.shift_m == pytest.approx(0.05 + GAP, abs=0.001)
+    _assert_pose_kept_rotation(obj, result.T_camera_object)
+    start_xy = room.world(obj.T_camera_object, mesh)[:, :2]
+    assert np.allclose(room.world(result.T_camera_object, mesh)[:, :2], start_xy, atol=1e-6)  # straight up
+
+
+@pytest.mark.parametrize("height_above,pitch", [(0.03, 20.0), (0.08, 45.0), (0.01, 70.0)])
+def test_a_floating_box_comes_down_onto_the_floor(height_above, pitch):
+    room = Room(pitch=pitch)
+    mesh = syn.make_box()
+    obj = room.obj(0, mesh, 0.4, 0.2, 2.0, z=height_above, yaw=20.0)
+    (result,) = settle_objects([obj], room.background(), PhysicsConfig())
+    assert result.support == "floor"
+    assert abs(room.world(result.T_camera_object, mesh)[:, 2].min() - GAP) < 0.0005
+    assert result.shift_m == pytest.approx(height_above - GAP, abs=0.001)
+    assert result.penetration_before_m == 0.0 and result.penetration_after_m == 0.0
+
+
+@pytest.mark.parametrize("overlap,yaw_a,yaw_b,scale_b,pitch", [
+    (0.06, 0.0, 0.0, 0.4, 25.0),
+    (0.04, 15.0, -10.0, 0.5, 40.0),
+    (0.09, 30.0, 5.0, 0.35, 0.0),
+])
+def test_two_overlapping_boxes_on_the_floor_come_out_apart_each_moved_about_half(overlap, yaw_a, yaw_b,
+                                                                                 scale_b, pitch):
+    room = Room(pitch=pitch)
+    mesh = syn.make_box()
+    a = room.obj(0, mesh, 0.5, 0.0, 2.0, yaw=yaw_a)
+    # put b's left side `overlap` into a's right side along world x (extents from the placed vertices)
+    a_right = room.world(a.T_camera_object, mesh)[:, 0].max()
+    b = room.obj(1, mesh, scale_b, 0.0, 2.0, yaw=yaw_b)
+    b_left = room.world(b.T_camera_object, mesh)[:, 0].min()
+    b = room.obj(1, mesh, scale_b, a_right - overlap - b_left, 2.0, yaw=yaw_b)
+    results = settle_objects([a, b], room.background(), PhysicsConfig())
+    assert min(r.penetration_before_m for r in results) > overlap / 4   # they did overlap
+    for obj, r in zip((a, b), results):
+        assert r.penetration_after_m <= 0.005
+        assert r.support == "floor"
+        assert abs(room.world(r.T_camera_object, mesh)[:, 2].min() - GAP) < 0.0005
+        _assert_pose_kept_rotation(obj, r.T_camera_object)
+    shifts = [r.shift_m for r in results]
+    assert 0.3 * overlap < min(shifts) and max(shifts) < 1.5 * overlap
+    assert abs(shifts[0] - shifts[1]) < 0.35 * max(shifts)
+    # pushed apart sideways: a went towards -x, b towards +x (world)
+    moved = [room.world(r.T_camera_object, mesh).mean(0) - room.world(o.T_camera_object, mesh).mean(0)
+             for o, r in zip((a, b), results)]
+    assert moved[0][0] < 0 < moved[1][0] and abs(moved[0][2] - GAP) < 1e-6 and abs(moved[1][2] - GAP) < 1e-6
+
+
+def test_the_better_observed_of_two_overlapping_boxes_moves_less():
+    room = Room(pitch=30.0)
+    mesh = syn.make_box()
+    a = room.obj(0, mesh, 0.4, 0.0, 2.0)
+    b = room.obj(1, mesh, 0.4, 0.34, 2.0)        # 6 cm into a
+    observed = [np.zeros((3000, 3)), np.zeros((1000, 3))]
+    ra, rb = settle_objects([a, b], room.background(), PhysicsConfig(), observed=observed)
+    assert ra.penetration_after_m <= 0.005 and rb.penetration_after_m <= 0.005
+    assert rb.shift_m > 2 * ra.shift_m
+
+
+@pytest.mark.parametrize("table_z,sink,pitch", [(0.72, 0.02, 36.0), (0.45, 0.04, 55.0), (0.9, -0.03, 10.0)])
+def test_a_box_on_a_support_plane_rests_on_it_and_one_beside_its_polygon_falls_to_the_floor(table_z, sink, pitch):
+    room = Room(pitch=pitch)
+    table = room.support(table_z, np.array([[-0.6, 1.8], [0.6, 1.8], [0.6, 2.6], [-0.6, 2.6]]))
+    box = syn.make_box()
+    on = room.obj(0, box, 0.25, 0.1, 2.2, z=table_z - sink, yaw=25.0)
+    # beside the table's polygon, 5 cm above floor level (within reach of the floor)
+    beside = room.obj(1, box, 0.25, 1.0, 2.2, z=0.05)
+    r_on, r_beside = settle_objects([on, beside], room.background(table), PhysicsConfig())
+    assert r_on.support == "plane_1"
+    assert abs(room.world(r_on.T_camera_object, box)[:, 2].min() - (table_z + GAP)) < 0.0005
+    assert r_on.penetration_before_m == pytest.approx(max(sink, 0.0), abs=0.001)
+    assert r_on.penetration_after_m <= 0.005
+    assert r_beside.support == "floor"
+    assert abs(room.world(r_beside.T_camera_object, box)[:, 2].min() - GAP) < 0.0005
+
+
+def test_a_box_standing_on_the_floor_under_a_support_plane_stays_on_the_floor():
+    """A support plane far above the object's underside is something it stands under, not on."""
+    room = Room(pitch=30.0)
+    table = room.support(0.72, np.array([[-0.6, 1.8], [0.6, 1.8], [0.6, 2.6], [-0.6, 2.6]]))
+    box = syn.make_box()
+    under = room.obj(0, box, 0.3, 0.0, 2.2, z=-0.02)
+    (r,) = settle_objects([under], room.background(table), PhysicsConfig())
+    assert r.support == "floor" and r.penetration_after_m <= 0.005
+
+
+def test_an_object_far_above_every_support_is_left_where_it_is():
+    room = Room(pitch=30.0)
+    box = syn.make_box()
+    obj = room.obj(0, box, 0.3, 0.0, 2.2, z=0.5)
+    (r,) = settle_objects([obj], room.background(), PhysicsConfig(max_shift_m=0.15))
+    assert r.support == "none" and r.shift_m == 0.0
+    assert np.allclose(r.T_camera_object, obj.T_camera_object)
+
+
+@pytest.mark.parametrize("top_builder,top_scale,dx,sink,pitch", [
+    (syn.make_cylinder, 0.12, 0.05, 0.02, 36.0),     # a mug sunk 2 cm into the box
+    (syn.make_box, 0.3, -0.08, 0.0, 60.0),           # a box resting on it already
+    (syn.make_box, 0.2, 0.1, -0.04, 20.0),           # a box floating 4 cm above it
+])
+def test_an_object_stacked_on_a_box_rests_on_the_box(top_builder, top_scale, dx, sink, pitch):
+    room = Room(pitch=pitch)
+    box = syn.make_box()
+    bottom = room.obj(3, box, 0.5, 0.0, 2.0, z=-0.03, yaw=10.0)            # itself sunk 3 cm
+    box_top = room.world(bottom.T_camera_object, box)[:, 2].max()
+    top_mesh = top_builder()
+    top = room.obj(7, top_mesh, top_scale, dx, 2.0, z=box_top - sink, yaw=-20.0)
+    r_top, r_bottom = settle_objects([top, bottom], room.background(), PhysicsConfig())
+    assert r_bottom.support == "floor"
+    assert r_top.support == "object_3"
+    new_box_top = room.world(r_bottom.T_camera_object, box)[:, 2].max()
+    assert abs(new_box_top - (box_top + 0.03 + GAP)) < 0.0005
+    assert abs(room.world(r_top.T_camera_object, top_mesh)[:, 2].min() - (new_box_top + GAP)) < 0.001
+    assert r_top.penetration_after_m <= 0.005 and r_bottom.penetration_after_m <= 0.005
+    if sink > 0:
+        assert r_top.penetration_before_m == pytest.approx(sink, abs=0.005)
+
+
+def test_objects_on_a_table_instance_rest_on_its_top_and_the_table_on_the_floor():
+    room = Room(pitch=40.0)
+    table_mesh = _make_table()
+    table = room.obj(0, table_mesh, 1.0, 0.0, 2.4, z=-0.04, yaw=5.0)
+    top_z = room.world(table.T_camera_object, table_mesh)[:, 2].max()
+    mug, box = syn.make_cylinder(), syn.make_box()
+    objs = [table, room.obj(1, mug, 0.1, 0.2, 2.3, z=top_z - 0.01), room.obj(2, box, 0.2, -0.3, 2.5, z=top_z + 0.02)]
+    results = settle_objects(objs, room.background(), PhysicsConfig())
+    assert [r.support for r in results] == ["floor", "object_0", "object_0"]
+    new_top = room.world(results[0].T_camera_object, table_mesh)[:, 2].max()
+    for r, mesh in zip(results[1:], (mug, box)):
+        assert abs(room.world(r.T_camera_object, mesh)[:, 2].min() - (new_top + GAP)) < 0.001
+    assert max(r.penetration_after_m for r in results) <= 0.005
+
+
+def test_penetration_into_an_open_mesh_is_measured_and_removed():
+    """A box with its top face missing (not watertight) still counts what is inside it."""
+    room = Room(pitch=25.0)
+    closed = syn.make_box()
+    top = np.argmax(closed.face_normals[:, 1])
+    keep = np.ones(len(closed.faces), bool)
+    keep[[f for f in range(len(closed.faces)) if np.allclose(closed.face_normals[f], closed.face_normals[top])]] = False
+    open_box = trimesh.Trimesh(closed.vertices, closed.faces[keep], process=False)
+    assert not open_box.is_watertight
+    a = room.obj(0, open_box, 0.5, 0.0, 2.0)
+    b = room.obj(1, closed, 0.4, 0.42, 2.0)        # 3 cm into a along world x
+    results = settle_objects([a, b], room.background(), PhysicsConfig())
+    assert min(r.penetration_before_m for r in results) > 0.02
+    assert max(r.penetration_after_m for r in results) <= 0.005
+
+
+def test_without_gravity_nothing_moves_and_penetration_is_still_measured():
+    room = Room(pitch=25.0)
+    box = syn.make_box()
+    obj = room.obj(0, box, 0.4, 0.0, 2.0, z=-0.05)
+    (r,) = settle_objects([obj], Background(planes=[room.floor], gravity=None), PhysicsConfig())
+    assert r.support == "none" and r.shift_m == 0.0
+    assert np.allclose(r.T_camera_object, obj.T_camera_object)
+    assert r.penetration_before_m == pytest.approx(0.05, abs=0.001) == r.penetration_after_m
+
+
+def test_disabled_stage_returns_poses_unchanged():
+    room = Room()
+    obj = room.obj(0, syn.make_box(), 0.4, 0.0, 2.0, z=-0.05)
+    (r,) = settle_objects([obj], room.background(), PhysicsConfig(enabled=False))
+    assert r.support == "" and np.isnan(r.penetration_before_m) and r.shift_m == 0.0
+    assert np.allclose(r.T_camera_object, obj.T_camera_object)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("max_penetration_m", 0.0), ("max_penetration_m", float("nan")), ("contact_gap_m", -0.001),
+    ("max_shift_m", -1.0), ("samples", 0), ("samples", 100.5), ("occupancy_rays", 2), ("directions", 1),
+    ("separation_tolerance_m", 0.01), ("rounds", 0),
+])
+def test_bad_config_values_raise_naming_the_field(field, value):
+    with pytest.raises(PhysicsConfigError, match=field):
+        PhysicsConfig(**{field: value})
+
+
+def test_bad_inputs_raise():
+    room = Room()
+    obj = room.obj(0, syn.make_box(), 0.4, 0.0, 2.0)
+    with pytest.raises(ValueError, match="observed"):
+        settle_objects([obj], room.background(), PhysicsConfig(), observed=[])
+    with pytest.raises(ValueError, match="gravity"):
+        settle_objects([obj], Background(planes=[room.floor], gravity=np.zeros(3)), PhysicsConfig())
+
+
+@pytest.mark.parametrize("tilt_deg,sink", [(2.0, 0.05), (-4.0, 0.03)])
+def test_a_fitted_floor_a_few_degrees_off_the_given_gravity_is_still_rested_on(tilt_deg, sink):
+    """Gravity from TF and the fitted floor disagree by a few degrees (the floor plane turned about the
+    camera's x axis, so it moves by more than ``sink`` where the box is): the box still ends touching it."""
+    room = Room(pitch=35.0)
+    tilt = trimesh.transformations.rotation_matrix(np.radians(tilt_deg), room.R_cw @ [1.0, 0.0, 0.0])[:3, :3]
+    floor = Plane("floor", tilt @ room.floor.normal, room.height)
+    mesh = syn.make_box()
+    obj = room.obj(0, mesh, 0.4, 0.3, 2.2, z=-sink, yaw=15.0)
+    (r,) = settle_objects([obj], Background(planes=[floor], gravity=room.gravity), PhysicsConfig())
+    def clearance(T):
+        return (trimesh.transform_points(mesh.vertices, T) @ floor.normal + floor.offset).min()
+    assert abs(clearance(obj.T_camera_object)) > 0.02       # the tilt moved the floor by more than the sink
+    assert r.support == "floor" and 0.0 < clearance(r.T_camera_object) < 2 * GAP
+    assert r.penetration_before_m == pytest.approx(max(0.0, -clearance(obj.T_camera_object)), abs=0.001)
+    assert r.penetration_after_m <= 0.005
+
+
+def test_results_are_written_into_the_scene_objects():
+    room = Room()
+    mesh = syn.make_box()
+    objs = [room.obj(0, mesh, 0.4, 0.0, 2.0, z=-0.05), room.obj(5, mesh, 0.3, 1.0, 2.5, z=0.02)]
+    results = settle_objects(objs, room.background(), PhysicsConfig())
+    apply_results(objs, results)
+    for obj, r in zip(objs, results):
+        assert obj.support == "floor" and obj.physics_shift_m == r.shift_m > 0.01
+        assert obj.penetration_before_m == r.penetration_before_m
+        assert np.allclose(obj.T_camera_object, r.T_camera_object)
+        assert abs(room.world(obj.T_camera_object, mesh)[:, 2].min() - GAP) < 0.0005
+    assert settle_objects([], room.background(), PhysicsConfig()) == []
+    with pytest.raises(ValueError, match="results"):
+        apply_results(objs, results[:1])
