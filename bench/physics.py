@@ -11,6 +11,7 @@ object's observed depth points, then disturbed like a layout under noisy depth: 
 2–10 cm into the floor, stacked ones 0–3 cm into what carries them, every object shifted horizontally
 by N(0, 1.5 cm) and, in the cluster, neighbours pushed 2–4 cm towards each other. Meshes are loop-subdivided
 until they have at least ``--min-faces`` faces (same geometry, the face counts of generated meshes).
+``--floor-error`` hands the stage a floor that far above the true one (a fitted floor's error).
 
 Timed: :func:`dpa_ros.geometry.physics.settle_objects` per scene (wall and process CPU time, after one
 warm-up call that imports open3d). Reported per scene: deepest and mean penetration before/after (m),
@@ -172,7 +173,8 @@ def _centre_errors(meshes, poses, true_poses):
             for m, T, Tt in zip(meshes, poses, true_poses)]
 
 
-def run_scene(kind: str, pitch: float, seed: int, min_faces: int, mujoco: bool = False) -> dict:
+def run_scene(kind: str, pitch: float, seed: int, min_faces: int, mujoco: bool = False,
+              floor_error: float = 0.0) -> dict:
     from dpa_ros.geometry.physics import PhysicsConfig, settle_objects
     from dpa_ros.scene import Background, Plane, SceneObject
 
@@ -181,7 +183,9 @@ def run_scene(kind: str, pitch: float, seed: int, min_faces: int, mujoco: bool =
     observed = _observed(meshes, true_poses, T_cw)
     start = _disturbed(kind, true_poses, below, T_cw, rng)
     gravity = T_cw[:3, :3] @ np.array([0.0, 0.0, -1.0])
-    background = Background(planes=[Plane("floor", -gravity, 1.3)], gravity=gravity, gravity_source="given")
+    # the stage sees a fitted floor ``floor_error`` m above the true one (the simulator keeps the true floor)
+    background = Background(planes=[Plane("floor", -gravity, 1.3 - floor_error)], gravity=gravity,
+                            gravity_source="given")
     dense = [_dense(m, min_faces) for m in meshes]
     objects = [SceneObject(id=k, label="o", score=1.0, mesh=m, T_camera_object=T,
                            scale=float(np.cbrt(np.linalg.det(T[:3, :3]))))
@@ -225,6 +229,8 @@ def main(argv=None) -> int:
     ap.add_argument("--pitches", default="20,36,55", help="camera pitches in degrees (default 20,36,55)")
     ap.add_argument("--kinds", default="stack,cluster")
     ap.add_argument("--min-faces", type=int, default=2000, help="subdivide meshes to at least this many faces")
+    ap.add_argument("--floor-error", type=float, default=0.0,
+                    help="m: the floor the stage is given lies this far above the true one (default 0)")
     ap.add_argument("--no-mujoco", action="store_true", help="skip the MuJoCo stability check")
     ap.add_argument("--threads", type=int, default=0, help="open3d threads (OMP_NUM_THREADS); 0: its default")
     args = ap.parse_args(argv)
@@ -233,11 +239,13 @@ def main(argv=None) -> int:
     warm = run_scene("cluster", 20.0, 999, 12)   # imports open3d, builds first scenes
     del warm
     load_before = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
-    runs = [run_scene(kind, float(p), s, args.min_faces, mujoco=not args.no_mujoco)
+    runs = [run_scene(kind, float(p), s, args.min_faces, mujoco=not args.no_mujoco,
+                      floor_error=args.floor_error)
             for kind in args.kinds.split(",") for p in args.pitches.split(",") for s in _range(args.seeds)]
     load_after = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
 
     print(f"physics stage benchmark: {len(runs)} scenes × 6 objects, meshes ≥ {args.min_faces} faces, "
+          f"floor error {100 * args.floor_error:.1f} cm, "
           f"{os.cpu_count()} CPUs, load {' '.join(load_before)} → {' '.join(load_after)}")
     head = (f"{'scene':<10}{'pitch':>6}{'seed':>5}{'wall s':>8}{'cpu s':>7}{'pen before max/mean mm':>24}"
             f"{'pen after max/mean mm':>23}{'>5mm':>5}{'shift mean/max cm':>19}{'centre err cm before→after':>28}"
