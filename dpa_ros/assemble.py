@@ -28,6 +28,7 @@ from dpa_ros.geometry.camera import CameraModel
 from dpa_ros.geometry.gravity import check_gravity
 from dpa_ros.geometry.layout import LayoutConfig, LayoutProblem, solve_layout
 from dpa_ros.geometry.mesh_frames import check_up
+from dpa_ros.geometry.physics import PhysicsConfig, apply_results, settle_objects
 from dpa_ros.geometry.planes import fit_background, supporting_pixels
 from dpa_ros.geometry.targets import InstanceInputError, build_target, check_mask, smooth_depth_in_masks
 from dpa_ros.scene import Background, Scene, SceneObject
@@ -180,7 +181,8 @@ def assemble_scene(image_rgb: np.ndarray, metric_depth: np.ndarray, camera: Came
                    instances: list[Instance], config: LayoutConfig | None = None,
                    progress: Callable[[str, float], None] | None = None,
                    timings: dict[str, float] | None = None, profile: str = "instances",
-                   gravity: np.ndarray | None = None, gravity_source: str = "given") -> Scene:
+                   gravity: np.ndarray | None = None, gravity_source: str = "given",
+                   physics: PhysicsConfig | None = None) -> Scene:
     """Place ``instances`` in 3D and return the scene (poses in the camera optical frame, metres).
 
     Args:
@@ -190,13 +192,17 @@ def assemble_scene(image_rgb: np.ndarray, metric_depth: np.ndarray, camera: Came
         instances: masks and mesh proposals (each in its ``up`` convention).
         config: layout settings (default :class:`LayoutConfig`).
         progress: called as ``progress(stage, fraction)`` with stage in "background", "layout",
-            "assemble" and fraction in [0, 1].
+            "physics", "assemble" and fraction in [0, 1].
         timings: seconds per stage are added to this dict (and to ``scene.timings_s``).
         profile: recorded in the scene.
         gravity: known gravity direction (unit, pointing down, camera optical frame), e.g. from
             the robot's TF or IMU; it wins over the fitted floor's normal. None: gravity from the
             floor when one is found.
         gravity_source: recorded as ``background.gravity_source`` when ``gravity`` is given.
+        physics: the physical-consistency stage after the layout (default :class:`PhysicsConfig`:
+            on): every object rests on its support and no two interpenetrate
+            (:func:`dpa_ros.geometry.physics.settle_objects`); its results go into each object's
+            ``support``, ``penetration_*_m`` and ``physics_shift_m``.
 
     Raises :class:`~dpa_ros.geometry.targets.InstanceInputError` (a ValueError) naming the instance
     for an empty mask, a mask of the wrong size, no valid depth inside a mask, or an unusable mesh,
@@ -233,12 +239,22 @@ def assemble_scene(image_rgb: np.ndarray, metric_depth: np.ndarray, camera: Came
     times["layout"] = time.perf_counter() - t0
     report("layout", 1.0)
 
-    t0 = time.perf_counter()
-    report("assemble", 0.0)
     objects = [SceneObject(id=i, label=inst.label, score=float(inst.score), mesh=inst.meshes[res.proposal_index],
                            T_camera_object=res.T_camera_object, scale=res.scale, fit_error=res.fit_error,
                            proposal_index=res.proposal_index, proposal_errors=list(res.proposal_errors))
                for i, (inst, res) in enumerate(zip(instances, results))]
+
+    t0 = time.perf_counter()
+    report("physics", 0.0)
+    physics = physics if physics is not None else PhysicsConfig()
+    if physics.enabled:
+        apply_results(objects, settle_objects(objects, background, physics,
+                                              observed=[p.target.points for p in problems]))
+    times["physics"] = time.perf_counter() - t0
+    report("physics", 1.0)
+
+    t0 = time.perf_counter()
+    report("assemble", 0.0)
     valid = np.isfinite(depth)
     v, u = np.nonzero(valid)
     if len(v) > MAX_CLOUD_POINTS:

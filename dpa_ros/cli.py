@@ -27,8 +27,9 @@ from dpa_ros.geometry.camera import CameraModel
 from dpa_ros.geometry.gravity import GravityError, check_gravity
 from dpa_ros.geometry.layout import LayoutConfig
 from dpa_ros.geometry.mesh_frames import UP_AXES
+from dpa_ros.geometry.physics import PhysicsConfig
 from dpa_ros.overlay import PREVIEW_PNG, write_preview
-from dpa_ros.priors.config import ProfileError, layout_from_dict
+from dpa_ros.priors.config import ProfileError, layout_from_dict, physics_from_dict
 from dpa_ros.scene import Scene, write_scene
 
 log = logging.getLogger("dpa_ros.cli")
@@ -66,20 +67,29 @@ def load_depth(path: Path, depth_scale: float) -> np.ndarray:
     return depth
 
 
+def _config_sections(config_path: Path | None) -> dict:
+    """The YAML mapping of a --config file ({} without one)."""
+    if config_path is None:
+        return {}
+    try:
+        data = yaml.safe_load(config_path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"cannot read config {config_path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"config {config_path} must be a YAML mapping")
+    return data
+
+
+def _section(data: dict, name: str, config_path: Path | None) -> dict:
+    section = data.get(name, {}) or {}
+    if not isinstance(section, dict):
+        raise UserError(f"config {config_path}: '{name}' must be a mapping")
+    return dict(section)
+
+
 def layout_config(config_path: Path | None, seed: int | None, device: str | None) -> LayoutConfig:
     """LayoutConfig from the ``layout:`` section of a YAML config file, then --seed/--device."""
-    values: dict = {}
-    if config_path is not None:
-        try:
-            data = yaml.safe_load(config_path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise UserError(f"cannot read config {config_path}: {exc}") from exc
-        if not isinstance(data, dict):
-            raise UserError(f"config {config_path} must be a YAML mapping")
-        section = data.get("layout", {}) or {}
-        if not isinstance(section, dict):
-            raise UserError(f"config {config_path}: 'layout' must be a mapping")
-        values.update(section)
+    values = _section(_config_sections(config_path), "layout", config_path)
     if seed is not None:
         values["seed"] = seed
     if device is not None:
@@ -87,6 +97,17 @@ def layout_config(config_path: Path | None, seed: int | None, device: str | None
     try:
         return layout_from_dict(values)
     except ProfileError as exc:  # an unknown key (named, with the nearest valid one) or a bad value
+        raise UserError(f"config {config_path}: {exc}") from exc
+
+
+def physics_config(config_path: Path | None, disabled: bool) -> PhysicsConfig:
+    """PhysicsConfig from the ``physics:`` section of a YAML config file; --no-physics turns it off."""
+    values = _section(_config_sections(config_path), "physics", config_path)
+    if disabled:
+        values["enabled"] = False
+    try:
+        return physics_from_dict(values)
+    except ProfileError as exc:
         raise UserError(f"config {config_path}: {exc}") from exc
 
 
@@ -118,8 +139,9 @@ def _instances_scene(args, image, depth, camera, progress) -> Scene:
     except InstancesFileError as exc:
         raise UserError(str(exc)) from exc
     config = layout_config(args.config, args.seed, args.device)
+    physics = physics_config(args.config, args.no_physics)
     return assemble_scene(image, depth, camera, instances, config=config, progress=progress, profile="instances",
-                          gravity=args.gravity)
+                          gravity=args.gravity, physics=physics)
 
 
 def _pipeline_scene(args, image, depth, camera, progress) -> Scene:
@@ -128,7 +150,9 @@ def _pipeline_scene(args, image, depth, camera, progress) -> Scene:
     except ImportError as exc:
         raise UserError(f"full pipeline not available: {exc}; use --instances with --depth") from exc
     try:
-        pipeline = Pipeline.from_profile(args.profile, config_path=args.config, device=args.device, seed=args.seed)
+        overrides = {"physics": {"enabled": False}} if args.no_physics else None
+        pipeline = Pipeline.from_profile(args.profile, config_path=args.config, overrides=overrides,
+                                         device=args.device, seed=args.seed)
         return pipeline.run(image, camera, depth=depth, progress=progress, gravity=args.gravity)
     except ReconstructionError as exc:  # no detections, missing weights, bad depth ...: one line, exit 2
         raise UserError(str(exc)) from exc
@@ -153,7 +177,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="gravity in the camera optical frame (x right, y down, z forward), pointing down, e.g. "
                          "0,0.8,0.6 for a camera pitched 37 deg down; wins over the fitted floor")
     ap.add_argument("--profile", default="paper", help="model profile: paper, fast or smoke (default paper)")
-    ap.add_argument("--config", type=Path, help="YAML config (its 'layout:' section sets the solver)")
+    ap.add_argument("--config", type=Path,
+                    help="YAML config (its 'layout:' section sets the solver, 'physics:' the physics stage)")
+    ap.add_argument("--no-physics", action="store_true",
+                    help="skip the physics stage (objects are then left where the layout put them: possibly sunk "
+                         "into the floor or into each other)")
     ap.add_argument("--out", type=Path, required=True, help="output scene directory")
     ap.add_argument("--seed", type=int, help="random seed (default: from config, else 0)")
     ap.add_argument("--device", help="cpu, cuda or auto")

@@ -8,7 +8,8 @@
 Stages, in :data:`STAGES` order: ``segment`` (Grounding DINO + SAM), ``enhance`` (Stable Diffusion
 img2img, M candidates per instance), ``score`` (OpenCLIP, top K), ``generate`` (Shap-E, N meshes per
 kept image), ``depth`` (monocular depth aligned to metres), then :func:`dpa_ros.assemble.assemble_scene`
-runs ``background`` (planes), ``layout`` (7/5-DoF similarity fit) and ``assemble``. All instances go
+runs ``background`` (planes), ``layout`` (7/5-DoF similarity fit), ``physics`` (supports, no
+interpenetration) and ``assemble``. All instances go
 through each stage together (one batch per model). Models load lazily on first use and stay
 resident; :meth:`Pipeline.load` loads them up front and reports seconds per model.
 
@@ -48,15 +49,15 @@ __all__ = ["STAGES", "Pipeline", "ReconstructionError", "Cancelled", "MissingWei
 
 log = logging.getLogger(__name__)
 
-STAGES = ("segment", "enhance", "score", "generate", "depth", "layout", "background", "assemble")
+STAGES = ("segment", "enhance", "score", "generate", "depth", "layout", "background", "physics", "assemble")
 
 #: the order stages actually run in (assemble_scene fits the background before the layout)
-_RUN_ORDER = ("segment", "enhance", "score", "generate", "depth", "background", "layout", "assemble")
+_RUN_ORDER = ("segment", "enhance", "score", "generate", "depth", "background", "layout", "physics", "assemble")
 #: relative cost of each stage, for the overall progress fraction: the paper's RTX 3090 seconds
 #: (docs/method.md, "Paper figures to compare with"); its layout's 97.2 s is split between
-#: background, layout and assembly
+#: background, layout, physics and assembly
 _STAGE_COST = {"segment": 0.93, "enhance": 33.6, "score": 0.05, "generate": 39.2, "depth": 0.21,
-               "background": 2.0, "layout": 94.2, "assemble": 1.0}
+               "background": 2.0, "layout": 93.2, "physics": 1.0, "assemble": 1.0}
 
 
 def _progress_offsets() -> dict[str, tuple[float, float]]:
@@ -295,7 +296,7 @@ class Pipeline:
         try:
             scene = assemble_scene(image, metric, camera, instances, config=self.layout_config, progress=report,
                                    timings=timings, profile=self.name, gravity=gravity,
-                                   gravity_source=gravity_source)
+                                   gravity_source=gravity_source, physics=self.profile.physics)
         except ValueError as exc:  # InstanceInputError and other input problems of the geometry core
             raise ReconstructionError(f"layout failed: {exc}") from exc
         scene.timings_s = {stage: float(timings.get(stage, 0.0)) for stage in STAGES}

@@ -59,7 +59,7 @@ def test_reconstruct_with_instances_writes_the_scene(inputs, tmp_path, caplog):
     assert [o["label"] for o in data["objects"]] == scene.labels
     assert all((tmp_path / "out" / o["mesh"]).exists() for o in data["objects"])
     assert (tmp_path / "out" / "scene_cloud.ply").exists()
-    assert set(data["timings_s"]) == {"background", "layout", "assemble"}
+    assert set(data["timings_s"]) == {"background", "layout", "physics", "assemble"}
     assert data["camera"]["width"] == 160 and len(data["camera"]["K"]) == 9
     got = read_scene(tmp_path / "out")
     for obj, T, s, mesh in zip(got.objects, scene.poses, scene.scales, scene.meshes):
@@ -257,3 +257,28 @@ def test_bad_gravity_is_a_usage_error(inputs, tmp_path, capsys, value):
     assert exc.value.code == 2
     assert "--gravity" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_physics_stage_rests_objects_on_the_floor_and_can_be_turned_off(inputs, tmp_path, capsys):
+    d, scene = inputs
+    assert cli.main(_args(d, tmp_path / "on")) == 0
+    on = json.loads((tmp_path / "on" / "scene.json").read_text())
+    assert [o["support"] for o in on["objects"]] == ["floor"] * len(scene.labels)
+    for o in on["objects"]:
+        assert o["penetration_m"]["after"] <= 0.005 and o["physics_shift_m"] < 0.05
+    placed = read_scene(tmp_path / "on")
+    floor = placed.background.floor
+    for obj in placed.objects:       # every object's lowest point on the fitted floor, within 2 mm
+        lowest = (obj.mesh_in_camera().vertices @ floor.normal + floor.offset).min()
+        assert abs(lowest) < 0.002, (obj.label, lowest)
+
+    assert cli.main(_args(d, tmp_path / "off", "--no-physics")) == 0
+    off = json.loads((tmp_path / "off" / "scene.json").read_text())
+    assert [o["support"] for o in off["objects"]] == [""] * len(scene.labels)
+    assert all(o["physics_shift_m"] == 0.0 and o["penetration_m"]["after"] is None for o in off["objects"])
+
+    (d / "bad_physics.yaml").write_text("physics:\n  max_shift: 0.1\n")
+    args = _args(d, tmp_path / "bad")
+    args[args.index("--config") + 1] = str(d / "bad_physics.yaml")
+    assert cli.main(args) == 2
+    assert "physics.max_shift: unknown key (did you mean 'max_shift_m'?)" in capsys.readouterr().err

@@ -193,7 +193,7 @@ def test_noiseless_scene_with_occlusion_5dof():
     metrics = _check(scene, result, t_tol=0.02, s_tol=0.03, f_min=95.0, rot_tol=5.0)
     assert metrics["cd_l1"] < 0.015
     assert [o.id for o in result.objects] == [0, 1, 2]
-    assert set(result.timings_s) == {"background", "layout", "assemble"}
+    assert set(result.timings_s) == {"background", "layout", "physics", "assemble"}
     assert 0 < len(result.cloud_points) == len(result.cloud_colors)
     uv = np.round(scene.camera.project(result.cloud_points)).astype(int)
     np.testing.assert_array_equal(result.cloud_colors, scene.rgb[uv[:, 1], uv[:, 0]])

@@ -44,7 +44,7 @@ def first_run(pipeline, image, camera):
 
 
 def test_stage_names():
-    assert STAGES == ("segment", "enhance", "score", "generate", "depth", "layout", "background", "assemble")
+    assert STAGES == ("segment", "enhance", "score", "generate", "depth", "layout", "background", "physics", "assemble")
 
 
 def test_end_to_end_smoke_on_photo(first_run, camera, tmp_path):

@@ -7,8 +7,9 @@ valid key (``segmenter.box_treshold: unknown key (did you mean 'box_threshold'?)
 wrong type or out of range is one too. The defaults written in these classes are the only ones:
 adapters, the pipeline, the CLI and the ROS node read them from here.
 
-The layout stage's config is :class:`dpa_ros.geometry.layout.LayoutConfig`; its keys are taken from
-``dataclasses.fields(LayoutConfig)``, so fields added there are accepted here without a change.
+The layout stage's config is :class:`dpa_ros.geometry.layout.LayoutConfig` and the physics stage's
+:class:`dpa_ros.geometry.physics.PhysicsConfig`; their keys are taken from their dataclass fields,
+so fields added there are accepted here without a change.
 Importing this module does not import torch (the ROS node reads its defaults from here); building
 a :class:`Profile` does, through ``LayoutConfig``.
 """
@@ -25,6 +26,7 @@ from dpa_ros.priors.errors import ReconstructionError
 
 if TYPE_CHECKING:  # imported when a profile is built: this module itself stays free of torch
     from dpa_ros.geometry.layout import LayoutConfig
+    from dpa_ros.geometry.physics import PhysicsConfig
 
 #: where a model comes from: its checkpoint, a tiny config (smoke), or its real architecture with
 #: random weights (:mod:`dpa_ros.priors.random_models`, for speed benchmarks)
@@ -354,19 +356,40 @@ def _layout_class() -> type:
     return LayoutConfig
 
 
-def layout_from_dict(data: dict | None, path: str = "layout") -> LayoutConfig:
-    """:class:`LayoutConfig` from a ``layout:`` mapping; unknown keys and invalid values are :class:`ProfileError`."""
-    layout_cls = _layout_class()
-    data = dict(data or {})
-    if not isinstance(data, dict):
+def _physics_class() -> type:
+    from dpa_ros.geometry.physics import PhysicsConfig
+
+    return PhysicsConfig
+
+
+def _plain_from_dict(cls: type, data: dict | None, path: str):
+    """An instance of the dataclass ``cls`` from a mapping; unknown keys and invalid values are
+    :class:`ProfileError` naming the key."""
+    if data is not None and not isinstance(data, dict):
         raise ProfileError(f"{path}: expected a mapping, got {data!r}")
-    _check_keys(layout_cls, data, path)
-    hints = typing.get_type_hints(layout_cls)
+    data = dict(data or {})
+    _check_keys(cls, data, path)
+    hints = typing.get_type_hints(cls)
     values = {k: _coerce(v, hints.get(k, Any), f"{path}.{k}") for k, v in data.items()}
     try:
-        return layout_cls(**values).validate()
+        return cls(**values)
     except (TypeError, ValueError) as exc:
         raise ProfileError(f"{path}: {exc}") from exc
+
+
+def layout_from_dict(data: dict | None, path: str = "layout") -> LayoutConfig:
+    """:class:`LayoutConfig` from a ``layout:`` mapping; unknown keys and invalid values are :class:`ProfileError`."""
+    config = _plain_from_dict(_layout_class(), data, path)
+    try:
+        return config.validate()
+    except ValueError as exc:
+        raise ProfileError(f"{path}: {exc}") from exc
+
+
+def physics_from_dict(data: dict | None, path: str = "physics") -> PhysicsConfig:
+    """:class:`~dpa_ros.geometry.physics.PhysicsConfig` from a ``physics:`` mapping (``enabled: false``
+    turns the stage off); unknown keys and invalid values are :class:`ProfileError`."""
+    return _plain_from_dict(_physics_class(), data, path)
 
 
 @dataclass(frozen=True)
@@ -383,6 +406,9 @@ class Profile(_Section):
         seed: seeds every stochastic stage.
         prompt: the detection prompt of categories, ``"chair. table."``.
         min_image_side: smaller images (pixels) are rejected.
+        layout: the layout solver's settings (``layout:``).
+        physics: the physical-consistency stage after the layout (``physics:``; ``enabled: false``
+            turns it off).
     """
 
     nested: ClassVar[dict[str, type]] = {"segmenter": SegmenterConfig, "enhancer": EnhancerConfig,
@@ -401,19 +427,21 @@ class Profile(_Section):
     generator: GeneratorConfig = field(default_factory=lambda: GeneratorConfig(source="tiny"))
     depth: DepthConfig = field(default_factory=lambda: DepthConfig(source="tiny"))
     layout: LayoutConfig = field(default_factory=lambda: _layout_class()())
+    physics: PhysicsConfig = field(default_factory=lambda: _physics_class()())
 
     @classmethod
     def _type_hints(cls) -> dict[str, Any]:
-        return typing.get_type_hints(cls, localns={"LayoutConfig": _layout_class()})
+        return typing.get_type_hints(cls, localns={"LayoutConfig": _layout_class(), "PhysicsConfig": _physics_class()})
 
     @classmethod
     def from_dict(cls, data: dict | None, path: str = ""):
         data = dict(data or {})
         layout = data.pop("layout", None)
+        physics = data.pop("physics", None)
         name = str(data.get("name", "custom"))
         try:
             prof = super().from_dict(data, path)
-            return dataclasses.replace(prof, layout=layout_from_dict(layout))
+            return dataclasses.replace(prof, layout=layout_from_dict(layout), physics=physics_from_dict(physics))
         except ProfileError as exc:
             raise ProfileError(f"profile '{name}': {exc}") from exc
 
