@@ -8,8 +8,8 @@ Each object gets a list of **convex parts** in its link frame (object axes, scal
   approximate convex decomposition (a table, a chair, a shelf, a mug, a bowl);
 * ``"convex_hull"``: always one hull; ``"decomposition"``: always decomposed.
 
-The decomposition is CoACD (``ExportOptions.decomposer == "coacd"``, PyPI ``coacd``) or V-HACD
-(``"vhacd"``, PyPI ``vhacdx`` through trimesh), both seeded / deterministic, at most
+The decomposition is V-HACD (``ExportOptions.decomposer == "vhacd"``, the default, PyPI ``vhacdx``
+through trimesh) or CoACD (``"coacd"``, PyPI ``coacd``), both deterministic (CoACD seeded), at most
 ``ExportOptions.max_convex_hulls`` parts. ``bench/collision.py`` compares the two (time, parts,
 MuJoCo stability of concave objects resting on the floor).
 
