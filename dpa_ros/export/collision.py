@@ -37,7 +37,7 @@ COACD_THRESHOLD = 0.05        # concavity tolerance (relative to the mesh's size
 COACD_RESOLUTION = 500        # surface samples per part for the concavity measure
 COACD_MCTS = {"mcts_iterations": 60, "mcts_nodes": 10, "mcts_max_depth": 3}
 COACD_PREPROCESS_RESOLUTION = 30  # voxel remesh of meshes that are not watertight
-VHACD_RESOLUTION = 20_000     # voxels
+VHACD_RESOLUTION = 20_000     # voxels (10 000 let the ball in the bowl move, bench/collision.py)
 
 
 @dataclass
