@@ -5,7 +5,7 @@ should stay one hull) and each method, it measures the time of the decomposition
 parts, their summed volume over the mesh's volume (1 = the parts follow the surface; more = they
 bulge out), and stability in MuJoCo: the object stands on the floor with a small probe resting
 where the concave shape holds it (a box on the table top, the chair's seat and the cabinet's low
-leg, a ball inside the mug and the bowl); the scene goes through ``export_scene(["mjcf"])`` and
+leg, a 2 cm cube inside the mug and the bowl); the scene goes through ``export_scene(["mjcf"])`` and
 :func:`dpa_ros.export.sim_check.check_scene` (2 s). Stable = both the object and its probe stay
 within 2 cm and 5°. Several yaws per object; every decomposition is seeded.
 
@@ -45,32 +45,32 @@ def table():
     """0.8 × 0.6 m top, 0.72 m high, four legs (z up, bottom at z = 0); probe on the top."""
     parts = [_box([0.8, 0.6, 0.04], [0, 0, 0.70])]
     parts += [_box([0.05, 0.05, 0.68], [x, y, 0.34]) for x in (-0.35, 0.35) for y in (-0.25, 0.25)]
-    return trimesh.util.concatenate(parts), ("box", [0.0, 0.0, 0.72])
+    return trimesh.util.concatenate(parts), ("box", [0.0, 0.0, 0.72], 0.1)
 
 
 def chair():
     parts = [_box([0.45, 0.45, 0.04], [0, 0, 0.45]), _box([0.45, 0.04, 0.45], [0, -0.205, 0.695])]
     parts += [_box([0.04, 0.04, 0.43], [x, y, 0.215]) for x in (-0.2, 0.2) for y in (-0.2, 0.2)]
-    return trimesh.util.concatenate(parts), ("box", [0.0, 0.05, 0.47])
+    return trimesh.util.concatenate(parts), ("box", [0.0, 0.05, 0.47], 0.1)
 
 
 def l_shape():
     parts = [_box([0.9, 0.5, 0.25], [0, 0, 0.125]), _box([0.3, 0.5, 0.5], [-0.3, 0, 0.5])]
-    return trimesh.util.concatenate(parts), ("box", [0.25, 0.0, 0.25])
+    return trimesh.util.concatenate(parts), ("box", [0.25, 0.0, 0.25], 0.1)
 
 
 def mug():
-    """Outer radius 4 cm, 10 cm high, 4 mm walls, 6 mm bottom; a 1.5 cm ball inside."""
+    """Outer radius 4 cm, 10 cm high, 4 mm walls, 6 mm bottom; a 2 cm cube inside."""
     profile = [(0.0, 0.0), (0.04, 0.0), (0.04, 0.10), (0.036, 0.10), (0.036, 0.006), (0.0, 0.006)]
-    return _revolve(profile), ("ball", [0.0, 0.0, 0.006])
+    return _revolve(profile), ("box", [0.0, 0.0, 0.006], 0.02)
 
 
 def bowl():
-    """A spherical-cap bowl, 16 cm across, 6 cm deep, 5 mm thick, flat 6 cm foot; a ball inside."""
+    """A round bowl, 16 cm across, 6 cm deep, 5 mm thick, flat 6 cm bottom; a 2 cm cube inside."""
     outer = [(0.03 + 0.05 * np.sin(a), 0.06 * (1 - np.cos(a))) for a in np.linspace(0, np.pi / 2, 8)]
     inner = [(0.03 + 0.045 * np.sin(a), 0.005 + 0.055 * (1 - np.cos(a))) for a in np.linspace(np.pi / 2, 0, 8)]
     profile = [(0.0, 0.0)] + outer + inner + [(0.0, 0.005)]
-    return _revolve(profile), ("ball", [0.0, 0.0, 0.005])
+    return _revolve(profile), ("box", [0.0, 0.0, 0.005], 0.02)
 
 
 def box():
@@ -84,10 +84,9 @@ def can():
 OBJECTS = {"table": table, "chair": chair, "l_shape": l_shape, "mug": mug, "bowl": bowl, "box": box, "can": can}
 
 
-def _probe(kind: str, size: float) -> trimesh.Trimesh:
-    if kind == "box":
-        return _box([size, size, size], [0, 0, size / 2])
-    return trimesh.creation.icosphere(subdivisions=2, radius=size / 2).apply_translation([0, 0, size / 2])
+def _probe(size: float) -> trimesh.Trimesh:
+    """A cube (a ball would roll and count as turned), bottom at z = 0."""
+    return _box([size, size, size], [0, 0, size / 2])
 
 
 def _scene(mesh: trimesh.Trimesh, probe, yaw_deg: float) -> Scene:
@@ -97,10 +96,9 @@ def _scene(mesh: trimesh.Trimesh, probe, yaw_deg: float) -> Scene:
     T_wo = trimesh.transformations.translation_matrix([0.0, 2.0, 0.0]) @ R
     objects = [SceneObject(id=0, label="object", score=1.0, mesh=mesh, T_camera_object=T_cw @ T_wo)]
     if probe is not None:
-        kind, at = probe
-        size = 0.1 if kind == "box" else 0.03
+        kind, at, size = probe
         T_wp = T_wo @ trimesh.transformations.translation_matrix(np.asarray(at) + [0, 0, 0.0005])
-        objects.append(SceneObject(id=1, label=kind, score=1.0, mesh=_probe(kind, size), T_camera_object=T_cw @ T_wp))
+        objects.append(SceneObject(id=1, label=kind, score=1.0, mesh=_probe(size), T_camera_object=T_cw @ T_wp))
     up = T_cw[:3, :3] @ np.array([0.0, 0.0, 1.0])
     floor = Plane(label="floor", normal=up, offset=1.4)
     return Scene(camera=CameraModel.from_fov(160, 120, 70.0), objects=objects,
@@ -120,7 +118,7 @@ def run(yaws: int) -> list[dict]:
                 parts = decompose(mesh, method, 16)
             seconds = time.perf_counter() - t0
             volume_ratio = sum(p.volume for p in parts) / mesh.volume
-            stable = []
+            stable, penetration = [], []
             for yaw in np.linspace(0, 90, yaws, endpoint=False):
                 with tempfile.TemporaryDirectory() as d:
                     write_scene(_scene(mesh, probe, float(yaw)), d)
@@ -129,13 +127,15 @@ def run(yaws: int) -> list[dict]:
                     export_scene(d, ["mjcf"], ExportOptions(collision=collision, decomposer=decomposer))
                     report = check_scene(d, duration_s=2.0)
                 stable.append(all(o.stable for o in report.objects))
-                penetration = max(o.penetration_t0_m for o in report.objects)
+                penetration.append(max(o.penetration_t0_m for o in report.objects))
             rows.append({"object": name, "method": method, "seconds": seconds, "parts": len(parts),
                          "volume_ratio": volume_ratio, "fill_ratio": fill_ratio(mesh),
-                         "stable_rate": float(np.mean(stable)), "penetration_t0_m": penetration,
+                         "stable_rate": float(np.mean(stable)), "penetration_t0_m": float(max(penetration)),
                          "probe": probe[0] if probe else None})
             print(f"{name:<8} {method:<12} {rows[-1]['seconds']:>7.3f} s {len(parts):>3} parts  "
-                  f"volume x{volume_ratio:.2f}  stable {100 * rows[-1]['stable_rate']:.0f} %", flush=True)
+                  f"volume x{volume_ratio:.2f}  "
+                  f"penetration t0 {100 * rows[-1]['penetration_t0_m']:.2f} cm  "
+                  f"stable {100 * rows[-1]['stable_rate']:.0f} %", flush=True)
     return rows
 
 

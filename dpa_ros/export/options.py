@@ -43,7 +43,8 @@ class ExportOptions:
             a ball inside a mug or bowl): every V-HACD scene stayed still, while CoACD at a
             per-object time budget ran into the part limit on thin-walled mugs and bowls, took
             longer there, and let the probe move; CoACD's parts hug flat-sided furniture more
-            tightly (less bulge), which did not change stability.
+            tightly (less bulge), which did not change stability. One hull per object pushes
+            whatever rests in or on a concave object out of it, hence the decomposition.
         max_convex_hulls: upper bound on convex parts per decomposed object.
         density_kg_m3: density that turns the collision parts' volume into mass, kg/m³.
         static: objects do not move: Gazebo ``<static>true``; USD rigid bodies are kinematic.
