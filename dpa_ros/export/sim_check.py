@@ -73,8 +73,11 @@ class SimReport:
     written_mjcf: bool = False
 
     def to_dict(self) -> dict:
+        """JSON-able content; a drift or turn that is not finite (the simulation blew up) is None."""
+        objects = [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in asdict(o).items()}
+                   for o in self.objects]
         return {"model": self.model, "duration_s": self.duration_s, "stable_rate": self.stable_rate,
-                "written_mjcf": self.written_mjcf, "objects": [asdict(o) for o in self.objects]}
+                "written_mjcf": self.written_mjcf, "objects": objects}
 
     def table(self) -> str:
         """Human-readable lines: one per object, then the stable rate."""
