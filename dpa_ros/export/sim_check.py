@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -169,10 +169,8 @@ def check_scene(scene_dir: str | Path, duration_s: float = 2.0, write_mjcf: bool
     if write_mjcf or not model_path.is_file():
         if not (scene_dir / SCENE_JSON).is_file():
             raise SimCheckError(f"{scene_dir} has neither {SCENE_JSON} nor {MJCF_DIR}/{MODEL_FILE}")
-        opts = options or ExportOptions()
-        opts.overwrite = True
         try:
-            export_scene(scene_dir, ["mjcf"], opts)
+            export_scene(scene_dir, ["mjcf"], replace(options or ExportOptions(), overwrite=True))
         except (ExportError, SceneFormatError) as exc:
             raise SimCheckError(f"cannot write the MuJoCo model: {exc}") from exc
         written = True
