@@ -28,6 +28,7 @@ setup(
             "dpa-reconstruct = dpa_ros.cli:main",
             "dpa-eval = dpa_ros.geometry.eval_cli:main",
             "dpa-export = dpa_ros.export.cli:main",
+            "dpa-sim-check = dpa_ros.export.sim_check:main",
             "dpa-weights = dpa_ros.priors.weights_cli:main",
             "reconstruct_node = dpa_ros.ros.reconstruct_node:main",
         ]

@@ -10,7 +10,9 @@ value exactly. Lens distortion is ignored (the silhouette is the pinhole project
 triangles with a vertex closer than ``NEAR_M`` to the camera plane are left out.
 
 ``dpa-reconstruct`` writes the result as ``DIR/preview.png`` (:func:`write_preview`); the ROS node
-publishes it on ``~/overlay``. No ROS, numpy, scipy and Pillow only.
+publishes it on ``~/overlay``. :func:`draw_status` outlines objects in colours the caller picks
+(``dpa-sim-check``'s ``stability.png``: green stable, red unstable). No ROS, numpy, scipy and
+Pillow only.
 """
 from __future__ import annotations
 
@@ -125,6 +127,49 @@ def draw_overlay(rgb: np.ndarray, scene: Scene, alpha: float = DEFAULT_ALPHA, la
         boxes[i] = (x0, y0, x1 - 1, y1 - 1)
     if labels and boxes:
         result = _draw_labels(result, scene, boxes)
+    return result
+
+
+def draw_status(rgb: np.ndarray, scene: Scene, colours: dict[int, tuple[int, int, int]],
+                texts: dict[int, str] | None = None) -> np.ndarray:
+    """``rgb`` with the silhouette of each object whose id is in ``colours`` outlined (opaque,
+    about 1/120 of the image's short side thick) in that RGB colour, and ``texts[id]`` written
+    on a box of the same colour above it. ``rgb``: (H, W, 3) uint8 of the camera's size; returns
+    a new array."""
+    image = np.asarray(rgb)
+    cam = scene.camera
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[:2] != (cam.height, cam.width):
+        raise ValueError(f"status image must be ({cam.height}, {cam.width}, 3) uint8, got {image.dtype} {image.shape}")
+    result = image.copy()
+    thickness = max(2, round(min(cam.width, cam.height) / 120))
+    font = _font(max(10, round(min(cam.width, cam.height) / 30)))
+    labels = []
+    for obj in scene.objects:
+        if obj.id not in colours:
+            continue
+        mask = silhouette(obj, cam)
+        if not mask.any():
+            continue
+        edge = mask & ~ndimage.binary_erosion(mask, iterations=thickness, border_value=0)
+        result[edge] = colours[obj.id]
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        labels.append((obj.id, int(cols[0]), int(rows[0])))
+    if texts:
+        canvas = Image.fromarray(result)
+        draw = ImageDraw.Draw(canvas)
+        placed: list[tuple[int, int, int, int]] = []
+        h, w = result.shape[:2]
+        for obj_id, x0, y0 in labels:
+            if obj_id not in texts:
+                continue
+            left, top, right, bottom = draw.textbbox((0, 0), texts[obj_id], font=font)
+            tw, th = right - left + 4, bottom - top + 4
+            bx = min(max(x0, 0), max(w - tw, 0))
+            by = _free_row(max(y0 - th - 1, 0), bx, tw, th, h, placed)
+            placed.append((bx, by, bx + tw, by + th))
+            draw.rectangle((bx, by, bx + tw - 1, by + th - 1), fill=colours[obj_id])
+            draw.text((bx + 2 - left, by + 2 - top), texts[obj_id], font=font, fill=(255, 255, 255))
+        result = np.asarray(canvas)
     return result
 
 

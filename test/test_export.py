@@ -387,8 +387,11 @@ def test_usd_stage(exported, name):
         rng = bbox.ComputeWorldBound(prim).ComputeAlignedRange()
         np.testing.assert_allclose([list(rng.GetMin()), list(rng.GetMax())],
                                    [corners.min(axis=0), corners.max(axis=0)], atol=1e-5)
-        assert mesh_prim.HasAPI(UsdPhysics.CollisionAPI)
-        assert UsdPhysics.MeshCollisionAPI(mesh_prim).GetApproximationAttr().Get() == "convexHull"
+        assert not mesh_prim.HasAPI(UsdPhysics.CollisionAPI)  # visual; the convex object collides as one part
+        (part,) = stage.GetPrimAtPath(f"/World/Objects/object_{obj_id}/collision").GetChildren()
+        assert part.HasAPI(UsdPhysics.CollisionAPI)
+        assert UsdPhysics.MeshCollisionAPI(part).GetApproximationAttr().Get() == "convexHull"
+        assert UsdGeom.Imageable(part).ComputePurpose() == UsdGeom.Tokens.guide
         assert prim.HasAPI(UsdPhysics.RigidBodyAPI) and prim.HasAPI(UsdPhysics.MassAPI)
         assert UsdPhysics.RigidBodyAPI(prim).GetKinematicEnabledAttr().Get() is False
         volume = mesh.volume * scale ** 3
@@ -409,8 +412,10 @@ def test_usd_physics_options(tmp_path):
     stage = open_stage(tmp_path / "scene.usda")
     prim = stage.GetPrimAtPath("/World/Objects/object_1")
     assert not prim.HasAPI(UsdPhysics.RigidBodyAPI) and not prim.HasAPI(UsdPhysics.MassAPI)
-    mesh_prim = stage.GetPrimAtPath("/World/Objects/object_1/mesh")
-    assert UsdPhysics.MeshCollisionAPI(mesh_prim).GetApproximationAttr().Get() == "convexDecomposition"
+    parts = stage.GetPrimAtPath("/World/Objects/object_1/collision").GetChildren()
+    assert len(parts) >= 1 and all(UsdPhysics.MeshCollisionAPI(p).GetApproximationAttr().Get() == "convexHull"
+                                   for p in parts)
+    assert stage.GetPrimAtPath("/World/Objects/object_1").GetCustomDataByKey("dpa_ros:collision") == "vhacd"
     assert not (tmp_path / "scene.usdc").exists()
     model = etree.parse(str(tmp_path / "gazebo" / "object_1" / "model.sdf")).getroot()
     assert model.find("model/static").text == "true"  # colliders only → static in Gazebo too

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import trimesh
 from export_scenes import gt_objects, make_scene
 from pxr import Sdf, Usd, UsdPhysics
@@ -79,3 +80,20 @@ def test_cli_bad_input_is_one_line_and_nonzero(tmp_path, capsys):
     assert main([str(tmp_path), "--world", "matrix"]) == 2
     assert "needs T_world_camera" in capsys.readouterr().err
     assert not (tmp_path / "scene.glb").exists()
+
+
+def test_cli_mjcf_and_decomposer(tmp_path, capsys):
+    """--format mjcf writes mujoco/scene.xml and its meshes; --decomposer reaches every simulator export."""
+    write_scene(make_scene(with_cloud=False), tmp_path)
+    rc = main([str(tmp_path), "--format", "mjcf,usd", "--collision", "decomposition", "--decomposer", "coacd"])
+    assert rc == 0
+    listed = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert ["mjcf", str(tmp_path / "mujoco" / "scene.xml")] in listed
+    assert all(Path(p).is_file() for _, p in listed)
+    xml = (tmp_path / "mujoco" / "scene.xml").read_text()
+    assert "(coacd)" in xml and '<freejoint name="object_1"/>' in xml
+    stage = Usd.Stage.Open(Sdf.Layer.FindOrOpen(str(tmp_path / "scene.usda")))
+    assert stage.GetPrimAtPath("/World/Objects/object_1").GetCustomDataByKey("dpa_ros:collision") == "coacd"
+    with pytest.raises(SystemExit) as exit_info:  # argparse refuses an unknown decomposer
+        main([str(tmp_path), "--format", "mjcf", "--force", "--decomposer", "qhull"])
+    assert exit_info.value.code == 2 and "qhull" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Export a reconstructed scene for simulators and tools (GLB, OBJ, PLY, Gazebo SDF, USD).
+"""Export a reconstructed scene for simulators and tools (GLB, OBJ, PLY, Gazebo SDF, USD, MJCF).
 
 Everything is written in the z-up world frame described in :mod:`dpa_ros.export.frames`
 (metres, gravity -z). Outputs, inside the scene directory:
@@ -11,7 +11,13 @@ format      path                           content
 ``ply``     ``scene_cloud_world.ply``      the scene cloud in the world frame, RGB
 ``gazebo``  ``gazebo/``                    ``scene.sdf`` + one model folder per object
 ``usd``     ``scene.usda`` (+ ``.usdc``)   USD stage for Isaac Sim
+``mjcf``    ``mujoco/``                    ``scene.xml`` + ``meshes/`` for MuJoCo
 =========== ============================== ==================================================
+
+The simulator exports (gazebo, usd, mjcf) share one collision geometry per object, computed once
+(:mod:`dpa_ros.export.collision`: a convex hull for convex objects, a convex decomposition for
+concave ones, mass and inertia from those parts), and export support planes (``Plane.label ==
+"support"`` with a polygon) as static convex slabs; the floor is the ground plane at world z = 0.
 
 ``scene.json``'s own files are left alone: ``objects/<id>.obj`` stay the object-frame meshes it
 references, and ``scene_cloud.ply`` stays the optical-frame cloud that :func:`read_scene` loads.
@@ -25,9 +31,21 @@ import logging
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
+import trimesh
+
+from dpa_ros.export.collision import collision_shapes, support_slabs
 from dpa_ros.export.frames import WorldFrame, world_frame
 from dpa_ros.export.gazebo import write_gazebo
-from dpa_ros.export.meshes import plane_patches, prepare_objects, write_cloud_ply, write_glb, write_object_objs
+from dpa_ros.export.meshes import (
+    PLANE_RGBA,
+    plane_patches,
+    prepare_objects,
+    write_cloud_ply,
+    write_glb,
+    write_object_objs,
+)
+from dpa_ros.export.mjcf import write_mjcf
 from dpa_ros.export.options import ExportError, ExportOptions
 from dpa_ros.export.targets import check_target, write_directory
 from dpa_ros.export.usd import build_stage, write_usd
@@ -35,13 +53,15 @@ from dpa_ros.scene import Scene, read_scene
 
 __all__ = ["FORMATS", "ExportError", "ExportOptions", "WorldFrame", "export_scene", "output_paths", "world_frame"]
 
-FORMATS = ("glb", "obj", "ply", "gazebo", "usd")
+FORMATS = ("glb", "obj", "ply", "gazebo", "usd", "mjcf")
 GLB_FILE = "scene.glb"
 OBJ_DIR = "obj_world"
 CLOUD_WORLD_PLY = "scene_cloud_world.ply"
 GAZEBO_DIR = "gazebo"
 USDA_FILE = "scene.usda"
 USDC_FILE = "scene.usdc"
+MJCF_DIR = "mujoco"
+SIMULATORS = {"gazebo", "usd", "mjcf"}
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +74,13 @@ def output_paths(scene_dir: Path, fmt: str, options: ExportOptions) -> list[Path
         "ply": [scene_dir / CLOUD_WORLD_PLY],
         "gazebo": [scene_dir / GAZEBO_DIR],
         "usd": [scene_dir / USDA_FILE] + ([scene_dir / USDC_FILE] if options.usdc else []),
+        "mjcf": [scene_dir / MJCF_DIR],
     }[fmt]
+
+
+def _grey(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
+    return trimesh.Trimesh(mesh.vertices, mesh.faces, process=False,
+                           vertex_colors=np.tile(PLANE_RGBA, (len(mesh.vertices), 1)))
 
 
 def _parse_formats(formats: Iterable[str]) -> list[str]:
@@ -71,7 +97,8 @@ def export_scene(scene_dir: str | Path, formats: Iterable[str] = FORMATS, option
 
     Args:
         scene_dir: directory holding ``scene.json`` (read with :func:`read_scene`); outputs go here.
-        formats: any of ``glb``, ``obj``, ``ply``, ``gazebo``, ``usd`` (a comma-separated string works).
+        formats: any of ``glb``, ``obj``, ``ply``, ``gazebo``, ``usd``, ``mjcf`` (a comma-separated
+            string works).
         options: world frame, decimation, collision, physics and overwrite settings.
         scene: an in-memory scene to export instead of reading ``scene_dir/scene.json``
             (the directory is then only the output location and is created if needed).
@@ -99,11 +126,14 @@ def export_scene(scene_dir: str | Path, formats: Iterable[str] = FORMATS, option
     objects = prepare_objects(scene, world, options)
     needs_patches = {"glb", "usd"} & set(wanted)
     patches = plane_patches(scene, world, objects) if needs_patches else []
+    slabs = support_slabs(scene, world)
+    shapes = collision_shapes(objects, options) if SIMULATORS & set(wanted) else {}
     written: dict[str, list[Path]] = {}
     for fmt in wanted:
         if fmt == "glb":
-            if objects or patches:
-                written[fmt] = [write_glb(scene_dir / GLB_FILE, objects, patches, world)]
+            visual_slabs = [(s.name, "support", _grey(s.mesh)) for s in slabs]
+            if objects or patches or visual_slabs:
+                written[fmt] = [write_glb(scene_dir / GLB_FILE, objects, patches + visual_slabs, world)]
             else:
                 log.warning("scene has no objects and no planes; %s not written (glTF cannot be empty)", GLB_FILE)
                 written[fmt] = []
@@ -117,8 +147,11 @@ def export_scene(scene_dir: str | Path, formats: Iterable[str] = FORMATS, option
                 written[fmt] = []
         elif fmt == "gazebo":
             written[fmt] = write_directory(scene_dir / GAZEBO_DIR,
-                                           lambda stage: write_gazebo(stage, objects, world, options))
+                                           lambda stage: write_gazebo(stage, objects, shapes, slabs, world, options))
+        elif fmt == "mjcf":
+            written[fmt] = write_directory(scene_dir / MJCF_DIR,
+                                           lambda stage: write_mjcf(stage, objects, shapes, slabs, world, options))
         else:
-            usd_stage = build_stage(objects, patches, world, options)
+            usd_stage = build_stage(objects, shapes, slabs, patches, world, options)
             written[fmt] = [write_usd(p, usd_stage) for p in output_paths(scene_dir, "usd", options)]
     return written

@@ -1,4 +1,4 @@
-"""``dpa-export SCENE_DIR --format glb,obj,ply,gazebo,usd [--force] ...``
+"""``dpa-export SCENE_DIR --format glb,obj,ply,gazebo,usd,mjcf [--force] ...``
 
 Exports a scene directory written by ``dpa-reconstruct`` (``scene.json`` + meshes) into the
 z-up world frame of :mod:`dpa_ros.export.frames`. Prints one line per written file; exit code 0
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from dpa_ros.export import FORMATS, ExportError, ExportOptions, export_scene
-from dpa_ros.export.options import COLLISION_METHODS, WORLD_SOURCES
+from dpa_ros.export.options import COLLISION_METHODS, DECOMPOSERS, WORLD_SOURCES
 from dpa_ros.scene import SceneFormatError
 
 
@@ -43,8 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--T-world-camera", type=_matrix, default=None, dest="T_world_camera",
                    help="4x4 camera optical frame -> world, 16 row-major numbers or a file")
     p.add_argument("--face-budget", type=int, default=None, help="decimate objects to at most this many faces")
-    p.add_argument("--collision", choices=COLLISION_METHODS, default="convex_hull")
-    p.add_argument("--max-convex-hulls", type=int, default=16, help="parts per object for --collision decomposition")
+    p.add_argument("--collision", choices=COLLISION_METHODS, default="auto",
+                   help="auto: one convex hull for convex objects, a convex decomposition for concave ones")
+    p.add_argument("--decomposer", choices=DECOMPOSERS, default="vhacd", help="convex decomposition library")
+    p.add_argument("--max-convex-hulls", type=int, default=16, help="at most this many parts per decomposed object")
     p.add_argument("--density", type=float, default=500.0, help="object density, kg/m^3")
     p.add_argument("--static", action="store_true", help="objects do not move (Gazebo static, USD kinematic)")
     p.add_argument("--no-rigid-body", dest="rigid_body", action="store_false",
@@ -59,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         options = ExportOptions(
             world_source=args.world, camera_pitch_deg=args.pitch, camera_roll_deg=args.roll,
             camera_height_m=args.camera_height, T_world_camera=args.T_world_camera, face_budget=args.face_budget,
-            collision=args.collision, max_convex_hulls=args.max_convex_hulls, density_kg_m3=args.density,
+            collision=args.collision, decomposer=args.decomposer, max_convex_hulls=args.max_convex_hulls,
+            density_kg_m3=args.density,
             static=args.static, rigid_body=args.rigid_body, usdc=args.usdc, overwrite=args.force)
         written = export_scene(args.scene_dir, args.format.split(","), options)
     except (ExportError, SceneFormatError) as exc:

@@ -6,12 +6,15 @@ Layout (inside ``<scene_dir>/gazebo/``)::
     object_<id>/model.config       <sdf version="1.9">model.sdf</sdf>
     object_<id>/model.sdf          model "object_<id>" / link "link": inertial, visual, collision(s)
     object_<id>/meshes/visual.obj  (+ visual.mtl) the object mesh in the link frame, vertex colours
-    object_<id>/meshes/collision[_k].obj   convex hull, or one file per convex part
+    object_<id>/meshes/collision[_k].obj   one file per convex part (:mod:`dpa_ros.export.collision`)
+    support_<k>/model.sdf          static model of support plane k: a convex slab (world coordinates)
+    support_<k>/meshes/slab.obj
 
 Frames: world = :mod:`dpa_ros.export.frames` (z up, metres). Each ``<include>``'s ``<pose>`` is the
 object's rigid pose in the world (x y z roll pitch yaw, radians, fixed-axis XYZ); meshes are in the
 link frame (object axes, scale baked in), so no ``<scale>`` is needed. Inertia is about the centre
-of mass (``<inertial><pose>``), from the mesh volume and ``ExportOptions.density_kg_m3``.
+of mass (``<inertial><pose>``), from the collision parts' volume and ``ExportOptions.density_kg_m3``
+(the same numbers the USD and MJCF exports carry).
 
 Include URIs are ``model://object_<id>``: libsdformat strips the scheme and looks for the folder
 relative to the working directory and the world file, so ``cd gazebo && gz sim scene.sdf`` works
@@ -27,16 +30,9 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
+from dpa_ros.export.collision import CollisionShape, SupportSlab
 from dpa_ros.export.frames import WorldFrame
-from dpa_ros.export.meshes import (
-    ExportObject,
-    MassProperties,
-    collision_parts,
-    frame_header,
-    mass_properties,
-    write_mesh_file,
-    write_obj,
-)
+from dpa_ros.export.meshes import ExportObject, frame_header, write_mesh_file, write_obj
 from dpa_ros.export.options import ExportOptions
 from dpa_ros.fileio import atomic_write_text
 from dpa_ros.geometry.transforms import rotation_to_rpy
@@ -64,10 +60,11 @@ def _material(rgba: np.ndarray) -> str:
     return f"<material><ambient>{c}</ambient><diffuse>{c}</diffuse><specular>0.1 0.1 0.1 1</specular></material>"
 
 
-def _model_sdf(obj: ExportObject, options: ExportOptions, mp: MassProperties, n_collisions: int) -> str:
+def _model_sdf(obj: ExportObject, options: ExportOptions, shape: CollisionShape) -> str:
+    mp, n_collisions = shape.mass, len(shape.parts)
     inertia = mp.inertia
     static = "true" if not options.dynamic else "false"
-    source = "convex hull of the mesh (mesh is not closed)" if mp.from_hull else "closed mesh"
+    source = f"{n_collisions} convex collision part(s) ({shape.method})"
     collisions = "\n".join(
         f"""      <collision name="collision_{k}">
         <geometry><mesh><uri>meshes/{'collision' if n_collisions == 1 else f'collision_{k}'}.obj</uri></mesh></geometry>
@@ -99,26 +96,50 @@ def _model_sdf(obj: ExportObject, options: ExportOptions, mp: MassProperties, n_
 """
 
 
-def _model_config(obj: ExportObject) -> str:
+def _model_config_text(name: str, description: str) -> str:
     return f"""<?xml version="1.0"?>
 <model>
-  <name>{obj.name}</name>
+  <name>{name}</name>
   <version>1.0</version>
   <sdf version="{SDF_VERSION}">model.sdf</sdf>
   <author><name>dpa_ros</name><email>dpa_ros@example.com</email></author>
-  <description>{escape(obj.label)} reconstructed by dpa_ros (object {obj.id}, score {obj.score:.3f})</description>
+  <description>{description}</description>
 </model>
 """
 
 
-def _world_sdf(objects: list[ExportObject], world: WorldFrame, ground_z: float) -> str:
+def _slab_sdf(slab: SupportSlab) -> str:
+    return f"""<?xml version="1.0"?>
+<sdf version="{SDF_VERSION}">
+  {_comment(f"dpa_ros support plane {slab.plane_index}: a static convex slab, world coordinates, metres")}
+  <model name="{slab.name}">
+    <static>true</static>
+    <link name="link">
+      <collision name="collision">
+        <geometry><mesh><uri>meshes/slab.obj</uri></mesh></geometry>
+      </collision>
+      <visual name="visual">
+        <geometry><mesh><uri>meshes/slab.obj</uri></mesh></geometry>
+        <material><ambient>0.5 0.5 0.5 1</ambient><diffuse>0.5 0.5 0.5 1</diffuse></material>
+      </visual>
+    </link>
+  </model>
+</sdf>
+"""
+
+
+def _include(name: str, pose: str) -> str:
+    return f"""    <include>
+      <uri>model://{name}</uri>
+      <name>{name}</name>
+      <pose>{pose}</pose>
+    </include>"""
+
+
+def _world_sdf(objects: list[ExportObject], slabs: list[SupportSlab], world: WorldFrame, ground_z: float) -> str:
     meta = json.dumps(world.metadata())
-    includes = "\n".join(
-        f"""    <include>
-      <uri>model://{o.name}</uri>
-      <name>{o.name}</name>
-      <pose>{_pose(o.R_world_object, o.t_world_object)}</pose>
-    </include>""" for o in objects)
+    includes = "\n".join([_include(s.name, "0 0 0 0 0 0") for s in slabs]
+                         + [_include(o.name, _pose(o.R_world_object, o.t_world_object)) for o in objects])
     return f"""<?xml version="1.0"?>
 <sdf version="{SDF_VERSION}">
   {_comment(frame_header(world)[0])}
@@ -165,18 +186,29 @@ def ground_height(objects: list[ExportObject], world: WorldFrame) -> float:
     return float(min(o.mesh_world().vertices[:, 2].min() for o in objects))
 
 
-def write_gazebo(out_dir: Path, objects: list[ExportObject], world: WorldFrame, options: ExportOptions) -> list[Path]:
-    """Write the world file and the model folders into ``out_dir`` (expected empty); return the files."""
+def write_gazebo(out_dir: Path, objects: list[ExportObject], shapes: dict[str, CollisionShape],
+                 slabs: list[SupportSlab], world: WorldFrame, options: ExportOptions) -> list[Path]:
+    """Write the world file and the model folders into ``out_dir`` (expected empty); return the files.
+
+    ``shapes``: :func:`dpa_ros.export.collision.collision_shapes` of ``objects``; ``slabs``: the
+    support slabs (:func:`dpa_ros.export.collision.support_slabs`).
+    """
     written: list[Path] = []
+    for slab in slabs:
+        written.append(write_mesh_file(out_dir / slab.name / "meshes" / "slab.obj", slab.mesh))
+        written.append(atomic_write_text(out_dir / slab.name / "model.sdf", _slab_sdf(slab)))
+        written.append(atomic_write_text(out_dir / slab.name / "model.config", _model_config_text(
+            slab.name, f"support plane {slab.plane_index} (static slab) reconstructed by dpa_ros")))
     for obj in objects:
         model_dir = out_dir / obj.name
-        mp = mass_properties(obj, options.density_kg_m3)  # first: it rejects flat meshes
-        parts = collision_parts(obj, options)
+        parts = shapes[obj.name].parts
         written += write_obj(model_dir / "meshes" / "visual.obj", obj.mesh_link(), obj.colors, obj.name,
                              [f"dpa_ros object {obj.id} ({obj.label}), link frame, metres"])
         names = ["collision.obj"] if len(parts) == 1 else [f"collision_{k}.obj" for k in range(len(parts))]
         written += [write_mesh_file(model_dir / "meshes" / n, p) for n, p in zip(names, parts)]
-        written.append(atomic_write_text(model_dir / "model.sdf", _model_sdf(obj, options, mp, len(parts))))
-        written.append(atomic_write_text(model_dir / "model.config", _model_config(obj)))
-    written.append(atomic_write_text(out_dir / WORLD_FILE, _world_sdf(objects, world, ground_height(objects, world))))
+        written.append(atomic_write_text(model_dir / "model.sdf", _model_sdf(obj, options, shapes[obj.name])))
+        written.append(atomic_write_text(model_dir / "model.config", _model_config_text(
+            obj.name, f"{escape(obj.label)} reconstructed by dpa_ros (object {obj.id}, score {obj.score:.3f})")))
+    ground_z = ground_height(objects, world)
+    written.append(atomic_write_text(out_dir / WORLD_FILE, _world_sdf(objects, slabs, world, ground_z)))
     return written

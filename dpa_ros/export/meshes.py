@@ -189,25 +189,10 @@ def mass_properties(obj: ExportObject, density_kg_m3: float) -> MassProperties:
                           inertia=0.5 * (inertia + inertia.T), from_hull=from_hull)
 
 
-def collision_parts(obj: ExportObject, options: ExportOptions) -> list[trimesh.Trimesh]:
-    """Convex collision meshes in the link frame: one hull, or a V-HACD decomposition."""
-    link = obj.mesh_link()
-    if options.collision == "convex_hull":
-        return [link.convex_hull]
-    try:
-        import vhacdx  # noqa: F401  (trimesh's convex_decomposition calls it)
-    except ImportError as exc:
-        raise ExportError("collision='decomposition' needs the vhacdx package (pip install vhacdx); "
-                          "use collision='convex_hull' without it") from exc
-    parts = link.convex_decomposition(maxConvexHulls=options.max_convex_hulls, resolution=100_000)
-    if not parts:
-        raise ExportError(f"object {obj.id} ({obj.label}): convex decomposition produced no parts")
-    return [p.convex_hull for p in parts]
-
-
 def plane_patches(scene: Scene, world: WorldFrame,
                   objects: list[ExportObject]) -> list[tuple[str, str, trimesh.Trimesh]]:
-    """Finite world-frame rectangles (two triangles) for the background planes.
+    """Finite world-frame rectangles (two triangles) for the background planes, except support
+    planes with a polygon (those are exported as slabs, :func:`collision.support_slabs`).
 
     Each rectangle covers the cloud points within ``PLANE_INLIER_M`` of its plane (or, without
     such points, the objects and the camera projected onto it), plus ``PLANE_MARGIN_M``.
@@ -217,6 +202,8 @@ def plane_patches(scene: Scene, world: WorldFrame,
     fallback = np.vstack([world.T_world_camera[:3, 3]] + [o.mesh_world().vertices for o in objects])
     patches = []
     for i, plane in enumerate(scene.background.planes):
+        if plane.label == "support" and plane.polygon is not None and len(plane.polygon) >= 3:
+            continue
         n, d = world.plane_to_world(plane)
         norm = np.linalg.norm(n)
         n, d = n / norm, d / norm

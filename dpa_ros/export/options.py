@@ -6,7 +6,8 @@ from dataclasses import dataclass
 import numpy as np
 
 WORLD_SOURCES = ("auto", "floor", "gravity", "pitch_roll", "matrix")
-COLLISION_METHODS = ("convex_hull", "decomposition")
+COLLISION_METHODS = ("auto", "convex_hull", "decomposition")
+DECOMPOSERS = ("vhacd", "coacd")
 
 
 class ExportError(ValueError):
@@ -32,11 +33,20 @@ class ExportOptions:
             ``"matrix"``; the caller promises its world is z-up.
         face_budget: maximum faces per object mesh; larger meshes are decimated (quadric edge
             collapse, vertex colours kept). None keeps every face.
-        collision: Gazebo collision geometry: ``"convex_hull"`` (one hull per object) or
-            ``"decomposition"`` (approximate convex decomposition with V-HACD, package
-            ``vhacdx``). In USD the same choice sets the PhysX approximation attribute.
-        max_convex_hulls: upper bound on hulls per object for ``"decomposition"``.
-        density_kg_m3: density that turns mesh volume into mass, kg/m³.
+        collision: collision geometry of every simulator export (Gazebo, USD, MJCF get the same
+            convex parts, :mod:`dpa_ros.export.collision`): ``"auto"`` (one convex hull for a
+            convex object, a convex decomposition for a concave one: a table, a chair, a mug),
+            ``"convex_hull"`` (always one hull) or ``"decomposition"`` (always decomposed).
+        decomposer: ``"vhacd"`` (V-HACD, package ``vhacdx``, the default) or ``"coacd"`` (CoACD).
+            V-HACD is the default by ``bench/collision.py`` (concave objects resting on the floor
+            in MuJoCo with a probe where the shape holds it: a box on a table top or chair seat,
+            a ball inside a mug or bowl): every V-HACD scene stayed still, while CoACD at a
+            per-object time budget ran into the part limit on thin-walled mugs and bowls, took
+            longer there, and let the probe move; CoACD's parts hug flat-sided furniture more
+            tightly (less bulge), which did not change stability. One hull per object pushes
+            whatever rests in or on a concave object out of it, hence the decomposition.
+        max_convex_hulls: upper bound on convex parts per decomposed object.
+        density_kg_m3: density that turns the collision parts' volume into mass, kg/m³.
         static: objects do not move: Gazebo ``<static>true``; USD rigid bodies are kinematic.
         rigid_body: USD objects get ``UsdPhysics.RigidBodyAPI`` and ``MassAPI``; without it they
             are static colliders (and Gazebo models are static too).
@@ -50,7 +60,8 @@ class ExportOptions:
     camera_height_m: float | None = None
     T_world_camera: np.ndarray | None = None
     face_budget: int | None = None
-    collision: str = "convex_hull"
+    collision: str = "auto"
+    decomposer: str = "vhacd"
     max_convex_hulls: int = 16
     density_kg_m3: float = 500.0
     static: bool = False
@@ -63,6 +74,8 @@ class ExportOptions:
             raise ExportError(f"world_source must be one of {', '.join(WORLD_SOURCES)}, got {self.world_source!r}")
         if self.collision not in COLLISION_METHODS:
             raise ExportError(f"collision must be one of {', '.join(COLLISION_METHODS)}, got {self.collision!r}")
+        if self.decomposer not in DECOMPOSERS:
+            raise ExportError(f"decomposer must be one of {', '.join(DECOMPOSERS)}, got {self.decomposer!r}")
         if self.face_budget is not None and self.face_budget < 4:
             raise ExportError(f"face_budget must be at least 4 faces, got {self.face_budget}")
         if not np.isfinite(self.density_kg_m3) or self.density_kg_m3 <= 0:

@@ -6,13 +6,21 @@ Stage layout (z up, ``metersPerUnit = 1``, ``kilogramsPerUnit = 1``, default pri
     /World/PhysicsScene                  UsdPhysics.Scene, gravity (0, 0, -1) × 9.80665 m/s²
     /World/Objects/object_<id>           Xform: xformOp:translate, xformOp:orient, xformOp:scale
                                          (world pose of the object; scale = its fitted scale);
-                                         RigidBodyAPI + MassAPI (physics:mass = density × volume)
-                                         when ExportOptions.rigid_body, kinematic when static
+                                         RigidBodyAPI + MassAPI (physics:mass = density × the
+                                         parts' volume, centre of mass; PhysX derives the inertia
+                                         from the parts) when ExportOptions.rigid_body, kinematic
+                                         when static
     /World/Objects/object_<id>/mesh      Mesh in the object frame (unscaled), primvars:displayColor
-                                         (per vertex), CollisionAPI + MeshCollisionAPI
-                                         (approximation convexHull | convexDecomposition)
+                                         (per vertex); visual only
+    /World/Objects/object_<id>/collision/part_<k>
+                                         the convex collision parts of :mod:`dpa_ros.export.collision`
+                                         (object frame, unscaled), purpose guide (not rendered),
+                                         CollisionAPI + MeshCollisionAPI (approximation convexHull):
+                                         Isaac collides with exactly the parts Gazebo and MuJoCo get
+    /World/Supports/support_<k>          static convex slab of support plane k (world coordinates),
+                                         CollisionAPI + MeshCollisionAPI (convexHull)
     /World/Background/<label>_<i>        Mesh, world coordinates, invisible, CollisionAPI
-                                         (approximation none: static triangle mesh)
+                                         (approximation none: static triangle mesh); floor, walls
 
 Object prims carry customData ``dpa_ros:id``, ``dpa_ros:label``, ``dpa_ros:score``; the root layer's
 customLayerData ``dpa_ros_world_frame`` holds :meth:`WorldFrame.metadata`.
@@ -25,14 +33,14 @@ import numpy as np
 import trimesh
 from pxr import Gf, Usd, UsdGeom, UsdPhysics, Vt
 
+from dpa_ros.export.collision import CollisionShape, SupportSlab
 from dpa_ros.export.frames import WorldFrame
-from dpa_ros.export.meshes import ExportObject, mass_properties
+from dpa_ros.export.meshes import ExportObject
 from dpa_ros.export.options import ExportOptions
 from dpa_ros.fileio import atomic_write
 from dpa_ros.geometry.transforms import rotation_to_quaternion
 
 GRAVITY_M_S2 = 9.80665
-APPROXIMATION = {"convex_hull": "convexHull", "decomposition": "convexDecomposition"}
 
 
 def _jsonable_to_vt(value):
@@ -61,7 +69,15 @@ def _define_mesh(stage: Usd.Stage, path: str, vertices: np.ndarray, faces: np.nd
     return mesh
 
 
-def _add_object(stage: Usd.Stage, obj: ExportObject, options: ExportOptions) -> None:
+def _add_convex_collider(stage: Usd.Stage, path: str, mesh: trimesh.Trimesh, purpose: str) -> UsdGeom.Mesh:
+    prim = _define_mesh(stage, path, mesh.vertices, mesh.faces, None)
+    prim.CreatePurposeAttr(purpose)
+    UsdPhysics.CollisionAPI.Apply(prim.GetPrim())
+    UsdPhysics.MeshCollisionAPI.Apply(prim.GetPrim()).CreateApproximationAttr(UsdPhysics.Tokens.convexHull)
+    return prim
+
+
+def _add_object(stage: Usd.Stage, obj: ExportObject, shape: CollisionShape, options: ExportOptions) -> None:
     xform = UsdGeom.Xform.Define(stage, f"/World/Objects/{obj.name}")
     x, y, z, w = rotation_to_quaternion(obj.R_world_object)
     xform.AddTranslateOp(UsdGeom.XformOp.PrecisionDouble).Set(Gf.Vec3d(*map(float, obj.t_world_object)))
@@ -72,22 +88,28 @@ def _add_object(stage: Usd.Stage, obj: ExportObject, options: ExportOptions) -> 
     prim.SetCustomDataByKey("dpa_ros:label", obj.label)
     prim.SetCustomDataByKey("dpa_ros:score", obj.score)
 
-    mesh = _define_mesh(stage, f"/World/Objects/{obj.name}/mesh", obj.mesh.vertices, obj.mesh.faces, obj.colors)
-    UsdPhysics.CollisionAPI.Apply(mesh.GetPrim())
-    UsdPhysics.MeshCollisionAPI.Apply(mesh.GetPrim()).CreateApproximationAttr(APPROXIMATION[options.collision])
+    _define_mesh(stage, f"/World/Objects/{obj.name}/mesh", obj.mesh.vertices, obj.mesh.faces, obj.colors)
+    UsdGeom.Scope.Define(stage, f"/World/Objects/{obj.name}/collision")
+    for k, part in enumerate(shape.parts):  # link frame / scale = the prim's unscaled local frame
+        unscaled = trimesh.Trimesh(part.vertices / obj.scale, part.faces, process=False)
+        _add_convex_collider(stage, f"/World/Objects/{obj.name}/collision/part_{k}", unscaled, UsdGeom.Tokens.guide)
+    prim.SetCustomDataByKey("dpa_ros:collision", shape.method)
     if options.rigid_body:
         body = UsdPhysics.RigidBodyAPI.Apply(prim)
         body.CreateKinematicEnabledAttr(bool(options.static))
-        mp = mass_properties(obj, options.density_kg_m3)
+        mp = shape.mass
         mass = UsdPhysics.MassAPI.Apply(prim)
         mass.CreateMassAttr(float(mp.mass))
         # centre of mass in the prim's local (unscaled object) frame
         mass.CreateCenterOfMassAttr(Gf.Vec3f(*map(float, mp.center / obj.scale)))
 
 
-def build_stage(objects: list[ExportObject], patches: list[tuple[str, str, trimesh.Trimesh]], world: WorldFrame,
+def build_stage(objects: list[ExportObject], shapes: dict[str, CollisionShape], slabs: list[SupportSlab],
+                patches: list[tuple[str, str, trimesh.Trimesh]], world: WorldFrame,
                 options: ExportOptions) -> Usd.Stage:
-    """An in-memory stage holding the scene; ``patches`` from :func:`meshes.plane_patches`."""
+    """An in-memory stage holding the scene; ``shapes`` by object name from
+    :func:`collision.collision_shapes`, ``slabs`` from :func:`collision.support_slabs`, ``patches``
+    from :func:`meshes.plane_patches`."""
     stage = Usd.Stage.CreateInMemory()
     UsdGeom.SetStageUpAxis(stage, UsdGeom.Tokens.z)
     UsdGeom.SetStageMetersPerUnit(stage, 1.0)
@@ -100,7 +122,11 @@ def build_stage(objects: list[ExportObject], patches: list[tuple[str, str, trime
     physics.CreateGravityMagnitudeAttr(GRAVITY_M_S2)
     UsdGeom.Scope.Define(stage, "/World/Objects")
     for obj in objects:
-        _add_object(stage, obj, options)
+        _add_object(stage, obj, shapes[obj.name], options)
+    UsdGeom.Scope.Define(stage, "/World/Supports")
+    for slab in slabs:
+        prim = _add_convex_collider(stage, f"/World/Supports/{slab.name}", slab.mesh, UsdGeom.Tokens.default_)
+        prim.GetPrim().SetCustomDataByKey("dpa_ros:label", "support")
     UsdGeom.Scope.Define(stage, "/World/Background")
     for name, label, patch in patches:
         mesh = _define_mesh(stage, f"/World/Background/{name}", patch.vertices, patch.faces, None)
