@@ -1,22 +1,39 @@
-"""Background planes (floor, walls) by sequential RANSAC, and gravity from the floor normal.
+"""Background planes (floor, supports, walls) by sequential RANSAC with a robust refit, and gravity.
 
 Points are in the camera optical frame (x right, y down, z forward), metres. A :class:`Plane`
 is n·p + d = 0 with |n| = 1 and n pointing at the camera (d > 0).
+
+Depth noise is range-dependent: an active-stereo or structured-light sensor measures z with
+σ_z ≈ ``depth_noise`` · z² (``depth_noise`` = σ_disparity / (focal · baseline), 1/m). A point on a
+plane at distance d from the camera then lies off the plane by σ = ``depth_noise`` · z · d along
+its normal, so inlier bands widen and refit weights fall with range.
 """
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
+from scipy.spatial import ConvexHull, QhullError
 
+from dpa_ros.geometry.gravity import check_gravity
 from dpa_ros.scene import Background, Plane
 
 #: Optical-frame "up" for a level camera (y points down).
 LEVEL_UP = np.array([0.0, -1.0, 0.0])
+#: Inlier band of a RANSAC hypothesis, in noise standard deviations.
+INLIER_SIGMAS = 3.0
+#: Tukey biweight cut-off of the robust refit, in noise standard deviations.
+TUKEY_C = 4.685
+#: A RANSAC hypothesis is scored on at most this many points (its inliers are then found on all).
+SCORE_POINTS = 3000
 
 
-def fit_plane_lstsq(points: np.ndarray) -> tuple[np.ndarray, float]:
-    """Least-squares plane through ``points`` (N ≥ 3, metres): (unit normal towards the camera, d)."""
-    c = points.mean(0)
-    _, _, vt = np.linalg.svd(points - c, full_matrices=False)
+def fit_plane_lstsq(points: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """(Weighted) least-squares plane through ``points`` (N ≥ 3, metres): (unit normal towards the
+    camera, d ≥ 0)."""
+    w = np.ones(len(points)) if weights is None else np.asarray(weights, float)
+    c = (w[:, None] * points).sum(0) / w.sum()
+    q = (points - c) * np.sqrt(w)[:, None]
+    _, _, vt = np.linalg.svd(q, full_matrices=False)
     n = vt[-1]
     d = -float(n @ c)
     if d < 0:
@@ -24,88 +41,265 @@ def fit_plane_lstsq(points: np.ndarray) -> tuple[np.ndarray, float]:
     return n, d
 
 
-def ransac_plane(points: np.ndarray, threshold: float, iterations: int, rng: np.random.Generator
-                 ) -> tuple[np.ndarray, float, np.ndarray]:
-    """Best plane by RANSAC then least-squares refit on its inliers: (normal, d, inlier mask)."""
-    n_pts = len(points)
+def _band(z: np.ndarray, offset: np.ndarray | float, threshold: float, depth_noise: float) -> np.ndarray:
+    """Inlier distance (metres) of points at depth ``z`` from a plane ``offset`` m from the camera:
+    ``threshold`` plus INLIER_SIGMAS noise standard deviations."""
+    return threshold + INLIER_SIGMAS * depth_noise * np.multiply.outer(np.abs(z), np.abs(offset))
+
+
+def ransac_plane(points: np.ndarray, threshold: float, iterations: int, rng: np.random.Generator,
+                 depth_noise: float = 0.0) -> tuple[np.ndarray, float, np.ndarray] | None:
+    """Best plane by RANSAC, then least-squares refits on its inliers: (normal, d, inlier mask).
+
+    A point is an inlier when within ``threshold`` + 3 σ of the plane, σ = ``depth_noise`` · z · d
+    (module docstring; 0: a fixed band). Returns None when ``points`` hold no plane: fewer than 3
+    points, or all of them identical or collinear.
+    """
+    pts = np.asarray(points, float)
+    n_pts = len(pts)
+    if n_pts < 3:
+        return None
     idx = rng.integers(0, n_pts, size=(iterations, 3))
-    a, b, c = points[idx[:, 0]], points[idx[:, 1]], points[idx[:, 2]]
+    a, b, c = pts[idx[:, 0]], pts[idx[:, 1]], pts[idx[:, 2]]
     normals = np.cross(b - a, c - a)
     norms = np.linalg.norm(normals, axis=1)
-    good = norms > 1e-9
+    spans = np.linalg.norm(b - a, axis=1) * np.linalg.norm(c - a, axis=1)
+    good = norms > 1e-6 * np.maximum(spans, 1e-300)          # sine of the triangle's angle at a
+    if not good.any():
+        return None
     normals = normals[good] / norms[good, None]
     offsets = -(normals * a[good]).sum(1)
-    if len(normals) == 0:
-        return np.array([0.0, 0.0, 1.0]), 0.0, np.zeros(n_pts, bool)
-    counts = (np.abs(points @ normals.T + offsets) < threshold).sum(0)
+    scored = pts if n_pts <= SCORE_POINTS else pts[rng.choice(n_pts, SCORE_POINTS, replace=False)]
+    bands = _band(scored[:, 2], offsets, threshold, depth_noise)
+    counts = (np.abs(scored @ normals.T + offsets) < bands).sum(0)
     k = int(np.argmax(counts))
-    inliers = np.abs(points @ normals[k] + offsets[k]) < threshold
+    n, d = normals[k], float(offsets[k])
+    inliers = np.abs(pts @ n + d) < _band(pts[:, 2], d, threshold, depth_noise)
     for _ in range(2):       # refit, re-select
-        n, d = fit_plane_lstsq(points[inliers])
-        inliers = np.abs(points @ n + d) < threshold
+        if inliers.sum() < 3:
+            break
+        n, d = fit_plane_lstsq(pts[inliers])
+        inliers = np.abs(pts @ n + d) < _band(pts[:, 2], d, threshold, depth_noise)
+    if d < 0:
+        n, d = -n, -d
     return n, d, inliers
 
 
+def robust_refit(points: np.ndarray, normal: np.ndarray, offset: float, threshold: float, depth_noise: float,
+                 fixed_normal: bool = False, iterations: int = 10) -> tuple[np.ndarray, float, np.ndarray]:
+    """Iteratively reweighted least squares from the plane (``normal``, ``offset``): Tukey biweights
+    of each residual in units of its noise σ = hypot(``threshold``/3, ``depth_noise``·z·d), times
+    1/σ². ``fixed_normal`` refits only the offset. Returns (normal, d, weights); points of other
+    surfaces get weight 0."""
+    n, d = np.asarray(normal, float), float(offset)
+    z = np.abs(points[:, 2])
+    w = np.zeros(len(points))
+    for _ in range(iterations):
+        sigma = np.hypot(threshold / INLIER_SIGMAS, depth_noise * z * abs(d))
+        u = (points @ n + d) / (TUKEY_C * sigma)
+        w = np.where(np.abs(u) < 1, (1 - u * u) ** 2, 0.0) / sigma ** 2
+        if np.count_nonzero(w) < 3:
+            break
+        if fixed_normal:
+            new_n, new_d = n, -float(w @ (points @ n)) / float(w.sum())
+        else:
+            new_n, new_d = fit_plane_lstsq(points, w)
+            if new_n @ n < 0:
+                new_n, new_d = -new_n, -new_d
+        moved = abs(new_d - d) + np.linalg.norm(new_n - n)
+        n, d = new_n, new_d
+        if moved < 1e-6:
+            break
+    return n, d, w
+
+
+def plane_polygon(points: np.ndarray, normal: np.ndarray, offset: float, cell: float = 0.05) -> np.ndarray | None:
+    """Convex hull of a plane's inlier ``points`` projected onto it: (K, 3) optical-frame corners in
+    order, or None when they span no area.
+
+    Stray inliers (outliers that happen to lie on the plane's extension) are dropped first: the
+    points are binned in ``cell``-metre squares of the plane, squares holding a single point are
+    ignored, and only 8-connected groups of squares with at least 5 % of the largest group's points
+    are kept.
+    """
+    n = np.asarray(normal, float)
+    e1 = np.cross(n, [1.0, 0.0, 0.0] if abs(n[0]) < 0.9 else [0.0, 1.0, 0.0])
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(n, e1)
+    uv = np.stack([points @ e1, points @ e2], 1)
+    if len(uv) < 3:
+        return None
+    cells = np.floor((uv - uv.min(0)) / cell).astype(np.int64)
+    shape = cells.max(0) + 1
+    counts = np.zeros(shape, np.int64)
+    np.add.at(counts, (cells[:, 0], cells[:, 1]), 1)
+    groups, n_groups = ndimage.label(counts >= 2, structure=np.ones((3, 3)))
+    if n_groups == 0:
+        return None
+    sizes = ndimage.sum(counts, groups, index=np.arange(1, n_groups + 1))
+    keep_groups = np.flatnonzero(sizes >= 0.05 * sizes.max()) + 1
+    kept = np.isin(groups[cells[:, 0], cells[:, 1]], keep_groups)
+    try:
+        hull = ConvexHull(uv[kept])
+    except (QhullError, ValueError):
+        return None
+    corners = uv[kept][hull.vertices]                      # counter-clockwise in (e1, e2)
+    return -offset * n + corners[:, :1] * e1 + corners[:, 1:] * e2
+
+
+def _nearest_plane(points: np.ndarray, normals: list[np.ndarray], offsets: list[float], threshold: float,
+                   depth_noise: float) -> np.ndarray:
+    """Per point, the index of the plane it is nearest to in units of its noise σ (so a wall's foot
+    does not pull the floor), or -1 for none."""
+    if not normals:
+        return np.full(len(points), -1)
+    d = np.asarray(offsets, float)
+    sigma = np.hypot(threshold / INLIER_SIGMAS, depth_noise * np.multiply.outer(np.abs(points[:, 2]), np.abs(d)))
+    return np.argmin(np.abs(points @ np.stack(normals, 1) + d) / sigma, axis=1)
+
+
+def _scatter(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``values`` of the points in ``mask``, placed in a zero array of the mask's length."""
+    out = np.zeros(len(mask))
+    out[mask] = values
+    return out
+
+
+def _camera_tilt(up: np.ndarray) -> tuple[float, float]:
+    """(pitch down, roll) in degrees of a camera whose scene "up" is ``up`` (optical frame)."""
+    pitch = np.degrees(np.arcsin(np.clip(-up[2], -1.0, 1.0)))
+    roll = np.degrees(np.arctan2(up[0], -up[1]))
+    return float(pitch), float(roll)
+
+
+def _horizontal_group(normals: list[np.ndarray], counts: list[int], candidates: list[int],
+                      max_angle_deg: float) -> list[int]:
+    """Among ``candidates`` (plane indices), the group of near-parallel normals (within
+    ``max_angle_deg`` of one of them) with the most inliers in all."""
+    cos_tol = np.cos(np.radians(max_angle_deg))
+    best: list[int] = []
+    for k in candidates:
+        group = [j for j in candidates if normals[j] @ normals[k] >= cos_tol]
+        if sum(counts[j] for j in group) > sum(counts[j] for j in best):
+            best = group
+    return best
+
+
 def fit_background(points: np.ndarray, up_hint: np.ndarray | None = None, gravity: np.ndarray | None = None,
-                   max_planes: int = 4,
-                   threshold: float = 0.03, min_inliers: int = 200, min_fraction: float = 0.05,
-                   floor_max_angle_deg: float = 35.0, wall_max_angle_deg: float = 20.0,
-                   max_points: int = 20000, iterations: int = 300, seed: int = 0) -> Background:
-    """Fit up to ``max_planes`` planes to background points and label them.
+                   max_planes: int = 6, threshold: float = 0.02, depth_noise: float = 0.0042,
+                   min_inliers: int = 200, min_fraction: float = 0.03,
+                   max_pitch_deg: float = 80.0, max_roll_deg: float = 30.0, floor_max_angle_deg: float = 35.0,
+                   horizontal_max_angle_deg: float = 5.0, wall_max_angle_deg: float = 20.0,
+                   min_support_height: float = 0.1, max_points: int = 20000, iterations: int = 300,
+                   seed: int = 0) -> Background:
+    """Fit up to ``max_planes`` planes to background points and label them floor, support, wall or plane.
+
+    Planes come one at a time by RANSAC with a range-aware inlier band (module docstring), each
+    refitted by :func:`robust_refit`. Then "up" is decided:
+
+    - ``gravity`` given: up = −gravity. Horizontal planes are those whose normal is within
+      ``horizontal_max_angle_deg`` of up; their normals are snapped to up and only their offsets
+      refitted. The returned gravity is ``gravity`` itself (``gravity_source="given"``).
+    - ``up_hint`` given: planes within ``floor_max_angle_deg`` of it may be horizontal.
+    - neither: planes whose normal, taken as up, means a camera pitched between −15° (up) and
+      ``max_pitch_deg`` down with a roll within ±``max_roll_deg`` may be horizontal (a floor or table
+      in front of and below the camera; walls and ceilings face the camera from elsewhere).
+
+    Without gravity the candidates are grouped by normals within ``horizontal_max_angle_deg`` of
+    each other, and the group with the most inliers is the horizontal one. The **floor** is its
+    lowest plane (largest d, the camera's height above it); without gravity, gravity is minus the
+    floor's normal (``gravity_source="floor"``). Horizontal planes at least
+    ``min_support_height`` m above the floor are **supports** (a table top that is no instance, a
+    shelf board). Rule for a view without the floor: the lowest horizontal plane seen is taken as
+    the floor, so a table top is a support only when a lower horizontal plane is seen too, and a
+    table top that fills the view is the floor. **Walls** have normals within ``wall_max_angle_deg``
+    of ⟂ up; everything else (a ceiling, a horizontal plane just above the floor, a slope) is
+    "plane". Floors and supports get ``polygon`` (:func:`plane_polygon`).
 
     Args:
-        points: (N, 3) non-object points in the optical frame, metres.
-        up_hint: rough up direction (default: a level camera's up, -y). The floor is the plane
-            with the most inliers whose normal is within ``floor_max_angle_deg`` of it and that
-            lies below the camera; walls are planes within ``wall_max_angle_deg`` of vertical
-            (normal ⟂ up); others are labelled "plane".
-        gravity: a known gravity direction (unit, pointing down, optical frame). It replaces
-            ``up_hint`` and the fitted floor's normal as the scene's gravity.
-        threshold: RANSAC inlier distance, metres.
+        points: (N, 3) non-object points in the optical frame, metres (non-finite rows dropped).
+        up_hint: rough up direction (optical frame), or None.
+        gravity: known gravity direction (pointing down, optical frame; normalised here).
+        threshold: inlier distance for noise-free points, metres.
+        depth_noise: the sensor's σ_z / z², 1/m (0.0042 is a RealSense D435 at 640 × 480).
         min_inliers, min_fraction: smallest plane kept (count, and share of the points).
+        max_points: points used (a random subset of more).
 
-    Returns a :class:`Background` whose ``gravity`` is minus the floor normal, or None when no
-    floor was found.
+    Returns a :class:`Background`; its ``gravity`` is None when none was given and no floor found.
+    Raises ValueError for points that are not (N, 3) and GravityError for an unusable gravity.
     """
-    if gravity is not None:
-        up_hint = -np.asarray(gravity, float)
-    up = LEVEL_UP if up_hint is None else np.asarray(up_hint, float) / np.linalg.norm(up_hint)
     pts = np.asarray(points, float)
+    if pts.ndim != 2 or pts.shape[1] != 3:
+        raise ValueError(f"points must be an (N, 3) array, got shape {pts.shape}")
+    g = None if gravity is None else check_gravity(gravity)
     pts = pts[np.all(np.isfinite(pts), axis=1)]
     rng = np.random.default_rng(seed)
     if len(pts) > max_points:
         pts = pts[rng.choice(len(pts), max_points, replace=False)]
     total = len(pts)
-    found: list[tuple[np.ndarray, float, int]] = []
-    remaining = pts
-    while len(found) < max_planes and len(remaining) >= max(min_inliers, 3):
-        n, d, inl = ransac_plane(remaining, threshold, iterations, rng)
+    normals, offsets, counts = [], [], []
+    taken = np.zeros(total, bool)
+    while len(normals) < max_planes and (~taken).sum() >= max(min_inliers, 3):
+        rest = np.flatnonzero(~taken)
+        found = ransac_plane(pts[rest], threshold, iterations, rng, depth_noise)
+        if found is None:
+            break
+        n, d, inl = found
         count = int(inl.sum())
         if count < min_inliers or count < min_fraction * total:
             break
-        found.append((n, d, count))
-        remaining = remaining[~inl]
-    cos_floor = np.cos(np.radians(floor_max_angle_deg))
+        taken[rest[inl]] = True
+        normals.append(n)
+        offsets.append(d)
+        counts.append(count)
+    owner = _nearest_plane(pts, normals, offsets, threshold, depth_noise)
+    weights = []
+    for k in range(len(normals)):
+        normals[k], offsets[k], w = robust_refit(pts[owner == k], normals[k], offsets[k], threshold, depth_noise)
+        weights.append(_scatter(w, owner == k))
+
+    cos_h = np.cos(np.radians(horizontal_max_angle_deg))
+    if g is not None:
+        up = -g
+        horizontal = [k for k, n in enumerate(normals) if n @ up >= cos_h]
+        for k in horizontal:
+            normals[k], offsets[k], w = robust_refit(pts[owner == k], up, offsets[k], threshold, depth_noise,
+                                                     fixed_normal=True)
+            weights[k] = _scatter(w, owner == k)
+    else:
+        if up_hint is not None:
+            hint = np.asarray(up_hint, float) / np.linalg.norm(up_hint)
+            candidates = [k for k, n in enumerate(normals) if n @ hint >= np.cos(np.radians(floor_max_angle_deg))]
+        else:
+            tilts = [_camera_tilt(n) for n in normals]
+            candidates = [k for k, (pitch, roll) in enumerate(tilts)
+                          if -15.0 <= pitch <= max_pitch_deg and abs(roll) <= max_roll_deg]
+        horizontal = _horizontal_group(normals, counts, candidates, horizontal_max_angle_deg)
+        up = normals[max(horizontal, key=lambda k: offsets[k])] if horizontal else (
+            LEVEL_UP if up_hint is None else hint)
+    floor_idx = max(horizontal, key=lambda k: offsets[k]) if horizontal else None
+
     sin_wall = np.sin(np.radians(wall_max_angle_deg))
-    floor_idx = None
-    for k, (n, d, count) in enumerate(found):
-        # Below the camera: the camera is on the plane's positive side and the normal points up.
-        if n @ up >= cos_floor and d > 0 and (floor_idx is None or count > found[floor_idx][2]):
-            floor_idx = k
     planes = []
-    for k, (n, d, count) in enumerate(found):
+    for k, (n, d) in enumerate(zip(normals, offsets)):
+        polygon = None
         if k == floor_idx:
             label = "floor"
-        elif abs(n @ (found[floor_idx][0] if floor_idx is not None else up)) <= sin_wall:
+        elif k in horizontal and d <= offsets[floor_idx] - min_support_height:
+            label = "support"
+        elif k not in horizontal and abs(n @ up) <= sin_wall:
             label = "wall"
         else:
             label = "plane"
-        planes.append(Plane(label=label, normal=n, offset=d, inlier_count=count))
-    if gravity is not None:
-        return Background(planes=planes, gravity=up * -1.0, gravity_source="given")
+        if label in ("floor", "support"):
+            polygon = plane_polygon(pts[weights[k] > 0], n, d)
+        planes.append(Plane(label=label, normal=np.asarray(n, float), offset=float(d), inlier_count=counts[k],
+                            polygon=polygon))
+    if g is not None:
+        return Background(planes=planes, gravity=g, gravity_source="given")
     if floor_idx is None:
         return Background(planes=planes)
-    return Background(planes=planes, gravity=-found[floor_idx][0], gravity_source="floor")
+    return Background(planes=planes, gravity=-normals[floor_idx], gravity_source="floor")
 
 
 def supporting_pixels(depth: np.ndarray, camera, planes: list[Plane], outside: np.ndarray,
@@ -116,9 +310,10 @@ def supporting_pixels(depth: np.ndarray, camera, planes: list[Plane], outside: n
 
     These are the scene's supporting surfaces: nothing stands behind a floor or a wall, so such a
     pixel cannot hide part of an object, and a mesh placed behind it (sunk into the floor, pushed
-    through a wall) is wrong rather than occluded. With ``points`` (an object's points, optical
-    frame), only planes that most of them lie in front of count: a plane the object stands behind
-    (a cabinet front fitted as a wall) may well hide it. ``camera`` is a
+    through a wall) is wrong rather than occluded. Support planes (a table top) are not in the
+    default ``labels``: what is under a table is hidden by it. With ``points`` (an object's points,
+    optical frame), only planes that most of them lie in front of count: a plane the object stands
+    behind (a cabinet front fitted as a wall) may well hide it. ``camera`` is a
     :class:`~dpa_ros.geometry.camera.CameraModel` of the depth image (metres, NaN/0 invalid).
     """
     depth = np.asarray(depth, float)
