@@ -87,28 +87,42 @@ def ransac_plane(points: np.ndarray, threshold: float, iterations: int, rng: np.
 
 def robust_refit(points: np.ndarray, normal: np.ndarray, offset: float, threshold: float, depth_noise: float,
                  fixed_normal: bool = False, iterations: int = 10) -> tuple[np.ndarray, float, np.ndarray]:
-    """Iteratively reweighted least squares from the plane (``normal``, ``offset``): Tukey biweights
-    of each residual in units of its noise σ = hypot(``threshold``/3, ``depth_noise``·z·d), times
-    1/σ². ``fixed_normal`` refits only the offset. Returns (normal, d, weights); points of other
-    surfaces get weight 0."""
+    """Refit the plane (``normal``, ``offset``) to ``points`` by iteratively reweighted least squares.
+
+    Depth noise runs along each pixel's ray, not along the plane's normal, so the residual fitted
+    is in inverse depth, where stereo noise is even and the model is linear: a plane n·p + d = 0
+    has 1/z = −(n·ray)/d with ray = p/z = (x/z, y/z, 1) known exactly from the pixel. (A
+    perpendicular least-squares fit tilts a plane seen at a grazing angle under range noise.) Each
+    residual's noise is hypot(``depth_noise``, ``threshold``/3 / (z·d)) (1/m; the second term is
+    ``threshold``/3 metres along the normal), and its weight the Tukey biweight of the residual in
+    those units times 1/σ². ``fixed_normal`` refits only d. Returns (normal, d, per-point
+    weights); points of other surfaces and points with z ≤ 0 get weight 0.
+    """
     n, d = np.asarray(normal, float), float(offset)
-    z = np.abs(points[:, 2])
+    z = points[:, 2]
+    front = z > 1e-6
+    inv_z = np.where(front, 1.0 / np.where(front, z, 1.0), 0.0)
+    rays = points * inv_z[:, None]
     w = np.zeros(len(points))
     for _ in range(iterations):
-        sigma = np.hypot(threshold / INLIER_SIGMAS, depth_noise * z * abs(d))
-        u = (points @ n + d) / (TUKEY_C * sigma)
-        w = np.where(np.abs(u) < 1, (1 - u * u) ** 2, 0.0) / sigma ** 2
+        var = depth_noise ** 2 + (threshold / INLIER_SIGMAS / abs(d) * inv_z) ** 2
+        u2 = (inv_z + (rays @ n) / d) ** 2 / (TUKEY_C ** 2 * var)
+        w = np.where(front & (u2 < 1), (1 - u2) ** 2, 0.0) / var
         if np.count_nonzero(w) < 3:
             break
         if fixed_normal:
-            new_n, new_d = n, -float(w @ (points @ n)) / float(w.sum())
+            along = rays @ n
+            new_n, new_d = n, -float(w @ (along * along)) / float(w @ (inv_z * along))
         else:
-            new_n, new_d = fit_plane_lstsq(points, w)
-            if new_n @ n < 0:
-                new_n, new_d = -new_n, -new_d
+            A = rays * w[:, None]
+            q = np.linalg.lstsq(A.T @ rays, A.T @ inv_z, rcond=None)[0]    # 1/z = q·ray, q = −n/d
+            new_d = 1.0 / float(np.linalg.norm(q))
+            new_n = -q * new_d
+        if not (np.isfinite(new_d) and new_d > 0):
+            break
         moved = abs(new_d - d) + np.linalg.norm(new_n - n)
         n, d = new_n, new_d
-        if moved < 1e-6:
+        if moved < 1e-5:
             break
     return n, d, w
 
@@ -131,8 +145,7 @@ def plane_polygon(points: np.ndarray, normal: np.ndarray, offset: float, cell: f
         return None
     cells = np.floor((uv - uv.min(0)) / cell).astype(np.int64)
     shape = cells.max(0) + 1
-    counts = np.zeros(shape, np.int64)
-    np.add.at(counts, (cells[:, 0], cells[:, 1]), 1)
+    counts = np.bincount(cells[:, 0] * shape[1] + cells[:, 1], minlength=shape[0] * shape[1]).reshape(shape)
     groups, n_groups = ndimage.label(counts >= 2, structure=np.ones((3, 3)))
     if n_groups == 0:
         return None
@@ -149,13 +162,30 @@ def plane_polygon(points: np.ndarray, normal: np.ndarray, offset: float, cell: f
 
 def _nearest_plane(points: np.ndarray, normals: list[np.ndarray], offsets: list[float], threshold: float,
                    depth_noise: float) -> np.ndarray:
-    """Per point, the index of the plane it is nearest to in units of its noise σ (so a wall's foot
-    does not pull the floor), or -1 for none."""
+    """Per point, the index of the plane its inverse depth fits best in units of its noise (see
+    :func:`robust_refit`), or -1 for none.
+
+    A point whose pixel is where two planes' predicted depths are within 2 Tukey cut-offs (near the
+    line a wall meets the floor) is -1 too: there range noise carries points of each surface onto
+    the other, and which of them cross depends on the noise, so that keeping either biases both.
+    The test uses the pixel's ray and the planes only, not the noisy depth.
+    """
     if not normals:
         return np.full(len(points), -1)
-    d = np.asarray(offsets, float)
-    sigma = np.hypot(threshold / INLIER_SIGMAS, depth_noise * np.multiply.outer(np.abs(points[:, 2]), np.abs(d)))
-    return np.argmin(np.abs(points @ np.stack(normals, 1) + d) / sigma, axis=1)
+    z = points[:, 2]
+    front = z > 1e-6
+    inv_z = np.where(front, 1.0 / np.where(front, z, 1.0), 0.0)
+    d = np.abs(np.asarray(offsets, float))
+    predicted = -(points * inv_z[:, None]) @ np.stack(normals, 1) / d          # 1/z of each plane at each ray
+    var = depth_noise ** 2 + (threshold / INLIER_SIGMAS * np.multiply.outer(inv_z, 1.0 / d)) ** 2
+    owner = np.argmin((predicted - inv_z[:, None]) ** 2 / var, axis=1)
+    rows = np.arange(len(points))
+    if len(normals) > 1:
+        gap2 = (predicted - predicted[rows, owner][:, None]) ** 2 / var[rows, owner][:, None]
+        gap2[rows, owner] = np.inf
+        owner[gap2.min(1) < (2 * TUKEY_C) ** 2] = -1
+    owner[~front] = -1
+    return owner
 
 
 def _scatter(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -190,8 +220,8 @@ def fit_background(points: np.ndarray, up_hint: np.ndarray | None = None, gravit
                    min_inliers: int = 200, min_fraction: float = 0.03,
                    max_pitch_deg: float = 80.0, max_roll_deg: float = 30.0, floor_max_angle_deg: float = 35.0,
                    horizontal_max_angle_deg: float = 5.0, wall_max_angle_deg: float = 20.0,
-                   min_support_height: float = 0.1, max_points: int = 20000, iterations: int = 300,
-                   seed: int = 0) -> Background:
+                   min_support_height: float = 0.1, max_points: int = 20000, max_refit_points: int = 50000,
+                   iterations: int = 300, seed: int = 0) -> Background:
     """Fit up to ``max_planes`` planes to background points and label them floor, support, wall or plane.
 
     Planes come one at a time by RANSAC with a range-aware inlier band (module docstring), each
@@ -223,7 +253,9 @@ def fit_background(points: np.ndarray, up_hint: np.ndarray | None = None, gravit
         threshold: inlier distance for noise-free points, metres.
         depth_noise: the sensor's σ_z / z², 1/m (0.0042 is a RealSense D435 at 640 × 480).
         min_inliers, min_fraction: smallest plane kept (count, and share of the points).
-        max_points: points used (a random subset of more).
+        max_points: points RANSAC searches (a random subset of more).
+        max_refit_points: points the planes are refitted to and their polygons drawn from (a random
+            subset of more; the RANSAC points are among them).
 
     Returns a :class:`Background`; its ``gravity`` is None when none was given and no floor found.
     Raises ValueError for points that are not (N, 3) and GravityError for an unusable gravity.
@@ -234,14 +266,16 @@ def fit_background(points: np.ndarray, up_hint: np.ndarray | None = None, gravit
     g = None if gravity is None else check_gravity(gravity)
     pts = pts[np.all(np.isfinite(pts), axis=1)]
     rng = np.random.default_rng(seed)
-    if len(pts) > max_points:
-        pts = pts[rng.choice(len(pts), max_points, replace=False)]
-    total = len(pts)
+    if len(pts) > max_refit_points:
+        pts = pts[rng.random(len(pts)) < max_refit_points / len(pts)]
+    pts = pts[rng.permutation(len(pts))]        # so that the RANSAC sample below is a random one
+    sample = pts[:max_points]
+    total = len(sample)
     normals, offsets, counts = [], [], []
     taken = np.zeros(total, bool)
     while len(normals) < max_planes and (~taken).sum() >= max(min_inliers, 3):
         rest = np.flatnonzero(~taken)
-        found = ransac_plane(pts[rest], threshold, iterations, rng, depth_noise)
+        found = ransac_plane(sample[rest], threshold, iterations, rng, depth_noise)
         if found is None:
             break
         n, d, inl = found
@@ -252,11 +286,14 @@ def fit_background(points: np.ndarray, up_hint: np.ndarray | None = None, gravit
         normals.append(n)
         offsets.append(d)
         counts.append(count)
-    owner = _nearest_plane(pts, normals, offsets, threshold, depth_noise)
-    weights = []
-    for k in range(len(normals)):
-        normals[k], offsets[k], w = robust_refit(pts[owner == k], normals[k], offsets[k], threshold, depth_noise)
-        weights.append(_scatter(w, owner == k))
+    weights = [np.zeros(len(pts)) for _ in normals]
+    for _ in range(2):       # each point to its nearest plane, refit, once more with the refitted planes
+        owner = _nearest_plane(pts, normals, offsets, threshold, depth_noise)
+        for k in range(len(normals)):
+            normals[k], offsets[k], w = robust_refit(pts[owner == k], normals[k], offsets[k], threshold,
+                                                     depth_noise)
+            weights[k] = _scatter(w, owner == k)
+            counts[k] = int(np.count_nonzero(w))
 
     cos_h = np.cos(np.radians(horizontal_max_angle_deg))
     if g is not None:
@@ -266,6 +303,7 @@ def fit_background(points: np.ndarray, up_hint: np.ndarray | None = None, gravit
             normals[k], offsets[k], w = robust_refit(pts[owner == k], up, offsets[k], threshold, depth_noise,
                                                      fixed_normal=True)
             weights[k] = _scatter(w, owner == k)
+            counts[k] = int(np.count_nonzero(w))
     else:
         if up_hint is not None:
             hint = np.asarray(up_hint, float) / np.linalg.norm(up_hint)
