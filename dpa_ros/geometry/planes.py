@@ -11,7 +11,6 @@ its normal, so inlier bands widen and refit weights fall with range.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
 from dpa_ros.geometry.gravity import check_gravity
@@ -23,6 +22,9 @@ LEVEL_UP = np.array([0.0, -1.0, 0.0])
 INLIER_SIGMAS = 3.0
 #: Tukey biweight cut-off of the robust refit, in noise standard deviations.
 TUKEY_C = 4.685
+#: A plane's polygon is drawn around its points within this many noise standard deviations of it
+#: (fewer than the refit's: flying pixels at a table's edge lie just off its plane, beyond its edge).
+POLYGON_SIGMAS = 2.0
 #: A RANSAC hypothesis is scored on at most this many points (its inliers are then found on all).
 SCORE_POINTS = 3000
 
@@ -85,6 +87,22 @@ def ransac_plane(points: np.ndarray, threshold: float, iterations: int, rng: np.
     return n, d, inliers
 
 
+def _inverse_depth(points: np.ndarray) -> np.ndarray:
+    """1/z of each point (1/m), 0 for points at or behind the camera (z ≤ 1 µm)."""
+    z = points[:, 2]
+    front = z > 1e-6
+    return np.where(front, 1.0 / np.where(front, z, 1.0), 0.0)
+
+
+def _residual(points: np.ndarray, normal: np.ndarray, offset: float, threshold: float, depth_noise: float
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse-depth residual (1/m) of each point from the plane, and its noise variance
+    (:func:`robust_refit`)."""
+    inv_z = _inverse_depth(points)
+    var = depth_noise ** 2 + (threshold / INLIER_SIGMAS / abs(offset) * inv_z) ** 2
+    return inv_z + (points * inv_z[:, None]) @ normal / offset, var
+
+
 def robust_refit(points: np.ndarray, normal: np.ndarray, offset: float, threshold: float, depth_noise: float,
                  fixed_normal: bool = False, iterations: int = 10) -> tuple[np.ndarray, float, np.ndarray]:
     """Refit the plane (``normal``, ``offset``) to ``points`` by iteratively reweighted least squares.
@@ -99,15 +117,13 @@ def robust_refit(points: np.ndarray, normal: np.ndarray, offset: float, threshol
     weights); points of other surfaces and points with z ≤ 0 get weight 0.
     """
     n, d = np.asarray(normal, float), float(offset)
-    z = points[:, 2]
-    front = z > 1e-6
-    inv_z = np.where(front, 1.0 / np.where(front, z, 1.0), 0.0)
+    inv_z = _inverse_depth(points)
     rays = points * inv_z[:, None]
     w = np.zeros(len(points))
     for _ in range(iterations):
-        var = depth_noise ** 2 + (threshold / INLIER_SIGMAS / abs(d) * inv_z) ** 2
-        u2 = (inv_z + (rays @ n) / d) ** 2 / (TUKEY_C ** 2 * var)
-        w = np.where(front & (u2 < 1), (1 - u2) ** 2, 0.0) / var
+        e, var = _residual(points, n, d, threshold, depth_noise)
+        u2 = e * e / (TUKEY_C ** 2 * var)
+        w = np.where((inv_z > 0) & (u2 < 1), (1 - u2) ** 2, 0.0) / var
         if np.count_nonzero(w) < 3:
             break
         if fixed_normal:
@@ -127,15 +143,9 @@ def robust_refit(points: np.ndarray, normal: np.ndarray, offset: float, threshol
     return n, d, w
 
 
-def plane_polygon(points: np.ndarray, normal: np.ndarray, offset: float, cell: float = 0.05) -> np.ndarray | None:
-    """Convex hull of a plane's inlier ``points`` projected onto it: (K, 3) optical-frame corners in
-    order, or None when they span no area.
-
-    Stray inliers (outliers that happen to lie on the plane's extension) are dropped first: the
-    points are binned in ``cell``-metre squares of the plane, squares holding a single point are
-    ignored, and only 8-connected groups of squares with at least 5 % of the largest group's points
-    are kept.
-    """
+def plane_polygon(points: np.ndarray, normal: np.ndarray, offset: float) -> np.ndarray | None:
+    """Convex hull of ``points`` (N, 3, optical frame) projected onto the plane (``normal``,
+    ``offset``): (K, 3) optical-frame corners in order around it, or None when they span no area."""
     n = np.asarray(normal, float)
     e1 = np.cross(n, [1.0, 0.0, 0.0] if abs(n[0]) < 0.9 else [0.0, 1.0, 0.0])
     e1 /= np.linalg.norm(e1)
@@ -143,21 +153,31 @@ def plane_polygon(points: np.ndarray, normal: np.ndarray, offset: float, cell: f
     uv = np.stack([points @ e1, points @ e2], 1)
     if len(uv) < 3:
         return None
-    cells = np.floor((uv - uv.min(0)) / cell).astype(np.int64)
-    shape = cells.max(0) + 1
-    counts = np.bincount(cells[:, 0] * shape[1] + cells[:, 1], minlength=shape[0] * shape[1]).reshape(shape)
-    groups, n_groups = ndimage.label(counts >= 2, structure=np.ones((3, 3)))
-    if n_groups == 0:
-        return None
-    sizes = ndimage.sum(counts, groups, index=np.arange(1, n_groups + 1))
-    keep_groups = np.flatnonzero(sizes >= 0.05 * sizes.max()) + 1
-    kept = np.isin(groups[cells[:, 0], cells[:, 1]], keep_groups)
     try:
-        hull = ConvexHull(uv[kept])
+        hull = ConvexHull(uv)
     except (QhullError, ValueError):
         return None
-    corners = uv[kept][hull.vertices]                      # counter-clockwise in (e1, e2)
+    corners = uv[hull.vertices]                          # counter-clockwise in (e1, e2)
     return -offset * n + corners[:, :1] * e1 + corners[:, 1:] * e2
+
+
+def _among_neighbours(points: np.ndarray, members: np.ndarray, bin_rad: float) -> np.ndarray:
+    """``members`` (bool per point) less those that are not most of their part of the image.
+
+    Points are binned by viewing direction (x/z, y/z) in ``bin_rad``-wide squares; a member counts
+    only in a square where members are at least half the points and two or more. A stray point
+    (an outlier whose depth happens to put it on a table's plane, beyond the table's edge) is
+    alone among the floor points around it in the image, so its square fails.
+    """
+    inv_z = _inverse_depth(points)
+    cells = np.floor(points[:, :2] * inv_z[:, None] / bin_rad).astype(np.int64)
+    cells -= cells.min(0)
+    width = int(cells[:, 1].max()) + 1
+    key = cells[:, 0] * width + cells[:, 1]
+    total = np.bincount(key)
+    inside = np.bincount(key[members], minlength=len(total))
+    good = (inside >= 2) & (2 * inside >= total)
+    return members & good[key] & (inv_z > 0)
 
 
 def _nearest_plane(points: np.ndarray, normals: list[np.ndarray], offsets: list[float], threshold: float,
@@ -221,7 +241,7 @@ def fit_background(points: np.ndarray, up_hint: np.ndarray | None = None, gravit
                    max_pitch_deg: float = 80.0, max_roll_deg: float = 30.0, floor_max_angle_deg: float = 35.0,
                    horizontal_max_angle_deg: float = 5.0, wall_max_angle_deg: float = 20.0,
                    min_support_height: float = 0.1, max_points: int = 20000, max_refit_points: int = 50000,
-                   iterations: int = 300, seed: int = 0) -> Background:
+                   iterations: int = 300, polygon_bin_rad: float = 0.02, seed: int = 0) -> Background:
     """Fit up to ``max_planes`` planes to background points and label them floor, support, wall or plane.
 
     Planes come one at a time by RANSAC with a range-aware inlier band (module docstring), each
@@ -244,7 +264,8 @@ def fit_background(points: np.ndarray, up_hint: np.ndarray | None = None, gravit
     the floor, so a table top is a support only when a lower horizontal plane is seen too, and a
     table top that fills the view is the floor. **Walls** have normals within ``wall_max_angle_deg``
     of ⟂ up; everything else (a ceiling, a horizontal plane just above the floor, a slope) is
-    "plane". Floors and supports get ``polygon`` (:func:`plane_polygon`).
+    "plane". Floors and supports get ``polygon``: the convex hull (:func:`plane_polygon`) of their
+    points within 2 σ, less stray ones (:func:`_among_neighbours`, ``polygon_bin_rad``).
 
     Args:
         points: (N, 3) non-object points in the optical frame, metres (non-finite rows dropped).
@@ -264,6 +285,8 @@ def fit_background(points: np.ndarray, up_hint: np.ndarray | None = None, gravit
     if pts.ndim != 2 or pts.shape[1] != 3:
         raise ValueError(f"points must be an (N, 3) array, got shape {pts.shape}")
     g = None if gravity is None else check_gravity(gravity)
+    if g is not None and abs(np.linalg.norm(gravity) - 1.0) < 1e-9:
+        g = np.array(gravity, dtype=np.float64).reshape(3)           # a unit vector is returned as given
     pts = pts[np.all(np.isfinite(pts), axis=1)]
     rng = np.random.default_rng(seed)
     if len(pts) > max_refit_points:
@@ -330,7 +353,9 @@ def fit_background(points: np.ndarray, up_hint: np.ndarray | None = None, gravit
         else:
             label = "plane"
         if label in ("floor", "support"):
-            polygon = plane_polygon(pts[weights[k] > 0], n, d)
+            e, var = _residual(pts, n, d, threshold, depth_noise)
+            members = (weights[k] > 0) & (e * e < POLYGON_SIGMAS ** 2 * var)
+            polygon = plane_polygon(pts[_among_neighbours(pts, members, polygon_bin_rad)], n, d)
         planes.append(Plane(label=label, normal=np.asarray(n, float), offset=float(d), inlier_count=counts[k],
                             polygon=polygon))
     if g is not None:
