@@ -81,6 +81,8 @@ def ransac_plane(points: np.ndarray, threshold: float, iterations: int, rng: np.
         if inliers.sum() < 3:
             break
         n, d = fit_plane_lstsq(pts[inliers])
+        if depth_noise > 0:  # unbiased under range noise, so the band holds all of a far floor
+            n, d, _ = robust_refit(pts[inliers], n, d, threshold, depth_noise)
         inliers = np.abs(pts @ n + d) < _band(pts[:, 2], d, threshold, depth_noise)
     if d < 0:
         n, d = -n, -d
@@ -215,6 +217,18 @@ def _scatter(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def _support(points: np.ndarray, normal: np.ndarray, offset: float, threshold: float, depth_noise: float) -> int:
+    """How many ``points`` lie within the Tukey cut-off of the plane (``normal``, ``offset``)."""
+    e, var = _residual(points, normal, offset, threshold, depth_noise)
+    return int(np.count_nonzero(e * e < TUKEY_C ** 2 * var))
+
+
+def _mostly_fits(points: np.ndarray, normal: np.ndarray, offset: float, threshold: float, depth_noise: float) -> bool:
+    """Whether most ``points`` lie within the Tukey cut-off of the plane (``normal``, ``offset``)."""
+    e, var = _residual(points, normal, offset, threshold, depth_noise)
+    return bool(np.mean(e * e < TUKEY_C ** 2 * var) > 0.5)
+
+
 def _camera_tilt(up: np.ndarray) -> tuple[float, float]:
     """(pitch down, roll) in degrees of a camera whose scene "up" is ``up`` (optical frame)."""
     pitch = np.degrees(np.arcsin(np.clip(-up[2], -1.0, 1.0)))
@@ -306,17 +320,28 @@ def fit_background(points: np.ndarray, up_hint: np.ndarray | None = None, gravit
         if count < min_inliers or count < min_fraction * total:
             break
         taken[rest[inl]] = True
+        if any(_mostly_fits(sample[rest[inl]], m, e, threshold, depth_noise) for m, e in zip(normals, offsets)):
+            continue         # a slab of an earlier plane's noise tail, outside its RANSAC band
         normals.append(n)
         offsets.append(d)
         counts.append(count)
+    # Each point to its nearest plane, refit; again with the refitted planes, less any that kept too
+    # few points.
     weights = [np.zeros(len(pts)) for _ in normals]
-    for _ in range(2):       # each point to its nearest plane, refit, once more with the refitted planes
+    smallest = max(min_inliers, min_fraction * len(pts))
+    for round_ in range(2 + max_planes):
         owner = _nearest_plane(pts, normals, offsets, threshold, depth_noise)
         for k in range(len(normals)):
             normals[k], offsets[k], w = robust_refit(pts[owner == k], normals[k], offsets[k], threshold,
                                                      depth_noise)
             weights[k] = _scatter(w, owner == k)
-            counts[k] = int(np.count_nonzero(w))
+            counts[k] = _support(pts, normals[k], offsets[k], threshold, depth_noise)
+        weakest = int(np.argmin(counts)) if counts else -1
+        if (not counts or counts[weakest] >= smallest) and round_ >= 1:
+            break
+        kept = [k for k in range(len(normals)) if k != weakest or counts[k] >= smallest]
+        normals, offsets, counts = [normals[k] for k in kept], [offsets[k] for k in kept], [counts[k] for k in kept]
+        weights = [weights[k] for k in kept]
 
     cos_h = np.cos(np.radians(horizontal_max_angle_deg))
     if g is not None:
@@ -326,7 +351,7 @@ def fit_background(points: np.ndarray, up_hint: np.ndarray | None = None, gravit
             normals[k], offsets[k], w = robust_refit(pts[owner == k], up, offsets[k], threshold, depth_noise,
                                                      fixed_normal=True)
             weights[k] = _scatter(w, owner == k)
-            counts[k] = int(np.count_nonzero(w))
+            counts[k] = _support(pts, normals[k], offsets[k], threshold, depth_noise)
     else:
         if up_hint is not None:
             hint = np.asarray(up_hint, float) / np.linalg.norm(up_hint)
