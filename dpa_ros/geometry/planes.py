@@ -22,6 +22,8 @@ LEVEL_UP = np.array([0.0, -1.0, 0.0])
 INLIER_SIGMAS = 3.0
 #: Tukey biweight cut-off of the robust refit, in noise standard deviations.
 TUKEY_C = 4.685
+#: RANSAC hypotheses refitted before the best is chosen.
+LOCAL_OPTIMISED = 5
 #: A plane's polygon is drawn around its points within this many noise standard deviations of it
 #: (fewer than the refit's: flying pixels at a table's edge lie just off its plane, beyond its edge).
 POLYGON_SIGMAS = 2.0
@@ -73,19 +75,35 @@ def ransac_plane(points: np.ndarray, threshold: float, iterations: int, rng: np.
     offsets = -(normals * a[good]).sum(1)
     scored = pts if n_pts <= SCORE_POINTS else pts[rng.choice(n_pts, SCORE_POINTS, replace=False)]
     bands = _band(scored[:, 2], offsets, threshold, depth_noise)
-    counts = (np.abs(scored @ normals.T + offsets) < bands).sum(0)
-    k = int(np.argmax(counts))
-    n, d = normals[k], float(offsets[k])
-    inliers = np.abs(pts @ n + d) < _band(pts[:, 2], d, threshold, depth_noise)
-    for _ in range(2):       # refit, re-select
-        if inliers.sum() < 3:
-            break
-        n, d = fit_plane_lstsq(pts[inliers])
-        if depth_noise > 0:  # unbiased under range noise, so the band holds all of a far floor
-            n, d, _ = robust_refit(pts[inliers], n, d, threshold, depth_noise)
-        inliers = np.abs(pts @ n + d) < _band(pts[:, 2], d, threshold, depth_noise)
+    # MSAC score: each inlier counts 1 − (distance / band)², so that a plane through a thin strip of
+    # wall beats a slab across the strip that holds as many of its points, but loosely.
+    scores = np.maximum(0.0, 1.0 - ((scored @ normals.T + offsets) / bands) ** 2).sum(0)
+    # Local optimisation: the best few hypotheses refitted to their inliers and scored again.
+    best, best_score = None, -1.0
+    for k in np.argsort(scores)[::-1][:LOCAL_OPTIMISED]:
+        n, d, _ = _refine(scored, normals[k], float(offsets[k]), threshold, depth_noise)
+        score = float(np.maximum(0.0, 1.0 - ((scored @ n + d) / _band(scored[:, 2], d, threshold, depth_noise)) ** 2
+                                 ).sum())
+        if score > best_score:
+            best, best_score = (n, d), score
+    n, d, inliers = _refine(pts, best[0], best[1], threshold, depth_noise)
     if d < 0:
         n, d = -n, -d
+    return n, d, inliers
+
+
+def _refine(points: np.ndarray, normal: np.ndarray, offset: float, threshold: float, depth_noise: float
+            ) -> tuple[np.ndarray, float, np.ndarray]:
+    """Refit a RANSAC hypothesis to its inliers among ``points`` and re-select them, twice."""
+    n, d = normal, offset
+    inliers = np.abs(points @ n + d) < _band(points[:, 2], d, threshold, depth_noise)
+    for _ in range(2):
+        if inliers.sum() < 3:
+            break
+        n, d = fit_plane_lstsq(points[inliers])
+        if depth_noise > 0:  # unbiased under range noise, so the band holds all of a far floor
+            n, d, _ = robust_refit(points[inliers], n, d, threshold, depth_noise)
+        inliers = np.abs(points @ n + d) < _band(points[:, 2], d, threshold, depth_noise)
     return n, d, inliers
 
 
