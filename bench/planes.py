@@ -46,6 +46,12 @@ def _score(scene, points, seed: int) -> dict:
         n, d = scene.plane("floor")
         row.update(normal_deg=_angle_deg(bg.floor.normal, n), offset_m=float(bg.floor.offset - d))
     names = {r.name for r in scene.rectangles}
+    walls = [p for p in bg.planes if p.label == "wall"]
+    visible_walls = [r.name for k, r in enumerate(scene.rectangles)
+                     if r.name.endswith("wall") and (scene.ids == k).mean() > 0.05]
+    row["walls_found"] = all(any(_angle_deg(w.normal, scene.plane(name)[0]) < 2.0 for w in walls)
+                             for name in visible_walls)
+    row["extra_supports"] = max(0, sum(p.label == "support" for p in bg.planes) - ("table" in names))
     if "table" in names:
         supports = [p for p in bg.planes if p.label == "support"]
         row["support"] = len(supports) == 1
@@ -65,6 +71,8 @@ def _summary(rows: list[dict]) -> dict:
         out["normal_deg_max"] = max(r["normal_deg"] for r in found)
         out["offset_cm_abs_max"] = 100 * max(abs(r["offset_m"]) for r in found)
         out["offset_cm_rms"] = 100 * float(np.sqrt(np.mean([r["offset_m"] ** 2 for r in found])))
+    out["walls_found"] = sum(r["walls_found"] for r in rows) / len(rows)
+    out["extra_supports"] = sum(r["extra_supports"] for r in rows)
     with_table = [r for r in rows if "support" in r]
     if with_table:
         out["support_found"] = sum(r["support"] for r in with_table) / len(with_table)
@@ -100,12 +108,13 @@ def main() -> None:
     results["pitch_36_20k_points"] = _summary(rows)
 
     print(f"{'case':22s} {'n':>3s} {'floor':>6s} {'normal°max':>10s} {'offset cm max':>13s} {'rms':>5s} "
-          f"{'support':>7s} {'sup cm max':>10s} {'points':>7s} {'ms/call':>7s}")
+          f"{'support':>7s} {'sup cm max':>10s} {'walls':>5s} {'extra sup':>9s} {'points':>7s} {'ms/call':>7s}")
     for name, s in results.items():
         print(f"{name:22s} {s['cases']:3d} {s['floor_found']:6.0%} {s.get('normal_deg_max', float('nan')):10.3f} "
               f"{s.get('offset_cm_abs_max', float('nan')):13.2f} {s.get('offset_cm_rms', float('nan')):5.2f} "
               f"{s.get('support_found', float('nan')):7.0%} {s.get('support_offset_cm_abs_max', float('nan')):10.2f} "
-              f"{s['points_median']:7d} {1000 * s['seconds_median']:7.1f}")
+              f"{s['walls_found']:5.0%} {s['extra_supports']:9d} {s['points_median']:7d} "
+              f"{1000 * s['seconds_median']:7.1f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"seeds": args.seeds, "results": results}, indent=2))
     print(f"wrote {args.out}")

@@ -81,7 +81,7 @@ def ransac_plane(points: np.ndarray, threshold: float, iterations: int, rng: np.
     # Local optimisation: the best few hypotheses refitted to their inliers and scored again.
     best, best_score = None, -1.0
     for k in np.argsort(scores)[::-1][:LOCAL_OPTIMISED]:
-        n, d, _ = _refine(scored, normals[k], float(offsets[k]), threshold, depth_noise)
+        n, d, _ = _refine(scored, normals[k], float(offsets[k]), threshold, depth_noise, robust=False)
         score = float(np.maximum(0.0, 1.0 - ((scored @ n + d) / _band(scored[:, 2], d, threshold, depth_noise)) ** 2
                                  ).sum())
         if score > best_score:
@@ -92,17 +92,18 @@ def ransac_plane(points: np.ndarray, threshold: float, iterations: int, rng: np.
     return n, d, inliers
 
 
-def _refine(points: np.ndarray, normal: np.ndarray, offset: float, threshold: float, depth_noise: float
-            ) -> tuple[np.ndarray, float, np.ndarray]:
-    """Refit a RANSAC hypothesis to its inliers among ``points`` and re-select them, twice."""
+def _refine(points: np.ndarray, normal: np.ndarray, offset: float, threshold: float, depth_noise: float,
+            robust: bool = True) -> tuple[np.ndarray, float, np.ndarray]:
+    """Refit a RANSAC hypothesis to its inliers among ``points`` and re-select them, twice; the
+    refit is least squares, then (``robust``) :func:`robust_refit`."""
     n, d = normal, offset
     inliers = np.abs(points @ n + d) < _band(points[:, 2], d, threshold, depth_noise)
     for _ in range(2):
         if inliers.sum() < 3:
             break
         n, d = fit_plane_lstsq(points[inliers])
-        if depth_noise > 0:  # unbiased under range noise, so the band holds all of a far floor
-            n, d, _ = robust_refit(points[inliers], n, d, threshold, depth_noise)
+        if robust and depth_noise > 0:  # unbiased under range noise, so the band holds all of a far floor
+            n, d, _ = robust_refit(points[inliers], n, d, threshold, depth_noise, iterations=4)
         inliers = np.abs(points @ n + d) < _band(points[:, 2], d, threshold, depth_noise)
     return n, d, inliers
 
