@@ -53,7 +53,11 @@ def _band(z: np.ndarray, offset: np.ndarray | float, threshold: float, depth_noi
 
 def ransac_plane(points: np.ndarray, threshold: float, iterations: int, rng: np.random.Generator,
                  depth_noise: float = 0.0) -> tuple[np.ndarray, float, np.ndarray] | None:
-    """Best plane by RANSAC, then least-squares refits on its inliers: (normal, d, inlier mask).
+    """Best plane by RANSAC, then refits on its inliers: (normal, d, inlier mask).
+
+    Hypotheses (``iterations`` random triples) are scored by MSAC on up to SCORE_POINTS points, the
+    LOCAL_OPTIMISED best are refitted to their inliers and scored again, and the winner is refitted
+    on all ``points`` (least squares, then :func:`robust_refit` when ``depth_noise`` > 0).
 
     A point is an inlier when within ``threshold`` + 3 σ of the plane, σ = ``depth_noise`` · z · d
     (module docstring; 0: a fixed band). Returns None when ``points`` hold no plane: fewer than 3
@@ -277,8 +281,11 @@ def fit_background(points: np.ndarray, up_hint: np.ndarray | None = None, gravit
                    iterations: int = 300, polygon_bin_rad: float = 0.02, seed: int = 0) -> Background:
     """Fit up to ``max_planes`` planes to background points and label them floor, support, wall or plane.
 
-    Planes come one at a time by RANSAC with a range-aware inlier band (module docstring), each
-    refitted by :func:`robust_refit`. Then "up" is decided:
+    Planes come one at a time by RANSAC (:func:`ransac_plane`, with a range-aware inlier band) on
+    ``max_points`` of the points. Then each of up to ``max_refit_points`` points goes to the plane
+    it fits best (none near where two planes meet), every plane is refitted to its points by
+    :func:`robust_refit`, twice, and a plane left with fewer than ``min_inliers`` / ``min_fraction``
+    points within its Tukey cut-off is dropped. Then "up" is decided:
 
     - ``gravity`` given: up = −gravity. Horizontal planes are those whose normal is within
       ``horizontal_max_angle_deg`` of up; their normals are snapped to up and only their offsets
@@ -303,7 +310,8 @@ def fit_background(points: np.ndarray, up_hint: np.ndarray | None = None, gravit
     Args:
         points: (N, 3) non-object points in the optical frame, metres (non-finite rows dropped).
         up_hint: rough up direction (optical frame), or None.
-        gravity: known gravity direction (pointing down, optical frame; normalised here).
+        gravity: known gravity direction (pointing down, optical frame). A unit vector is returned
+            as given; another is normalised.
         threshold: inlier distance for noise-free points, metres.
         depth_noise: the sensor's σ_z / z², 1/m (0.0042 is a RealSense D435 at 640 × 480).
         min_inliers, min_fraction: smallest plane kept (count, and share of the points).
