@@ -239,12 +239,14 @@ def test_a_table_top_filling_the_view_is_the_floor():
 
 
 def test_ransac_on_degenerate_points_finds_no_plane():
-    """Fewer than 3 points, identical points and collinear points hold no plane: ransac_plane says
-    None and fit_background returns no planes and no gravity."""
+    """Fewer than 3 points, identical points, collinear points and points on a plane through the
+    camera centre (which the camera sees edge-on) hold no plane: ransac_plane says None and
+    fit_background returns no planes and no gravity."""
     rng = np.random.default_rng(0)
     line = np.outer(np.linspace(0.5, 3.0, 500), [0.2, 0.1, 1.0])
+    edge_on = np.stack([rng.uniform(-2, 2, 3000), np.zeros(3000), rng.uniform(1, 4, 3000)], 1)
     cases = {"none": np.zeros((0, 3)), "two": np.array([[0, 0, 1.0], [1, 0, 1.0]]),
-             "identical": np.tile([0.3, -0.2, 2.0], (500, 1)), "collinear": line}
+             "identical": np.tile([0.3, -0.2, 2.0], (500, 1)), "collinear": line, "edge-on": edge_on}
     for name, pts in cases.items():
         assert ransac_plane(pts, 0.02, 100, rng) is None, name
         bg = fit_background(pts)

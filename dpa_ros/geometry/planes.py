@@ -27,6 +27,8 @@ LOCAL_OPTIMISED = 5
 #: A plane's polygon is drawn around its points within this many noise standard deviations of it
 #: (fewer than the refit's: flying pixels at a table's edge lie just off its plane, beyond its edge).
 POLYGON_SIGMAS = 2.0
+#: Planes closer than this to the camera centre (metres) are not fitted: they are seen edge-on.
+MIN_OFFSET = 1e-6
 #: A RANSAC hypothesis is scored on at most this many points (its inliers are then found on all).
 SCORE_POINTS = 3000
 
@@ -77,6 +79,10 @@ def ransac_plane(points: np.ndarray, threshold: float, iterations: int, rng: np.
         return None
     normals = normals[good] / norms[good, None]
     offsets = -(normals * a[good]).sum(1)
+    seen = np.abs(offsets) > MIN_OFFSET          # a plane through the camera is seen edge-on: no surface
+    if not seen.any():
+        return None
+    normals, offsets = normals[seen], offsets[seen]
     scored = pts if n_pts <= SCORE_POINTS else pts[rng.choice(n_pts, SCORE_POINTS, replace=False)]
     bands = _band(scored[:, 2], offsets, threshold, depth_noise)
     # MSAC score: each inlier counts 1 − (distance / band)², so that a plane through a thin strip of
@@ -105,7 +111,10 @@ def _refine(points: np.ndarray, normal: np.ndarray, offset: float, threshold: fl
     for _ in range(2):
         if inliers.sum() < 3:
             break
-        n, d = fit_plane_lstsq(points[inliers])
+        n_fit, d_fit = fit_plane_lstsq(points[inliers])
+        if d_fit < MIN_OFFSET:
+            break
+        n, d = n_fit, d_fit
         if robust and depth_noise > 0:  # unbiased under range noise, so the band holds all of a far floor
             n, d, _ = robust_refit(points[inliers], n, d, threshold, depth_noise, iterations=4)
         inliers = np.abs(points @ n + d) < _band(points[:, 2], d, threshold, depth_noise)
@@ -123,6 +132,7 @@ def _residual(points: np.ndarray, normal: np.ndarray, offset: float, threshold: 
               ) -> tuple[np.ndarray, np.ndarray]:
     """Inverse-depth residual (1/m) of each point from the plane, and its noise variance
     (:func:`robust_refit`)."""
+    offset = float(offset) if abs(offset) > MIN_OFFSET else MIN_OFFSET
     inv_z = _inverse_depth(points)
     var = depth_noise ** 2 + (threshold / INLIER_SIGMAS / abs(offset) * inv_z) ** 2
     return inv_z + (points * inv_z[:, None]) @ normal / offset, var
@@ -145,6 +155,8 @@ def robust_refit(points: np.ndarray, normal: np.ndarray, offset: float, threshol
     inv_z = _inverse_depth(points)
     rays = points * inv_z[:, None]
     w = np.zeros(len(points))
+    if abs(d) <= MIN_OFFSET:
+        return n, d, w
     for _ in range(iterations):
         e, var = _residual(points, n, d, threshold, depth_noise)
         u2 = e * e / (TUKEY_C ** 2 * var)
@@ -153,16 +165,18 @@ def robust_refit(points: np.ndarray, normal: np.ndarray, offset: float, threshol
             break
         if fixed_normal:
             along = rays @ n
-            new_n, new_d = n, -float(w @ (along * along)) / float(w @ (inv_z * along))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                new_n, new_d = n, -np.float64(w @ (along * along)) / np.float64(w @ (inv_z * along))
         else:
             A = rays * w[:, None]
             q = np.linalg.lstsq(A.T @ rays, A.T @ inv_z, rcond=None)[0]    # 1/z = q·ray, q = −n/d
-            new_d = 1.0 / float(np.linalg.norm(q))
+            with np.errstate(divide="ignore"):
+                new_d = 1.0 / np.float64(np.linalg.norm(q))
             new_n = -q * new_d
-        if not (np.isfinite(new_d) and new_d > 0):
+        if not (np.isfinite(new_d) and new_d > MIN_OFFSET):
             break
         moved = abs(new_d - d) + np.linalg.norm(new_n - n)
-        n, d = new_n, new_d
+        n, d = new_n, float(new_d)
         if moved < 1e-5:
             break
     return n, d, w
