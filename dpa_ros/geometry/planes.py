@@ -33,13 +33,12 @@ MIN_OFFSET = 1e-6
 SCORE_POINTS = 3000
 
 
-def fit_plane_lstsq(points: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, float]:
-    """(Weighted) least-squares plane through ``points`` (N ≥ 3, metres): (unit normal towards the
-    camera, d ≥ 0)."""
-    w = np.ones(len(points)) if weights is None else np.asarray(weights, float)
-    c = (w[:, None] * points).sum(0) / w.sum()
-    q = (points - c) * np.sqrt(w)[:, None]
-    _, _, vt = np.linalg.svd(q, full_matrices=False)
+def fit_plane_lstsq(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least-squares plane through ``points`` (N ≥ 3, metres), perpendicular distances: (unit normal
+    towards the camera, d ≥ 0). Biased for a plane seen at a grazing angle under range noise
+    (:func:`robust_refit` is not)."""
+    c = points.mean(0)
+    _, _, vt = np.linalg.svd(points - c, full_matrices=False)
     n = vt[-1]
     d = -float(n @ c)
     if d < 0:
