@@ -10,6 +10,7 @@ from dpa_ros.geometry.gravity import (
     GravityError,
     angle_deg,
     check_gravity,
+    floor_disagreement_deg,
     gravity_from_accelerometer,
     gravity_from_rotation,
 )
@@ -66,3 +67,25 @@ def test_imu_window_averages_around_the_stamp_and_refuses_a_silent_imu():
         window.down_at(int(9.4 * S), 0.5, 0.5, 0.5)
     with pytest.raises(GravityError, match=r"IMU is silent: its nearest sample is 2\.01 s from the image stamp"):
         window.down_at(12 * S, 0.5, 0.5, 0.5)
+
+
+def test_a_given_gravity_that_disagrees_with_the_fitted_floor_is_measured():
+    """A real floor fit (planes.fit_background) on points of a floor 1.3 m below a camera pitched 40°
+    down; a given gravity 20° off the true one is found 20° off the floor (the node warns above
+    gravity_floor_warn_deg), the true one about 0°."""
+    from dpa_ros.geometry.planes import fit_background
+
+    rng = np.random.default_rng(2)
+    down = np.array([0.0, np.cos(np.radians(40)), np.sin(np.radians(40))])
+    u = np.cross(down, [1.0, 0.0, 0.0])
+    u /= np.linalg.norm(u)
+    v = np.cross(down, u)
+    centre = 1.3 * down + 2.0 * np.cross([1.0, 0.0, 0.0], down)  # a patch ahead of the camera, on the floor
+    floor_points = centre + rng.uniform(-1.5, 1.5, (4000, 1)) * u + rng.uniform(-1.5, 1.5, (4000, 1)) * v
+    floor_points += rng.normal(scale=0.005, size=floor_points.shape)
+    off = Rotation.from_rotvec(np.radians(20) * u).apply(down)
+    bg = fit_background(floor_points, gravity=off)
+    assert bg.floor is not None
+    assert floor_disagreement_deg(off, bg) == pytest.approx(20.0, abs=0.5)
+    assert floor_disagreement_deg(down, fit_background(floor_points, gravity=down)) < 0.5
+    assert floor_disagreement_deg(down, fit_background(np.zeros((0, 3)), gravity=down)) is None

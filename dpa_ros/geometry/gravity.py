@@ -70,3 +70,12 @@ def gravity_from_accelerometer(accelerations, max_error_m_s2: float = 0.5) -> tu
     if scatter > max_error_m_s2:
         raise GravityError(f"IMU is accelerating or vibrating: {summary}; scatter above {max_error_m_s2:g}")
     return -mean / norm, summary
+
+
+def floor_disagreement_deg(gravity, background) -> float | None:
+    """Angle (degrees) between a given ``gravity`` and the down direction of ``background``'s fitted
+    floor (minus its normal), or None when the background has no floor."""
+    floor = background.floor
+    if floor is None:
+        return None
+    return angle_deg(gravity, -np.asarray(floor.normal, dtype=np.float64))

@@ -40,7 +40,7 @@ from visualization_msgs.msg import MarkerArray
 from dpa_ros.action import Reconstruct
 from dpa_ros.export.stamped import export_stamped
 from dpa_ros.geometry.clouds import subsample_evenly
-from dpa_ros.geometry.gravity import angle_deg
+from dpa_ros.geometry.gravity import floor_disagreement_deg
 from dpa_ros.msg import Scene as SceneMsg
 from dpa_ros.overlay import draw_overlay
 from dpa_ros.ros import conversions as conv
@@ -382,11 +382,10 @@ class ReconstructNode(Node):
     def _gravity_note(self, scene, gravity: tuple) -> str:
         """Where the scene's gravity came from; warns when a given one disagrees with the fitted floor."""
         given, source, detail = gravity
-        floor = scene.background.floor
         if given is None:
             return f"gravity_source {scene.background.gravity_source}"
-        if floor is not None:
-            angle = angle_deg(given, -np.asarray(floor.normal, dtype=np.float64))
+        angle = floor_disagreement_deg(given, scene.background)
+        if angle is not None:
             limit = float(self._p("gravity_floor_warn_deg"))
             if angle > limit:
                 warning = (f"{detail} differs from the fitted floor's normal by {angle:.1f} deg "
