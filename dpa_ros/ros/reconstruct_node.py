@@ -3,8 +3,9 @@
 Executable ``reconstruct_node`` (``ros2 run dpa_ros reconstruct_node --ros-args --params-file
 config/reconstruct.yaml``). This module is wiring: parameters come from :mod:`dpa_ros.ros.params`,
 frames are matched by :mod:`dpa_ros.ros.frame_buffer` and converted by :mod:`dpa_ros.ros.inputs`,
-requests are admitted and run by :mod:`dpa_ros.ros.scheduler`, the reconstruction is
-:mod:`dpa_ros.pipeline`, and the outputs are built by :mod:`dpa_ros.ros.conversions`,
+requests are admitted and run by :mod:`dpa_ros.ros.scheduler`, gravity for a request comes from
+:mod:`dpa_ros.ros.gravity_sources` (the ``gravity`` parameter, TF to ``gravity_frame``, or the IMU), the
+reconstruction is :mod:`dpa_ros.pipeline`, and the outputs are built by :mod:`dpa_ros.ros.conversions`,
 :mod:`dpa_ros.ros.planning` (Detection3DArray, CollisionObject), :mod:`dpa_ros.overlay`,
 :mod:`dpa_ros.export.stamped` and :mod:`dpa_ros.geometry.clouds`. docs/interfaces.md lists the
 topics, services, action, TF frames and parameters (``~`` is the node's private namespace).
@@ -122,11 +123,11 @@ class ReconstructNode(Node):
         self._snapshot = self.create_service(Trigger, "~/snapshot", self._on_snapshot, callback_group=requests)
         self._timer = self.create_timer(CONTINUOUS_TICK_S, self._on_timer,
                                         callback_group=MutuallyExclusiveCallbackGroup())
+        imu = f"; imu {self._gravity.imu_topic}" if self._gravity.imu_topic else ""
         self.get_logger().info(
             f"ready: profile '{self.profile}', inputs {' + '.join(s.topic_name for s in subs)}; "
             f"mode {self._p('mode')}, busy_policy {self._p('busy_policy')}; tf backend {self._tf.backend}, "
-            f"tf listener {self._gravity.tf.backend}" + (f"; imu {self._gravity.imu_topic}" if self._gravity.imu_topic
-                                                         else "")
+            f"tf listener {self._gravity.tf.backend}{imu}"
             + "".join(f"; publishes {t}" for t in (self._planning.topics if self._planning else [])))
 
     # ------------------------------------------------------------------------------ parameters
