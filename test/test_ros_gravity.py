@@ -9,8 +9,10 @@ base_link, the REP 103 optical rotation) — independently of the node's TF buff
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -95,6 +97,16 @@ def test_a_missing_transform_is_refused_then_gravity_comes_from_tf_for_a_camera_
     assert not res.success
     assert res.message.startswith(f"no gravity from gravity_frame 'base_link': unknown target frame '{other}'")
     assert node.wait_for_log(r"\[WARN\].*no gravity from gravity_frame 'base_link'", 5.0)
+
+    # an image stamped 1 s ahead of the robot's /tf (a clock or a TF publisher that lags): stale
+    ahead = next_stamp() + 1_000_000_000
+    client.publish(good_frame(ahead))
+    res = client.snapshot(30.0)
+    while time.time_ns() <= ahead:  # later frames must be newer than this one, or it stays the newest
+        time.sleep(0.05)
+    assert not res.success
+    assert re.search(r"^no gravity from gravity_frame 'base_link': transform base_link -> camera_link is stale: "
+                     r"its newest sample is \d\.\d+ s older than the requested time", res.message), res.message
 
     # the next request, from the camera in the tree, is served with gravity from TF
     stamp = next_stamp()
