@@ -32,13 +32,27 @@ class GravitySources:
     """The node's gravity sources (module docstring); ``param(name)`` reads a node parameter."""
 
     def __init__(self, node: Node, param: Callable[[str], Any], callback_group=None) -> None:
-        self._param = param
-        self.tf = TransformListener(node, history_s=float(param("tf_history_s")), callback_group=callback_group)
+        self._param, self._node, self._group = param, node, callback_group
+        self.tf: TransformListener | None = None  # /tf is subscribed to only once a source needs it
+        if param("gravity_frame") or param("use_imu"):
+            self.listen()
         self.imu = ImuWindow()
         self.imu_topic = None
         if param("use_imu"):
             sub = node.create_subscription(Imu, "imu", self.imu.add_message, IMU_QOS, callback_group=callback_group)
             self.imu_topic = sub.topic_name
+
+    def listen(self) -> TransformListener:
+        """The TF listener, subscribing to /tf and /tf_static now if it has not yet (``gravity_frame``
+        set at run time: transforms published before this are missing until they are sent again)."""
+        if self.tf is None:
+            self.tf = TransformListener(self._node, history_s=float(self._param("tf_history_s")),
+                                        callback_group=self._group)
+        return self.tf
+
+    @property
+    def tf_backend(self) -> str:
+        return self.tf.backend if self.tf is not None else "not listening"
 
     def resolve(self, camera_frame: str, stamp_ns: int) -> tuple[np.ndarray | None, str, str]:
         """(gravity unit vector pointing down in ``camera_frame`` or None, source, detail) at ``stamp_ns``.
@@ -53,7 +67,7 @@ class GravitySources:
         if p("gravity_frame"):
             frame = str(p("gravity_frame"))
             try:
-                T = self.tf.lookup(camera_frame, frame, stamp_ns, tolerance)
+                T = self.listen().lookup(camera_frame, frame, stamp_ns, tolerance)
             except TfLookupError as exc:
                 raise GravityUnavailable(f"no gravity from gravity_frame '{frame}': {exc}") from exc
             return gravity_from_rotation(T[:3, :3]), f"tf:{frame}", f"gravity from TF {camera_frame} <- {frame}"
@@ -65,7 +79,7 @@ class GravitySources:
             except GravityError as exc:
                 raise GravityUnavailable(f"no gravity from the IMU on {self.imu_topic}: {exc}") from exc
             try:
-                T = self.tf.lookup(camera_frame, imu_frame, stamp_ns, tolerance)
+                T = self.listen().lookup(camera_frame, imu_frame, stamp_ns, tolerance)
             except TfLookupError as exc:
                 raise GravityUnavailable(f"no gravity from the IMU on {self.imu_topic}: its frame: {exc}") from exc
             return (check_gravity(T[:3, :3] @ down_imu), "imu",

@@ -127,7 +127,7 @@ class ReconstructNode(Node):
         self.get_logger().info(
             f"ready: profile '{self.profile}', inputs {' + '.join(s.topic_name for s in subs)}; "
             f"mode {self._p('mode')}, busy_policy {self._p('busy_policy')}; tf backend {self._tf.backend}, "
-            f"tf listener {self._gravity.tf.backend}{imu}"
+            f"tf listener {self._gravity.tf_backend}{imu}"
             + "".join(f"; publishes {t}" for t in (self._planning.topics if self._planning else [])))
 
     # ------------------------------------------------------------------------------ parameters
@@ -155,6 +155,8 @@ class ReconstructNode(Node):
             reason = check_parameter(p.name, p.value)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
+        if any(p.name == "gravity_frame" and p.value for p in params) and hasattr(self, "_gravity"):
+            self._gravity.listen()  # a node started without a gravity source starts listening to TF
         return SetParametersResult(successful=True)
 
     # ---------------------------------------------------------------------------------- inputs
