@@ -83,7 +83,7 @@ def set_gravity(client: Client, values: list[float]):
 
 def scene_json(node, stamp_ns: int) -> dict:
     sec, nsec = divmod(stamp_ns, 1_000_000_000)
-    return json.loads((node.export_dir / f"{sec}_{nsec}" / "scene.json").read_text())
+    return json.loads((node.export_dir / f"{sec}_{nsec:09d}" / "scene.json").read_text())
 
 
 def test_a_missing_transform_is_refused_then_gravity_comes_from_tf_for_a_camera_pitched_50_degrees(node, client):
