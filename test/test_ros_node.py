@@ -665,6 +665,25 @@ def test_parameters_have_descriptors_and_are_enforced(node, client):
     assert not client.set_params(busy_policy="drop")[0].successful
 
 
+def test_gravity_frame_set_at_run_time_starts_listening_to_tf_and_refuses_without_the_transform(node, client):
+    """This node started with no gravity source (no TF subscription); setting gravity_frame makes it
+    listen. The robot's TF never comes, so the request is refused with the reason; the frames it did
+    receive are the node's own object frames on /tf_static (transient-local), children of the camera."""
+    assert all(r.successful for r in client.set_params(gravity_frame="base_link"))
+    try:
+        client.publish(good_frame(next_stamp()))
+        res = client.snapshot(30.0)
+        assert not res.success
+        assert re.match(r"no gravity from gravity_frame 'base_link': unknown source frame 'base_link' \(frames "
+                        rf"received: {FRAME}, dpa_object_0", res.message), res.message
+        _assert_warned(node, res.message)
+    finally:
+        assert all(r.successful for r in client.set_params(gravity_frame=""))
+    client.publish(good_frame(next_stamp()))  # without a gravity source the floor is fitted again
+    res = client.snapshot()
+    assert res.success and "gravity_source " in res.message, res.message
+
+
 def test_demo_client_prints_what_was_published(node, client):
     """Also covers the image/compressed input and MESH_RESOURCE markers pointing at the exported meshes."""
     client.publish(good_frame(next_stamp(), compressed=True))

@@ -24,3 +24,58 @@ def check_gravity(vector, name: str = "gravity") -> np.ndarray:
     if norm < 1e-6:
         raise GravityError(f"{name} is (near) zero: {g.tolist()}")
     return g / norm
+
+
+STANDARD_GRAVITY_M_S2 = 9.80665
+DOWN_IN_REP105 = np.array([0.0, 0.0, -1.0])  # a REP 105 body frame (base_link, odom, map): z up
+
+
+def gravity_from_rotation(R_camera_from_frame) -> np.ndarray:
+    """Gravity in the camera optical frame from the rotation ``R_camera_from_frame`` (3×3, maps
+    vectors of a z-up frame such as ``base_link`` into the camera frame): ``R · (0, 0, -1)``."""
+    R = np.asarray(R_camera_from_frame, dtype=np.float64)
+    if R.shape != (3, 3) or not np.all(np.isfinite(R)):
+        raise GravityError(f"rotation must be a finite 3x3 matrix, got shape {R.shape}")
+    return check_gravity(R @ DOWN_IN_REP105, "gravity from the rotation")
+
+
+def angle_deg(a, b) -> float:
+    """Angle between two 3-vectors, degrees."""
+    a, b = check_gravity(a, "first vector"), check_gravity(b, "second vector")
+    return float(np.degrees(np.arccos(np.clip(np.dot(a, b), -1.0, 1.0))))
+
+
+def gravity_from_accelerometer(accelerations, max_error_m_s2: float = 0.5) -> tuple[np.ndarray, str]:
+    """Down vector (unit, in the accelerometer's frame) from (N, 3) ``accelerations`` (m/s²).
+
+    An accelerometer at rest measures the reaction to gravity: about 9.81 m/s² pointing **up**, so
+    down is minus the mean. Raises :class:`GravityError` when the sensor is accelerating: the mean's
+    length differs from standard gravity by more than ``max_error_m_s2``, or the samples scatter
+    about their mean by more than that (RMS, m/s²; vibration or motion during the window).
+    Returns (down, summary) where the summary names the sample count, |mean| and RMS scatter.
+    """
+    a = np.asarray(accelerations, dtype=np.float64)
+    if a.ndim != 2 or a.shape[1] != 3 or len(a) == 0:
+        raise GravityError(f"accelerations must be (N, 3) with N >= 1, got shape {a.shape}")
+    a = a[np.all(np.isfinite(a), axis=1)]
+    if len(a) == 0:
+        raise GravityError("every accelerometer sample has a non-finite component")
+    mean = a.mean(axis=0)
+    norm = float(np.linalg.norm(mean))
+    scatter = float(np.sqrt(np.mean(np.sum((a - mean) ** 2, axis=1))))
+    summary = f"{len(a)} samples, |mean| {norm:.3f} m/s^2, RMS scatter {scatter:.3f} m/s^2"
+    if abs(norm - STANDARD_GRAVITY_M_S2) > max_error_m_s2:
+        raise GravityError(f"IMU is accelerating (or not in m/s^2): {summary}; |mean| differs from "
+                           f"{STANDARD_GRAVITY_M_S2} by more than {max_error_m_s2:g}")
+    if scatter > max_error_m_s2:
+        raise GravityError(f"IMU is accelerating or vibrating: {summary}; scatter above {max_error_m_s2:g}")
+    return -mean / norm, summary
+
+
+def floor_disagreement_deg(gravity, background) -> float | None:
+    """Angle (degrees) between a given ``gravity`` and the down direction of ``background``'s fitted
+    floor (minus its normal), or None when the background has no floor."""
+    floor = background.floor
+    if floor is None:
+        return None
+    return angle_deg(gravity, -np.asarray(floor.normal, dtype=np.float64))

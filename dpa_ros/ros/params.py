@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dpa_ros.export import FORMATS as EXPORT_FORMATS
+from dpa_ros.geometry.gravity import GravityError, check_gravity
 from dpa_ros.priors.config import SegmenterConfig
 from dpa_ros.ros.scheduler import BUSY_POLICIES
 
@@ -58,6 +59,8 @@ def _parameter_type(value: Any, types) -> int:
         return types.PARAMETER_DOUBLE
     if isinstance(value, str):
         return types.PARAMETER_STRING
+    if isinstance(value, (list, tuple)) and (not value or all(isinstance(v, float) for v in value)):
+        return types.PARAMETER_DOUBLE_ARRAY  # an empty default is a double array (the only one is gravity)
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         return types.PARAMETER_STRING_ARRAY
     raise TypeError(f"no ROS parameter type for {value!r}")
@@ -131,6 +134,26 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "collision_object_topic (ADD; REMOVE for the previous scene's objects)", read_only=True),
     ParamSpec("collision_object_topic", "collision_object", "Topic of the CollisionObjects (move_group listens "
               "on collision_object)", read_only=True),
+    # gravity (precedence: gravity > gravity_frame > use_imu; none set: the fitted floor)
+    ParamSpec("gravity", [], "Fixed gravity: unit vector pointing down in the camera optical frame, [x, y, z] "
+              "([] = unset); wins over gravity_frame and use_imu"),
+    ParamSpec("gravity_frame", "", "Frame whose -z is down (REP 105, e.g. base_link): gravity is the rotation "
+              "camera frame <- gravity_frame at the image stamp, through TF ('' = unset)"),
+    ParamSpec("use_imu", False, "Gravity from the imu topic (sensor_msgs/Imu): averaged linear_acceleration, "
+              "rotated into the camera frame through TF; used when gravity and gravity_frame are unset",
+              read_only=True),
+    ParamSpec("imu_window_s", 0.5, "IMU: average the samples stamped from this long before the image to half "
+              "as long after it (s)", range=(0.001, 10.0)),
+    ParamSpec("imu_max_silence_s", 0.5, "IMU: refuse when no sample is within this of the image stamp (s)",
+              range=(0.001, 60.0)),
+    ParamSpec("imu_max_error_m_s2", 0.5, "IMU: refuse as accelerating when |mean| differs from 9.80665 m/s^2, or "
+              "the samples scatter (RMS) about their mean, by more than this (m/s^2)", range=(0.01, 10.0)),
+    ParamSpec("tf_tolerance_s", 0.1, "TF: use a transform's nearest sample when the image stamp is at most this "
+              "outside its samples; farther is refused as stale (s)", range=(0.0, 10.0)),
+    ParamSpec("tf_history_s", 10.0, "TF: seconds of /tf history kept per transform", read_only=True,
+              range=(0.1, 600.0)),
+    ParamSpec("gravity_floor_warn_deg", 10.0, "Warn when the given gravity and the fitted floor's normal differ "
+              "by more than this (degrees)", range=(0.0, 180.0)),
     ParamSpec("publish_overlay", True, "Publish ~/overlay (sensor_msgs/Image rgb8): the input image with each "
               "object's silhouette, outline and label; also written as preview.png with export_dir",
               read_only=True),
@@ -144,7 +167,7 @@ def parameter_defaults() -> dict[str, Any]:
 
 
 def check_parameter(name: str, value: Any) -> str | None:
-    """The reason ``value`` is not allowed for ``name`` (a choice or an export format), or None.
+    """The reason ``value`` is not allowed for ``name`` (a choice, an export format, a gravity vector), or None.
 
     Types and numeric ranges are enforced by ROS through the descriptors.
     """
@@ -153,6 +176,11 @@ def check_parameter(name: str, value: Any) -> str | None:
         return None
     if spec.choices and value not in spec.choices:
         return f"{name} must be one of {', '.join(spec.choices)}, got '{value}'"
+    if name == "gravity" and len(value):
+        try:
+            check_gravity(value)
+        except GravityError as exc:
+            return f"gravity must be [] or a unit-able [x, y, z] in the camera optical frame: {exc}"
     if name == "export_formats":
         bad = [f for f in value if f not in EXPORT_FORMATS]
         if bad:

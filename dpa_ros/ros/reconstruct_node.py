@@ -3,8 +3,9 @@
 Executable ``reconstruct_node`` (``ros2 run dpa_ros reconstruct_node --ros-args --params-file
 config/reconstruct.yaml``). This module is wiring: parameters come from :mod:`dpa_ros.ros.params`,
 frames are matched by :mod:`dpa_ros.ros.frame_buffer` and converted by :mod:`dpa_ros.ros.inputs`,
-requests are admitted and run by :mod:`dpa_ros.ros.scheduler`, the reconstruction is
-:mod:`dpa_ros.pipeline`, and the outputs are built by :mod:`dpa_ros.ros.conversions`,
+requests are admitted and run by :mod:`dpa_ros.ros.scheduler`, gravity for a request comes from
+:mod:`dpa_ros.ros.gravity_sources` (the ``gravity`` parameter, TF to ``gravity_frame``, or the IMU), the
+reconstruction is :mod:`dpa_ros.pipeline`, and the outputs are built by :mod:`dpa_ros.ros.conversions`,
 :mod:`dpa_ros.ros.planning` (Detection3DArray, CollisionObject), :mod:`dpa_ros.overlay`,
 :mod:`dpa_ros.export.stamped` and :mod:`dpa_ros.geometry.clouds`. docs/interfaces.md lists the
 topics, services, action, TF frames and parameters (``~`` is the node's private namespace).
@@ -28,6 +29,7 @@ import rclpy.logging
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -39,13 +41,15 @@ from visualization_msgs.msg import MarkerArray
 from dpa_ros.action import Reconstruct
 from dpa_ros.export.stamped import export_stamped
 from dpa_ros.geometry.clouds import subsample_evenly
+from dpa_ros.geometry.gravity import floor_disagreement_deg
 from dpa_ros.msg import Scene as SceneMsg
 from dpa_ros.overlay import draw_overlay
 from dpa_ros.ros import conversions as conv
 from dpa_ros.ros import log_bridge
 from dpa_ros.ros.frame_buffer import CAMERA_INFO, DEPTH, IMAGE, FrameBuffer, FrameUnavailable
+from dpa_ros.ros.gravity_sources import GravitySources, GravityUnavailable
 from dpa_ros.ros.inputs import Frame, InputError, frame_from_messages
-from dpa_ros.ros.params import MAX_QUEUE_LIMIT, PARAMETERS, check_parameter
+from dpa_ros.ros.params import MAX_QUEUE_LIMIT, PARAMETER_INDEX, PARAMETERS, check_parameter
 from dpa_ros.ros.scheduler import Busy, Job, Scheduler, StageTimer
 from dpa_ros.ros.tf import StaticTransformPublisher
 
@@ -60,8 +64,9 @@ class ReconstructNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        for spec in PARAMETERS:
-            self.declare_parameter(spec.name, spec.default, spec.descriptor())
+        for spec in PARAMETERS:  # an empty array default (gravity) is declared by its type, unset
+            default = spec.default if spec.default != [] else Parameter.Type.DOUBLE_ARRAY
+            self.declare_parameter(spec.name, default, spec.descriptor())
         for spec in PARAMETERS:
             reason = check_parameter(spec.name, self._p(spec.name))
             if reason:
@@ -96,6 +101,7 @@ class ReconstructNode(Node):
             subs.append(self.create_subscription(Image, "depth", lambda m: self._store(DEPTH, m), in_qos,
                                                  callback_group=group))
             topics[DEPTH] = subs[-1].topic_name
+        self._gravity = GravitySources(self, self._p, callback_group=group)
         self._frames = FrameBuffer(self._p("use_depth"), self._p("input_depth"),
                                    clock_ns=lambda: self.get_clock().now().nanoseconds, topics=topics)
 
@@ -117,14 +123,19 @@ class ReconstructNode(Node):
         self._snapshot = self.create_service(Trigger, "~/snapshot", self._on_snapshot, callback_group=requests)
         self._timer = self.create_timer(CONTINUOUS_TICK_S, self._on_timer,
                                         callback_group=MutuallyExclusiveCallbackGroup())
+        imu = f"; imu {self._gravity.imu_topic}" if self._gravity.imu_topic else ""
         self.get_logger().info(
             f"ready: profile '{self.profile}', inputs {' + '.join(s.topic_name for s in subs)}; "
-            f"mode {self._p('mode')}, busy_policy {self._p('busy_policy')}; tf backend {self._tf.backend}"
+            f"mode {self._p('mode')}, busy_policy {self._p('busy_policy')}; tf backend {self._tf.backend}, "
+            f"tf listener {self._gravity.tf_backend}{imu}"
             + "".join(f"; publishes {t}" for t in (self._planning.topics if self._planning else [])))
 
     # ------------------------------------------------------------------------------ parameters
     def _p(self, name: str) -> Any:
-        return self.get_parameter(name).value
+        try:
+            return self.get_parameter(name).value
+        except ParameterUninitializedException:  # an unset array parameter: its default, []
+            return PARAMETER_INDEX[name].default
 
     def _planning_publisher(self):
         """The Detection3DArray / CollisionObject publisher, or None when both are switched off."""
@@ -144,6 +155,8 @@ class ReconstructNode(Node):
             reason = check_parameter(p.name, p.value)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
+        if any(p.name == "gravity_frame" and p.value for p in params) and hasattr(self, "_gravity"):
+            self._gravity.listen()  # a node started without a gravity source starts listening to TF
         return SetParametersResult(successful=True)
 
     # ---------------------------------------------------------------------------------- inputs
@@ -163,6 +176,14 @@ class ReconstructNode(Node):
             raise InputError(str(exc)) from exc
         return self._convert(chosen)
 
+    def _resolve_gravity(self, frame: Frame) -> tuple[np.ndarray | None, str, str]:
+        """(gravity or None, source, detail) for ``frame`` (gravity_sources); InputError when a set
+        source cannot give it: the request is refused, not reconstructed without its gravity."""
+        try:
+            return self._gravity.resolve(frame.frame_id, frame.stamp_ns)
+        except GravityUnavailable as exc:
+            raise InputError(str(exc)) from exc
+
     def _convert(self, chosen) -> Frame:
         try:
             return frame_from_messages(chosen, self._p("intrinsics"))
@@ -176,12 +197,14 @@ class ReconstructNode(Node):
         """Capture the frame and queue a job in ``ticket``'s place; InputError releases the place."""
         try:
             frame = self.capture_frame()
+            gravity = self._resolve_gravity(frame)
         except InputError:
             ticket.release()
             raise
         for note in frame.notes:
             self.get_logger().warning(note)
-        payload = {"frame": frame, "prompt": prompt or self._p("prompt") or None, "goal_handle": goal_handle}
+        payload = {"frame": frame, "gravity": gravity, "prompt": prompt or self._p("prompt") or None,
+                   "goal_handle": goal_handle}
         cancel = (lambda: goal_handle.is_cancel_requested) if goal_handle is not None else (lambda: False)
         return ticket.submit(Job(kind, payload, cancel_requested=cancel))
 
@@ -265,11 +288,13 @@ class ReconstructNode(Node):
         state["started"], state["stamp"] = now, chosen.image.stamp_ns
         try:
             frame = self._convert(chosen)
+            gravity = self._resolve_gravity(frame)
         except InputError as exc:
             ticket.release()
             self.get_logger().warning(f"continuous: skipped frame {chosen.image.stamp_ns / 1e9:.3f} s: {exc}")
             return
-        ticket.submit(Job("continuous", {"frame": frame, "prompt": self._p("prompt") or None, "goal_handle": None}))
+        ticket.submit(Job("continuous", {"frame": frame, "gravity": gravity, "prompt": self._p("prompt") or None,
+                                         "goal_handle": None}))
 
     # ------------------------------------------------------------------------------------ work
     def _load_on_start(self) -> None:
@@ -329,8 +354,10 @@ class ReconstructNode(Node):
                  f"prompt {job.payload['prompt'] or 'profile default'!r})")
         t0 = time.monotonic()
         try:
+            gravity, source, _ = job.payload["gravity"]
             scene = self._pipeline.run(frame.rgb, frame.camera, frame.depth, prompt=job.payload["prompt"],
-                                       progress=timer, cancel=lambda: self._scheduler.should_stop(job))
+                                       progress=timer, cancel=lambda: self._scheduler.should_stop(job),
+                                       gravity=gravity, gravity_source=source)
         except mod.Cancelled as exc:
             job.cancelled, job.message = True, f"cancelled: {exc}"
             log.info(f"{job.kind} reconstruction cancelled ({exc})")
@@ -345,6 +372,7 @@ class ReconstructNode(Node):
         timer.finish()
         scene.stamp_ns = frame.stamp_ns
         job.result, notes = self._publish(scene, frame)
+        notes = [self._gravity_note(scene, job.payload["gravity"])] + notes
         sec, nsec = divmod(frame.stamp_ns, 1_000_000_000)
         job.success = True
         job.message = (f"reconstructed {conv.summarize_scene_msg(job.result)} of frame {sec}.{nsec:09d} s "
@@ -353,6 +381,21 @@ class ReconstructNode(Node):
         n = len(scene.objects)
         log.info(f"{job.kind} reconstruction done: {n} object{'s' if n != 1 else ''} in {elapsed:.2f} s "
                  f"({timings}); {len(scene.cloud_points)} cloud points" + "".join(f"; {x}" for x in notes))
+
+    def _gravity_note(self, scene, gravity: tuple) -> str:
+        """Where the scene's gravity came from; warns when a given one disagrees with the fitted floor."""
+        given, source, detail = gravity
+        if given is None:
+            return f"gravity_source {scene.background.gravity_source}"
+        angle = floor_disagreement_deg(given, scene.background)
+        if angle is not None:
+            limit = float(self._p("gravity_floor_warn_deg"))
+            if angle > limit:
+                warning = (f"{detail} differs from the fitted floor's normal by {angle:.1f} deg "
+                           f"(gravity_floor_warn_deg {limit:g}); kept the given gravity")
+                self.get_logger().warning(warning)
+                return f"gravity_source {source}; {warning}"
+        return f"gravity_source {source}"
 
     # --------------------------------------------------------------------------------- outputs
     def _publish(self, scene, frame: Frame) -> tuple[SceneMsg, list[str]]:
