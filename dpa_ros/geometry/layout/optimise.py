@@ -13,7 +13,7 @@ from dpa_ros.geometry.camera import CameraModel
 from dpa_ros.geometry.layout.config import LayoutConfig, checked_config
 from dpa_ros.geometry.layout.data import _Data
 from dpa_ros.geometry.layout.objective import _objective, _SilhouetteTracker
-from dpa_ros.geometry.layout.poses import _Chains, _to_input_frame
+from dpa_ros.geometry.layout.poses import _Chains, input_frame_pose
 from dpa_ros.geometry.layout.problem import LayoutProblem, LayoutResult, _prepare_instance, _prepare_proposal
 from dpa_ros.geometry.layout.search import _scan, _scan_rotations
 from dpa_ros.geometry.mesh_frames import check_up
@@ -21,6 +21,11 @@ from dpa_ros.geometry.targets import InstanceInputError
 
 #: Adam steps between two updates of the mesh's self-occlusion (ray casting); poses move little in between.
 VISIBILITY_EVERY = 10
+
+
+def learning_rate(lr: float, step: int, total: int) -> float:
+    """Adam's learning rate at ``step`` of ``total``: ``lr`` cosine-decayed to ``lr`` / 10."""
+    return lr * (0.1 + 0.45 * (1 + math.cos(math.pi * step / total)))
 
 
 def _run_stage(chains: _Chains, data: _Data, n: int, steps: int, step0: int, total: int, lr: float,
@@ -31,7 +36,7 @@ def _run_stage(chains: _Chains, data: _Data, n: int, steps: int, step0: int, tot
     b1, b2, eps = 0.9, 0.999, 1e-8
     tracker = _SilhouetteTracker(data, n, VISIBILITY_EVERY)
     for it in range(step0, step0 + steps):
-        rate = lr * (0.1 + 0.45 * (1 + math.cos(math.pi * it / total)))
+        rate = learning_rate(lr, it, total)
         if (it - step0) % VISIBILITY_EVERY == 0:
             with torch.no_grad():
                 visible = data.self_visible(*chains.pose(data), n)
@@ -136,7 +141,7 @@ def _results(problems, data: _Data, R, s, c, final, dof) -> list[LayoutResult]:
         errors = [float(final[g, k]) for g, k in best]
         p = int(np.argmin(errors))
         g, k = best[p]
-        T = _to_input_frame(R[g, k], float(s[g, k]), c[g, k], data.props[g])
+        T = input_frame_pose(R[g, k], float(s[g, k]), c[g, k], data.props[g].R_in, data.props[g].center)
         results.append(LayoutResult(T, float(s[g, k]), errors[p], p, errors, dof))
     return results
 

@@ -9,7 +9,6 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from dpa_ros.geometry.layout.data import _Data
-from dpa_ros.geometry.layout.problem import _Proposal
 
 
 def gravity_alignment(gravity: np.ndarray) -> np.ndarray:
@@ -21,7 +20,7 @@ def gravity_alignment(gravity: np.ndarray) -> np.ndarray:
 
 
 
-def _skew_exp(w: torch.Tensor) -> torch.Tensor:
+def skew_exp(w: torch.Tensor) -> torch.Tensor:
     """Rodrigues: rotation matrices (..., 3, 3) from axis-angle vectors (..., 3)."""
     theta2 = (w * w).sum(-1, keepdim=True)
     theta = torch.sqrt(theta2 + 1e-12)
@@ -34,7 +33,8 @@ def _skew_exp(w: torch.Tensor) -> torch.Tensor:
     return eye + a * Kx + b * (Kx @ Kx)
 
 
-def _yaw_matrix(yaw: torch.Tensor) -> torch.Tensor:
+def yaw_matrix(yaw: torch.Tensor) -> torch.Tensor:
+    """Rotations (..., 3, 3) by ``yaw`` (..., radians) about the internal frame's vertical (y) axis."""
     c, s = torch.cos(yaw), torch.sin(yaw)
     z, o = torch.zeros_like(c), torch.ones_like(c)
     return torch.stack([c, z, s, z, o, z, -s, z, c], -1).view(*yaw.shape, 3, 3)
@@ -53,9 +53,9 @@ class _Chains:
     def pose(self, data: _Data, params=None):
         p = self.params if params is None else params
         if "omega" in p:
-            R = _skew_exp(p["omega"]) @ self.R0
+            R = skew_exp(p["omega"]) @ self.R0
         else:
-            R = self.R0 @ _yaw_matrix(self.yaw0 + p["yaw"][..., 0])
+            R = self.R0 @ yaw_matrix(self.yaw0 + p["yaw"][..., 0])
         s = data.s0[:, None] * torch.exp(p["log_s"][..., 0])
         c = data.c0[:, None] + data.radius[:, None, None] * p["delta"]
         return R, s, c
@@ -79,9 +79,11 @@ def _take(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 
 
 
-def _to_input_frame(R: np.ndarray, s: float, c: np.ndarray, prop: _Proposal) -> np.ndarray:
-    """4×4 T_camera_object of the mesh as given: x ↦ s·R·(R_in·x − centre) + c."""
+def input_frame_pose(R: np.ndarray, s: float, c: np.ndarray, R_in: np.ndarray, center: np.ndarray) -> np.ndarray:
+    """4×4 T_camera_object of the mesh as given: x ↦ s·R·(R_in·x − center) + c, with R (internal frame →
+    optical frame), s (metres per mesh unit), c (metres, optical frame) the pose of the mesh's
+    ``center`` (internal frame, mesh units) and R_in the input convention → internal frame rotation."""
     T = np.eye(4)
-    T[:3, :3] = s * R @ prop.R_in
-    T[:3, 3] = c - s * R @ prop.center
+    T[:3, :3] = s * R @ R_in
+    T[:3, 3] = c - s * R @ center
     return T

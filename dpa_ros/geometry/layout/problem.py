@@ -62,7 +62,9 @@ class LayoutResult:
     dof: int = 7
 
 
-def _check_mesh(mesh, name: str, index: int) -> None:
+def check_mesh(mesh, name: str, index: int) -> None:
+    """Raise :class:`~dpa_ros.geometry.targets.InstanceInputError` naming instance ``name`` and proposal
+    ``index`` when ``mesh`` has no faces, non-finite vertices, zero area or zero extent."""
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
         raise InstanceInputError(f"instance {name}: mesh proposal {index} has no faces")
     v = np.asarray(mesh.vertices, float)
@@ -91,7 +93,7 @@ class _Proposal:
 
 
 def _prepare_proposal(mesh: trimesh.Trimesh, up: str, cfg: LayoutConfig, seed, name: str, index: int) -> _Proposal:
-    _check_mesh(mesh, name, index)
+    check_mesh(mesh, name, index)
     R_in = rotation_input_to_internal(up)           # the one conversion of the input convention
     internal = trimesh.Trimesh(np.asarray(mesh.vertices, float) @ R_in.T, np.asarray(mesh.faces), process=False)
     pts, faces = trimesh.sample.sample_surface(internal, cfg.points, seed=seed)
@@ -153,6 +155,20 @@ def open_direction(mask: np.ndarray, depth: np.ndarray | None, margin: float) ->
     return v / norm if norm > 1e-9 else np.zeros(2)
 
 
+def initial_placement(X: np.ndarray, Q: np.ndarray) -> tuple[np.ndarray, float]:
+    """Initial centre (3,) (optical frame, metres) and radius (metres) of an instance from target
+    points ``X`` (m, 3) (optical frame) and mask samples ``Q`` (k, 2) (normalised image units).
+
+    From the silhouette (robust to depth holes and partial depth): the mask's RMS radius in the
+    image plane times the target's median depth, over sqrt(2/3) (the RMS radius of a projected
+    isotropic cloud); centre on the mask's mean ray, half a radius behind the visible surface."""
+    z_med = float(np.median(X[:, 2]))
+    qc = Q.mean(0)
+    r_t = float(np.sqrt(((Q - qc) ** 2).sum(1).mean())) * z_med / math.sqrt(2.0 / 3.0)
+    c0 = np.array([qc[0], qc[1], 1.0]) * (z_med + 0.5 * r_t)
+    return c0, r_t
+
+
 def _prepare_instance(problem: LayoutProblem, camera: CameraModel, depth: np.ndarray | None, cfg: LayoutConfig,
                       seed) -> _InstanceData:
     target, supporting = problem.target, problem.supporting
@@ -163,14 +179,7 @@ def _prepare_instance(problem: LayoutProblem, camera: CameraModel, depth: np.nda
     pix = pix[rng.permutation(len(pix))]
     Kinv = np.linalg.inv(camera.K)
     Q = (np.concatenate([pix, np.ones((len(pix), 1))], 1) @ Kinv.T)[:, :2]
-    # Initial size and place from the silhouette (robust to depth holes and partial depth): the
-    # mask's RMS radius in the image plane times the target's median depth, over sqrt(2/3) (the
-    # RMS radius of a projected isotropic cloud); centre on the mask's mean ray, half a radius
-    # behind the visible surface.
-    z_med = float(np.median(X[:, 2]))
-    qc = Q.mean(0)
-    r_t = float(np.sqrt(((Q - qc) ** 2).sum(1).mean())) * z_med / math.sqrt(2.0 / 3.0)
-    c0 = np.array([qc[0], qc[1], 1.0]) * (z_med + 0.5 * r_t)
+    c0, r_t = initial_placement(X, Q)
     mask = np.asarray(target.mask, bool)
     dmap = depth if depth is not None else _target_depth(target, camera)
     area = float(mask.sum()) / (camera.fx * camera.fy)
