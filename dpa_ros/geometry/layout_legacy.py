@@ -1,4 +1,4 @@
-"""Today's (legacy) layout solver, kept as the reference for :mod:`dpa_ros.geometry.layout`.
+"""The previous (legacy) layout solver, kept as the reference for :mod:`dpa_ros.geometry.layout`.
 
 It minimises the sample-to-sample objective of the previous release:
 
@@ -353,7 +353,7 @@ def _results(problems, items, params, losses, batch: _Batch, dof) -> list[Layout
 def solve_layout_legacy(problems: list[LayoutProblem], camera: CameraModel, depth: np.ndarray | None = None,
                  gravity: np.ndarray | None = None, config: LayoutConfig | None = None,
                  progress: Callable[[float], None] | None = None) -> list[LayoutResult]:
-    """Today's solver: one batched optimisation over instances × proposals × restarts.
+    """The legacy solver: one batched optimisation over instances × proposals × restarts.
 
     Args:
         problems: instances with their targets and mesh proposals (input convention).

@@ -1,10 +1,10 @@
 """Layout solver: pose, scale and proposal choice per instance, batched, with field lookups.
 
 Input meshes follow the contract of :mod:`dpa_ros.geometry.mesh_frames` (glTF: +Y up, front +Z;
-another ``up`` per problem); :func:`~dpa_ros.geometry.mesh_frames.input_to_internal` turns them
-into the solver's internal frame once, here in
-:func:`~dpa_ros.geometry.layout.problem._prepare_proposal`, and every returned ``T_camera_object``
-maps the mesh as given (its own frame and units) into the camera optical frame.
+another ``up`` per problem); :func:`~dpa_ros.geometry.layout.problem._prepare_proposal` rotates each
+into the solver's internal frame once, by
+:func:`~dpa_ros.geometry.mesh_frames.rotation_input_to_internal`, and every returned
+``T_camera_object`` maps the mesh as given (its own frame and units) into the camera optical frame.
 
 For every instance, mesh proposal and restart the solver optimises a similarity transform
 (rotation R, centre c, uniform scale s; 7 DoF, or 5 DoF — yaw about gravity, c, s — when

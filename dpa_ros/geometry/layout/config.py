@@ -12,8 +12,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class LayoutConfig:
-    """Layout solver settings. Defaults fit a 4-object scene in a few seconds on a 2-core CPU;
-    :meth:`paper` gives the paper's sizes.
+    """Layout solver settings. Defaults are sized for a CPU; :meth:`paper` gives the paper's sizes.
 
     Attributes:
         lambda_2d: weight λ of the 2D terms (normalised image units, see module docstring).
@@ -45,9 +44,7 @@ class LayoutConfig:
             by :func:`~dpa_ros.assemble.assemble_scene`; not at depth edges of more than
             2 × ``occlusion_margin``); 0 or 1 fits the depth as measured.
         threads: torch CPU threads while the solver runs (restored afterwards); None keeps torch's
-            setting (by default one per physical core: on a 2-core CPU the default 4-object scene's
-            layout takes about 20 % less wall time with 2 threads than with 1, the paper's sizes
-            about 35 % less). 1 leaves the other cores to other work.
+            setting (by default one per physical core). 1 leaves the other cores to other work.
         block_elements: accepted for compatibility with the legacy solver's configs; unused here.
     """
 
