@@ -130,7 +130,6 @@ class LayoutConfig:
         return [s for s in stages if s[1] > 0]
 
 
-
 def checked_config(problems: list[LayoutProblem], gravity, config: LayoutConfig | None
                    ) -> tuple[LayoutConfig, int, torch.device]:
     """The validated config, the DoF it gives (5 with gravity under dof "auto", else 7) and the

@@ -72,7 +72,6 @@ def _setup(problems: list[LayoutProblem], camera: CameraModel, depth, gravity, c
     return cfg, dof, data
 
 
-
 def solve_layout(problems: list[LayoutProblem], camera: CameraModel, depth: np.ndarray | None = None,
                  gravity: np.ndarray | None = None, config: LayoutConfig | None = None,
                  progress: Callable[[float], None] | None = None) -> list[LayoutResult]:

@@ -19,7 +19,6 @@ def gravity_alignment(gravity: np.ndarray) -> np.ndarray:
     return rot.as_matrix()
 
 
-
 def skew_exp(w: torch.Tensor) -> torch.Tensor:
     """Rodrigues: rotation matrices (..., 3, 3) from axis-angle vectors (..., 3)."""
     theta2 = (w * w).sum(-1, keepdim=True)
@@ -76,7 +75,6 @@ class _Chains:
 def _take(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """``x[g, idx[g, j]]`` for a tensor (G, K, ...) and indices (G, K')."""
     return torch.gather(x, 1, idx.view(*idx.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:]))
-
 
 
 def input_frame_pose(R: np.ndarray, s: float, c: np.ndarray, R_in: np.ndarray, center: np.ndarray) -> np.ndarray:

@@ -120,7 +120,6 @@ def _icp_translation(R: torch.Tensor, s: torch.Tensor, c: torch.Tensor, data: _D
     return c
 
 
-
 def _scan_rotations(problems, gravity, cfg: LayoutConfig, dof: int) -> tuple[list[list[np.ndarray]], list[float]]:
     """Base rotation per problem and hypothesis, and the yaw added to it (5 DoF: the up axis on
     gravity, ``scan_rotations`` yaws evenly over 360°; 7 DoF: the internal frame's orientation, then
