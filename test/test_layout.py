@@ -295,7 +295,7 @@ def test_batched_v2_equals_each_problem_alone():
 def test_memory_blocks_do_not_change_the_solution(monkeypatch):
     """The scan's hypotheses and the exhaustive silhouette search run in blocks to bound memory; blocks
     of a few hypotheses and pairs give the same poses and errors as the default blocks."""
-    from dpa_ros.geometry import layout
+    from dpa_ros.geometry.layout import objective, search
 
     scene = synthetic.make_scene(objects=synthetic._DEFAULT_OBJECTS[1:])
     cfg = LayoutConfig(points=200, iterations=30, restarts=3, field_resolution=24, threads=1)
@@ -303,8 +303,8 @@ def test_memory_blocks_do_not_change_the_solution(monkeypatch):
                                                   max_pixels=200), [mesh, synthetic.make_cylinder()])
                 for label, mask, mesh in zip(scene.labels, scene.masks, scene.meshes)]
     whole = solve_layout(problems, scene.camera, scene.depth, scene.gravity, cfg)
-    monkeypatch.setattr(layout, "SCAN_BLOCK_POINTS", 4 * 200 * 7)       # 4 groups × 200 points × 7 hypotheses
-    monkeypatch.setattr(layout, "NN_BLOCK_ELEMENTS", 100 * 200 * 5)     # 100 × 200 pairs × 5 chains
+    monkeypatch.setattr(search, "SCAN_BLOCK_POINTS", 4 * 200 * 7)       # 4 groups × 200 points × 7 hypotheses
+    monkeypatch.setattr(objective, "NN_BLOCK_ELEMENTS", 100 * 200 * 5)  # 100 × 200 pairs × 5 chains
     blocked = solve_layout(problems, scene.camera, scene.depth, scene.gravity, cfg)
     for a, b in zip(whole, blocked):
         assert a.proposal_index == b.proposal_index
@@ -445,7 +445,7 @@ def test_field_lookup_in_z_slices_is_trilinear_interpolation():
     import torch.nn.functional as F
 
     from dpa_ros.geometry.fields import closest_point_field
-    from dpa_ros.geometry.layout import _lookup3d
+    from dpa_ros.geometry.layout.objective import _lookup3d
 
     field = closest_point_field(synthetic.make_l_shape(), resolution=20)
     grid = torch.as_tensor(field.points).permute(3, 0, 1, 2)[None]                      # (1, 3, D, D, D)
@@ -475,7 +475,9 @@ def test_tracked_silhouette_neighbours_give_the_exhaustive_objective():
     hinge makes them free)."""
     import torch
 
-    from dpa_ros.geometry.layout import _Data, _objective, _prepare_instance, _prepare_proposal, _SilhouetteTracker
+    from dpa_ros.geometry.layout.data import _Data
+    from dpa_ros.geometry.layout.objective import _objective, _SilhouetteTracker
+    from dpa_ros.geometry.layout.problem import _prepare_instance, _prepare_proposal
 
     scene, problems = _small_problem()
     cfg = LayoutConfig(points=400, silhouette_points=100, field_resolution=16)
@@ -525,7 +527,7 @@ def test_scan_starts_give_every_scale_a_chain_then_the_best_rotations():
     its best rotation and shift; the other starts go to the best rotations; all are distinct."""
     import torch
 
-    from dpa_ros.geometry.layout import _scan_starts
+    from dpa_ros.geometry.layout.search import _scan_starts
 
     rng = np.random.default_rng(3)
     Y, shifts, n_scales, keep = 12, 2, 4, 7
@@ -556,7 +558,9 @@ def test_objective_has_no_jumps_as_samples_cross_mask_border_and_occlusion_edges
     sent Adam uphill."""
     import torch
 
-    from dpa_ros.geometry.layout import _Data, _objective, _prepare_instance, _prepare_proposal
+    from dpa_ros.geometry.layout.data import _Data
+    from dpa_ros.geometry.layout.objective import _objective
+    from dpa_ros.geometry.layout.problem import _prepare_instance, _prepare_proposal
 
     cfg = LayoutConfig(points=200, silhouette_points=100, field_resolution=24)
     scene = hard_scene

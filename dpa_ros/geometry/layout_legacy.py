@@ -1,4 +1,4 @@
-"""Today's (legacy) layout solver, kept as the reference for :mod:`dpa_ros.geometry.layout`.
+"""The previous (legacy) layout solver, kept as the reference for :mod:`dpa_ros.geometry.layout`.
 
 It minimises the sample-to-sample objective of the previous release:
 
@@ -37,16 +37,15 @@ from scipy.spatial.transform import Rotation
 
 from dpa_ros.geometry.camera import CameraModel
 from dpa_ros.geometry.layout import LayoutConfig, LayoutProblem, LayoutResult, checked_config, gravity_alignment
+from dpa_ros.geometry.layout.optimise import learning_rate
+from dpa_ros.geometry.layout.poses import input_frame_pose, skew_exp, yaw_matrix
+from dpa_ros.geometry.layout.problem import check_mesh, initial_placement
 from dpa_ros.geometry.mesh_frames import check_up, rotation_input_to_internal
 from dpa_ros.geometry.targets import InstanceInputError
 
 
 def _mesh_samples(mesh: trimesh.Trimesh, n: int, seed, name: str, index: int) -> tuple[np.ndarray, np.ndarray]:
-    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
-        raise InstanceInputError(f"instance {name}: mesh proposal {index} has no faces")
-    v = np.asarray(mesh.vertices, float)
-    if not np.all(np.isfinite(v)) or float(mesh.area) <= 0 or np.ptp(v, axis=0).max() <= 0:
-        raise InstanceInputError(f"instance {name}: mesh proposal {index} is degenerate (zero area or non-finite)")
+    check_mesh(mesh, name, index)
     pts, faces = trimesh.sample.sample_surface(mesh, n, seed=seed)
     return np.asarray(pts, float), np.asarray(mesh.face_normals[faces], float)
 
@@ -82,15 +81,9 @@ def _build_items(problems: list[LayoutProblem], camera: CameraModel, gravity: np
         X = np.asarray(prob.target.points, float)
         pix = np.asarray(prob.target.pixels, float)
         Q = (np.concatenate([pix, np.ones((len(pix), 1))], 1) @ Kinv.T)[:, :2]
-        # Initial size and place from the silhouette (robust to depth holes and partial depth):
-        # the mask's RMS radius in the image plane times the target's median depth, over sqrt(2/3)
-        # (the RMS radius of a projected isotropic cloud); centre on the mask's mean ray, half a
-        # radius behind the visible surface.
-        z_med = float(np.median(X[:, 2]))
-        qc = Q.mean(0)
-        r_t = float(np.sqrt(((Q - qc) ** 2).sum(1).mean())) * z_med / math.sqrt(2.0 / 3.0)
-        ray = np.array([qc[0], qc[1], 1.0])
-        c0_inst = ray * (z_med + 0.5 * r_t)          # ray has z = 1: a point at that z-depth
+        # Initial size and place from the silhouette, as v2's, but from all target points and mask
+        # samples in their given order (v2: a random permutation, at most ``points`` target points).
+        c0_inst, r_t = initial_placement(X, Q)
         if dof == 7:
             # The internal frame's orientation (the front facing a level camera), then random ones.
             rots = [np.eye(3)]
@@ -155,26 +148,10 @@ def _collate(items: list[_Item], device) -> _Batch:
                   torch.as_tensor([it.instance for it in items], dtype=torch.long, device=device))
 
 
-def _skew_exp(w: torch.Tensor) -> torch.Tensor:
-    """Rodrigues: rotation matrices (B, 3, 3) from axis-angle vectors (B, 3)."""
-    theta2 = (w * w).sum(-1, keepdim=True)
-    theta = torch.sqrt(theta2 + 1e-12)
-    a = torch.where(theta2 > 1e-8, torch.sin(theta) / theta, 1 - theta2 / 6)[..., None]
-    b = torch.where(theta2 > 1e-8, (1 - torch.cos(theta)) / (theta2 + 1e-12), 0.5 - theta2 / 24)[..., None]
-    zero = torch.zeros_like(w[:, 0])
-    Kx = torch.stack([zero, -w[:, 2], w[:, 1], w[:, 2], zero, -w[:, 0], -w[:, 1], w[:, 0], zero], -1).view(-1, 3, 3)
-    eye = torch.eye(3, dtype=w.dtype, device=w.device).expand_as(Kx)
-    return eye + a * Kx + b * (Kx @ Kx)
-
-
 def _rotation(params: dict[str, torch.Tensor], batch: _Batch) -> torch.Tensor:
     if "omega" in params:
-        return _skew_exp(params["omega"]) @ batch.R0
-    yaw = batch.yaw0 + params["yaw"][:, 0]
-    c, s = torch.cos(yaw), torch.sin(yaw)
-    z, o = torch.zeros_like(c), torch.ones_like(c)
-    Ry = torch.stack([c, z, s, z, o, z, -s, z, c], -1).view(-1, 3, 3)
-    return batch.R0 @ Ry
+        return skew_exp(params["omega"]) @ batch.R0
+    return batch.R0 @ yaw_matrix(batch.yaw0 + params["yaw"][:, 0])
 
 
 def _pose(params, batch):
@@ -326,7 +303,7 @@ def _optimise(batch: _Batch, scene: _Scene, cfg: LayoutConfig, dof: int, directe
     report_every = max(1, T // 50)
     for it in range(T):
         for group in opt.param_groups:
-            group["lr"] = cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * it / T)))
+            group["lr"] = learning_rate(cfg.lr, it, T)
         opt.zero_grad(set_to_none=True)
         loss = _objective(params, batch, scene, cfg.lambda_2d, directed, block)
         loss.sum().backward()
@@ -367,10 +344,8 @@ def _results(problems, items, params, losses, batch: _Batch, dof) -> list[Layout
         errors = [float(losses[b]) for b in best_per_prop]
         p_best = int(np.nanargmin(errors)) if np.any(np.isfinite(errors)) else 0
         b = best_per_prop[p_best]
-        T = np.eye(4)
-        T[:3, :3] = s[b] * R[b] @ items[b].R_in
         # The mesh centroid (internal frame) goes to `centre`.
-        T[:3, 3] = centre[b] - s[b] * R[b] @ items[b].mesh_center
+        T = input_frame_pose(R[b], s[b], centre[b], items[b].R_in, items[b].mesh_center)
         results.append(LayoutResult(T, float(s[b]), errors[p_best], p_best, errors, dof))
     return results
 
@@ -378,7 +353,7 @@ def _results(problems, items, params, losses, batch: _Batch, dof) -> list[Layout
 def solve_layout_legacy(problems: list[LayoutProblem], camera: CameraModel, depth: np.ndarray | None = None,
                  gravity: np.ndarray | None = None, config: LayoutConfig | None = None,
                  progress: Callable[[float], None] | None = None) -> list[LayoutResult]:
-    """Today's solver: one batched optimisation over instances × proposals × restarts.
+    """The legacy solver: one batched optimisation over instances × proposals × restarts.
 
     Args:
         problems: instances with their targets and mesh proposals (input convention).

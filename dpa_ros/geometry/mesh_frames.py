@@ -25,9 +25,9 @@ their up axis (``up``):
 **Internal frame** (an implementation detail of the solver, never seen by users): the optical
 frame's axis convention applied to the object as a level camera sees it from its front — x right,
 y down, z away from the camera, so the object's up is −y and its front faces −z. glTF → internal
-is the proper rotation diag(1, −1, −1) (180° about x). :func:`input_to_internal` is the only
-function that maps input vertices into it; the solver calls it once per proposal and folds the
-rotation into the returned pose, so ``T_camera_object`` always maps the mesh *as given* (its own
+is the proper rotation diag(1, −1, −1) (180° about x). :func:`rotation_input_to_internal` gives the
+rotation from an input convention into it; both layout solvers apply it to each proposal's vertices
+once and fold it into the returned pose, so ``T_camera_object`` always maps the mesh *as given* (its own
 frame, its own units) into the camera optical frame.
 """
 from __future__ import annotations
