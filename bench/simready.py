@@ -382,6 +382,10 @@ def _summary(rows: list[dict], setting: str) -> dict:
             "physics_s_max": float(np.max([r[setting]["physics_s"] for r in rows]))}
 
 
+def _deg(value: float | None) -> str:
+    return "none" if value is None else f"{value:.2f}°"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--family", default="tabletop,furniture", help="comma list of: " + ", ".join(FAMILIES))
@@ -408,7 +412,7 @@ def main(argv=None) -> int:
                   f"{100 * max(on['penetration_t0_m']):.1f} cm (off {100 * max(off['penetration_t0_m']):.1f}), "
                   f"F@5cm {on['fscore@0.05']:.1f} (off {off['fscore@0.05']:.1f}), worst centre "
                   f"{100 * on['worst_centre_error']:.1f} cm (off {100 * off['worst_centre_error']:.1f}), gravity "
-                  f"{on['gravity_source']} {on['gravity_error_deg'] if on['gravity_error_deg'] is None else round(on['gravity_error_deg'], 2)}°, "
+                  f"{on['gravity_source']} {_deg(on['gravity_error_deg'])}, "
                   f"physics {on['physics_s']:.2f} s, {','.join(r['labels'])}", flush=True)
     print(f"\nsimulation readiness, RGB-D sensor, masks ±{args.mask_noise} px, proposals ±{args.aniso:.0%} "
           f"anisotropic; MuJoCo 2 s; host load {' '.join(load)}")
@@ -424,13 +428,15 @@ def main(argv=None) -> int:
             print(f"{family:>10} {'on' if setting == 'physics' else 'off':>7} {s['scenes']:>6} "
                   f"{s['stable']:>4}/{s['objects_truth_stable']:<3} {100 * s['stable_rate']:3.0f}% "
                   f"{s['max_penetration_t0_cm']:>8.1f}cm {s['contacts_over_1cm']:>4} {s['fscore_mean']:>6.1f} "
-                  f"{s['centre_cm_mean']:>9.2f} {s['worst_centre_cm_max']:>8.1f} {s['floor_found']:>2}/{s['scenes']:<2} "
+                  f"{s['centre_cm_mean']:>9.2f} {s['worst_centre_cm_max']:>8.1f} "
+                  f"{s['floor_found']:>2}/{s['scenes']:<2} "
                   f"{s['gravity_error_deg_max']:>7.2f}° {s['physics_s_mean']:>7.3f}/{s['physics_s_max']:.3f}")
     print("* objects stable after 2 s (≤ 2 cm, ≤ 5°) among those whose true pose is stable")
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = RESULTS / f"simready_{stamp}.json"
-    meta = {"host": platform.node(), "load": load, "timestamp": stamp, "args": {k: str(v) for k, v in vars(args).items()}}
+    meta = {"host": platform.node(), "load": load, "timestamp": stamp,
+            "args": {k: str(v) for k, v in vars(args).items()}}
     path.write_text(json.dumps({**meta, "summary": summary, "scenes": rows}, indent=2, default=float))
     print(f"wrote {path}")
     return 0
