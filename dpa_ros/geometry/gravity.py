@@ -74,8 +74,17 @@ def gravity_from_accelerometer(accelerations, max_error_m_s2: float = 0.5) -> tu
 
 def floor_disagreement_deg(gravity, background) -> float | None:
     """Angle (degrees) between a given ``gravity`` and the down direction of ``background``'s fitted
-    floor (minus its normal), or None when the background has no floor."""
+    floor (minus its normal), or None when the background has no floor.
+
+    A given gravity far off the floor leaves the floor unlabelled (only planes within a few
+    degrees of horizontal to it are floors), so without a ``floor`` the largest non-wall plane
+    facing up against ``gravity`` stands in for it."""
     floor = background.floor
     if floor is None:
-        return None
+        g = check_gravity(gravity)
+        candidates = [p for p in background.planes if p.label != "wall"
+                      and float(np.dot(p.normal, -g)) > 0.5]
+        if not candidates:
+            return None
+        floor = max(candidates, key=lambda p: p.inlier_count)
     return angle_deg(gravity, -np.asarray(floor.normal, dtype=np.float64))
