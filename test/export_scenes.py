@@ -6,6 +6,10 @@ dpa_ros.export.frames: a camera 1.5 m above the floor, pitched down 20°, lookin
 """
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import trimesh
 
@@ -79,3 +83,25 @@ def make_scene(with_floor: bool = True, with_cloud: bool = True, pitch_deg: floa
         colors = np.tile(np.array([[90, 80, 70]], np.uint8), (len(points), 1))
     return Scene(camera=CameraModel.from_fov(64, 48, 60.0), objects=objects, background=background,
                  cloud_points=points, cloud_colors=colors, profile="test")
+
+
+def sdformat_pkg() -> str | None:
+    """pkg-config name of an installed libsdformat (>= 12, SDFormat 1.9), or None."""
+    if shutil.which("g++") is None or shutil.which("pkg-config") is None:
+        return None
+    for name in ("sdformat15", "sdformat14", "sdformat13", "sdformat12"):
+        if subprocess.run(["pkg-config", "--exists", name]).returncode == 0:
+            return name
+    return None
+
+
+def run_sdf_check(gazebo_dir: Path, build_dir: Path) -> subprocess.CompletedProcess:
+    """Compile test/export_sdf_check.cc against libsdformat into ``build_dir`` and run it on
+    ``gazebo_dir/scene.sdf`` from inside that folder (as ``cd gazebo && gz sim scene.sdf`` would)."""
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", sdformat_pkg()], capture_output=True,
+                           text=True, check=True).stdout.split()
+    checker = build_dir / "export_sdf_check"
+    subprocess.run(["g++", "-std=c++17", str(Path(__file__).with_name("export_sdf_check.cc")), *flags,
+                    "-o", str(checker)], check=True, timeout=120)
+    return subprocess.run([str(checker), str(gazebo_dir / "scene.sdf")], cwd=gazebo_dir,
+                          capture_output=True, text=True, timeout=60)

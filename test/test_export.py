@@ -7,14 +7,20 @@ ground-truth world, so exported coordinates must equal the ground-truth ones.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import trimesh
-from export_scenes import CAMERA_HEIGHT, gt_objects, gt_T_world_camera, make_scene, similarity
+from export_scenes import (
+    CAMERA_HEIGHT,
+    gt_objects,
+    gt_T_world_camera,
+    make_scene,
+    run_sdf_check,
+    sdformat_pkg,
+    similarity,
+)
 from lxml import etree
 from pxr import Sdf, Usd, UsdGeom, UsdPhysics, UsdValidation
 from scipy.spatial.transform import Rotation
@@ -293,27 +299,11 @@ def test_gazebo_world_and_models(exported):
         np.testing.assert_allclose(_floats(link.find("inertial/pose"))[:3], expected.center_mass, atol=1e-6)
 
 
-def _sdformat_pkg() -> str | None:
-    """pkg-config name of an installed libsdformat (>= 12, SDFormat 1.9), or None."""
-    if shutil.which("g++") is None or shutil.which("pkg-config") is None:
-        return None
-    for name in ("sdformat15", "sdformat14", "sdformat13", "sdformat12"):
-        if subprocess.run(["pkg-config", "--exists", name]).returncode == 0:
-            return name
-    return None
-
-
-@pytest.mark.skipif(_sdformat_pkg() is None, reason="libsdformat development files not installed (libsdformat-dev)")
+@pytest.mark.skipif(sdformat_pkg() is None, reason="libsdformat development files not installed (libsdformat-dev)")
 def test_gazebo_world_loads_in_libsdformat(exported, tmp_path):
     """The parser gz sim uses loads the world as `cd gazebo && gz sim scene.sdf` would."""
     out, _ = exported
-    flags = subprocess.run(["pkg-config", "--cflags", "--libs", _sdformat_pkg()], capture_output=True,
-                           text=True, check=True).stdout.split()
-    checker = tmp_path / "export_sdf_check"
-    subprocess.run(["g++", "-std=c++17", str(Path(__file__).with_name("export_sdf_check.cc")), *flags,
-                    "-o", str(checker)], check=True, timeout=120)
-    run = subprocess.run([str(checker), str(out / "gazebo" / "scene.sdf")], cwd=out / "gazebo",
-                         capture_output=True, text=True, timeout=60)
+    run = run_sdf_check(out / "gazebo", tmp_path)
     assert run.returncode == 0 and "ERROR" not in run.stdout, run.stdout + run.stderr
     lines = [line.split() for line in run.stdout.splitlines()]
     assert lines[0][:3] == ["world", "dpa_scene", str(len(GT) + 1)]

@@ -3,14 +3,10 @@ parsers (lxml, MuJoCo, usd-core, trimesh): one body with a free joint per object
 and support slabs, the same convex parts and masses in SDF, USD and MJCF."""
 from __future__ import annotations
 
-import shutil
-import subprocess
-from pathlib import Path
-
 import numpy as np
 import pytest
 import trimesh
-from export_scenes import gt_T_world_camera, make_scene, similarity
+from export_scenes import gt_T_world_camera, make_scene, run_sdf_check, sdformat_pkg, similarity
 from lxml import etree
 from pxr import Sdf, Usd, UsdGeom, UsdPhysics
 
@@ -196,26 +192,10 @@ def test_mjcf_static_objects_have_no_free_joint(tmp_path):
     assert model.njnt == 0 and model.nbody == 4
 
 
-def _sdformat_pkg() -> str | None:
-    """pkg-config name of an installed libsdformat (>= 12), or None."""
-    if shutil.which("g++") is None or shutil.which("pkg-config") is None:
-        return None
-    for name in ("sdformat15", "sdformat14", "sdformat13", "sdformat12"):
-        if subprocess.run(["pkg-config", "--exists", name]).returncode == 0:
-            return name
-    return None
-
-
-@pytest.mark.skipif(_sdformat_pkg() is None, reason="libsdformat development files not installed (libsdformat-dev)")
+@pytest.mark.skipif(sdformat_pkg() is None, reason="libsdformat development files not installed (libsdformat-dev)")
 def test_gazebo_world_with_table_and_slab_loads_in_libsdformat(exported, tmp_path):
     out, scene, _ = exported
-    flags = subprocess.run(["pkg-config", "--cflags", "--libs", _sdformat_pkg()], capture_output=True,
-                           text=True, check=True).stdout.split()
-    checker = tmp_path / "export_sdf_check"
-    subprocess.run(["g++", "-std=c++17", str(Path(__file__).with_name("export_sdf_check.cc")), *flags,
-                    "-o", str(checker)], check=True, timeout=120)
-    run = subprocess.run([str(checker), str(out / "gazebo" / "scene.sdf")], cwd=out / "gazebo",
-                         capture_output=True, text=True, timeout=60)
+    run = run_sdf_check(out / "gazebo", tmp_path)
     assert run.returncode == 0 and "ERROR" not in run.stdout, run.stdout + run.stderr
     models = {ln.split()[1]: ln.split() for ln in run.stdout.splitlines() if ln.startswith("model ")}
     assert set(models) == {"ground_plane", "support_1"} | {f"object_{o.id}" for o in scene.objects}
