@@ -69,6 +69,25 @@ def test_imu_window_averages_around_the_stamp_and_refuses_a_silent_imu():
         window.down_at(12 * S, 0.5, 0.5, 0.5)
 
 
+def test_imu_window_waits_for_samples_stamped_after_the_image():
+    """A request right after its image waits for the IMU samples that belong with it (they arrive
+    later over the transport), and gives up after the timeout on an IMU that stays silent."""
+    import threading
+
+    window = ImuWindow()
+    up = np.array([0.0, 0.0, STANDARD_GRAVITY_M_S2])
+    window.add(9 * S, up, "imu_link")
+    assert not window.wait_until(10 * S, 0.05)  # nothing newer arrives: times out
+    late = threading.Timer(0.1, lambda: window.add(10 * S + S // 10, up, "imu_link"))
+    late.start()
+    try:
+        assert window.wait_until(10 * S, 5.0)  # released by the sample from the other thread
+    finally:
+        late.join()
+    down, _, _ = window.down_at(10 * S, 0.5, 0.5, 0.5)
+    np.testing.assert_allclose(down, [0, 0, -1], atol=1e-12)
+
+
 def test_a_given_gravity_that_disagrees_with_the_fitted_floor_is_measured():
     """A real floor fit (planes.fit_background) on points of a floor 1.3 m below a camera pitched 40°
     down; a given gravity 20° off the true one is found 20° off the floor (the node warns above

@@ -93,6 +93,26 @@ def test_statics_hold_at_every_time_and_dynamic_stamps_outside_the_samples_are_r
         buf.lookup("camera_optical", "base_link", 99 * S, tolerance_s=0.1)
 
 
+def test_a_lookup_with_a_timeout_waits_for_the_transform_to_arrive(robot):
+    """The transform at the image stamp is delivered after the request (another thread, 0.1 s
+    later): a lookup with a timeout returns it; without one, or when it never comes, it is refused."""
+    import threading
+
+    buf, p = robot
+    later = Rotation.from_euler("z", 30, degrees=True)
+    with pytest.raises(TfLookupError, match="stale"):
+        buf.lookup("base_link", "head", 101 * S)
+    with pytest.raises(TfLookupError, match="stale"):  # nothing arrives: refused after the timeout
+        buf.lookup("base_link", "head", 101 * S, timeout_s=0.05)
+    sender = threading.Timer(0.1, lambda: put(buf, "base_link", "head", 101 * S, later, [1.0, 2.0, 3.0]))
+    sender.start()
+    try:
+        got = buf.lookup("base_link", "head", 101 * S, timeout_s=5.0)
+    finally:
+        sender.join()
+    np.testing.assert_allclose(got, T(later, [1.0, 2.0, 3.0]), atol=1e-12)
+
+
 def test_history_is_bounded():
     buf = TransformBuffer(history_s=2.0)
     for k in range(50):  # 10 Hz for 5 s

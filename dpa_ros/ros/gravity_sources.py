@@ -63,23 +63,25 @@ class GravitySources:
         p = self._param
         if len(p("gravity")):
             return check_gravity(p("gravity")), "parameter", "gravity from the gravity parameter"
-        tolerance = float(p("tf_tolerance_s"))
+        tolerance, wait = float(p("tf_tolerance_s")), float(p("tf_wait_s"))
         if p("gravity_frame"):
             frame = str(p("gravity_frame"))
             try:
-                T = self.listen().lookup(camera_frame, frame, stamp_ns, tolerance)
+                T = self.listen().lookup(camera_frame, frame, stamp_ns, tolerance, wait)
             except TfLookupError as exc:
                 raise GravityUnavailable(f"no gravity from gravity_frame '{frame}': {exc}") from exc
             return gravity_from_rotation(T[:3, :3]), f"tf:{frame}", f"gravity from TF {camera_frame} <- {frame}"
         if p("use_imu"):
+            window_s = float(p("imu_window_s"))
+            self.imu.wait_until(stamp_ns + int(window_s * 0.5e9), float(p("imu_max_silence_s")))
             try:
-                down_imu, imu_frame, summary = self.imu.down_at(stamp_ns, float(p("imu_window_s")),
+                down_imu, imu_frame, summary = self.imu.down_at(stamp_ns, window_s,
                                                                 float(p("imu_max_silence_s")),
                                                                 float(p("imu_max_error_m_s2")))
             except GravityError as exc:
                 raise GravityUnavailable(f"no gravity from the IMU on {self.imu_topic}: {exc}") from exc
             try:
-                T = self.listen().lookup(camera_frame, imu_frame, stamp_ns, tolerance)
+                T = self.listen().lookup(camera_frame, imu_frame, stamp_ns, tolerance, wait)
             except TfLookupError as exc:
                 raise GravityUnavailable(f"no gravity from the IMU on {self.imu_topic}: its frame: {exc}") from exc
             return (check_gravity(T[:3, :3] @ down_imu), "imu",

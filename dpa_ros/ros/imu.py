@@ -23,7 +23,7 @@ class ImuWindow:
     def __init__(self) -> None:
         self._stamps: list[int] = []
         self._samples: list[tuple[np.ndarray, str]] = []  # (linear_acceleration m/s², frame_id)
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
 
     def add(self, stamp_ns: int, acceleration, frame_id: str) -> None:
         """One sample: ``acceleration`` (3,) m/s² in ``frame_id`` at ``stamp_ns``."""
@@ -33,6 +33,14 @@ class ImuWindow:
             self._samples.insert(i, (np.asarray(acceleration, dtype=np.float64).reshape(3), str(frame_id)))
             cut = bisect.bisect_left(self._stamps, self._stamps[-1] - int(KEPT_S * 1e9))
             del self._stamps[:cut], self._samples[:cut]
+            self._lock.notify_all()
+
+    def wait_until(self, stamp_ns: int, timeout_s: float) -> bool:
+        """Block until a sample stamped at or after ``stamp_ns`` is stored, at most ``timeout_s``
+        seconds (messages arrive after the image they belong with); True when one is."""
+        with self._lock:
+            return self._lock.wait_for(lambda: bool(self._stamps) and self._stamps[-1] >= stamp_ns,
+                                       timeout=max(0.0, timeout_s))
 
     def add_message(self, msg) -> None:
         """Store one ``sensor_msgs/Imu`` (any object with its attributes)."""

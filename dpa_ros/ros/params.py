@@ -144,12 +144,15 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               read_only=True),
     ParamSpec("imu_window_s", 0.5, "IMU: average the samples stamped from this long before the image to half "
               "as long after it (s)", range=(0.001, 10.0)),
-    ParamSpec("imu_max_silence_s", 0.5, "IMU: refuse when no sample is within this of the image stamp (s)",
+    ParamSpec("imu_max_silence_s", 0.5, "IMU: wait up to this long for the samples after the image stamp, and "
+              "refuse when no sample is within this of it (s)",
               range=(0.001, 60.0)),
     ParamSpec("imu_max_error_m_s2", 0.5, "IMU: refuse as accelerating when |mean| differs from 9.80665 m/s^2, or "
               "the samples scatter (RMS) about their mean, by more than this (m/s^2)", range=(0.01, 10.0)),
     ParamSpec("tf_tolerance_s", 0.1, "TF: use a transform's nearest sample when the image stamp is at most this "
               "outside its samples; farther is refused as stale (s)", range=(0.0, 10.0)),
+    ParamSpec("tf_wait_s", 0.5, "TF: wait up to this long for the transforms at the image stamp to arrive "
+              "(they are often delivered after the image) before refusing (s)", range=(0.0, 10.0)),
     ParamSpec("tf_history_s", 10.0, "TF: seconds of /tf history kept per transform", read_only=True,
               range=(0.1, 600.0)),
     ParamSpec("gravity_floor_warn_deg", 10.0, "Warn when the given gravity and the fitted floor's normal differ "

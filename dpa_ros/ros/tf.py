@@ -134,17 +134,21 @@ class TransformListener:
                 self._node.get_logger().warning(f"ignored a transform on {TF_STATIC_TOPIC if static else TF_TOPIC}: "
                                                 f"{exc}", throttle_duration_sec=10.0)
 
-    def lookup(self, target_frame: str, source_frame: str, stamp_ns: int, tolerance_s: float) -> np.ndarray:
-        """``T_target_source`` (4×4, metres) at ``stamp_ns``; raises :class:`TfLookupError` with the reason."""
+    def lookup(self, target_frame: str, source_frame: str, stamp_ns: int, tolerance_s: float,
+               timeout_s: float = 0.0) -> np.ndarray:
+        """``T_target_source`` (4×4, metres) at ``stamp_ns``, waiting up to ``timeout_s`` for it to
+        arrive; raises :class:`TfLookupError` with the reason."""
         if self._buffer is not None:
-            return self._buffer.lookup(target_frame, source_frame, stamp_ns, tolerance_s)
-        return self._lookup_tf2(target_frame, source_frame, stamp_ns, tolerance_s)  # pragma: no cover
+            return self._buffer.lookup(target_frame, source_frame, stamp_ns, tolerance_s, timeout_s)
+        return self._lookup_tf2(target_frame, source_frame, stamp_ns, tolerance_s, timeout_s)  # pragma: no cover
 
-    def _lookup_tf2(self, target, source, stamp_ns, tolerance_s):  # pragma: no cover - needs tf2_ros
+    def _lookup_tf2(self, target, source, stamp_ns, tolerance_s, timeout_s):  # pragma: no cover - needs tf2_ros
+        from rclpy.duration import Duration
         from rclpy.time import Time
 
         try:
-            msg = self._tf2.lookup_transform(target, source, Time(nanoseconds=stamp_ns))
+            msg = self._tf2.lookup_transform(target, source, Time(nanoseconds=stamp_ns),
+                                             timeout=Duration(seconds=max(0.0, timeout_s)))
         except tf2_ros.ExtrapolationException as exc:
             try:  # tf2 has no tolerance: take the latest common transform if it is close enough
                 msg = self._tf2.lookup_transform(target, source, Time())

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -92,7 +93,7 @@ class TransformBuffer:
             raise ValueError(f"history_s must be positive, got {history_s}")
         self.history_ns = int(history_s * 1e9)
         self._edges: dict[str, _Edge] = {}  # by child frame
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
 
     # ------------------------------------------------------------------------------- filling
     def set_transform(self, parent: str, child: str, stamp_ns: int, translation, quaternion_xyzw,
@@ -116,6 +117,7 @@ class TransformBuffer:
             edge = self._edges.get(child)
             if edge is None or edge.parent != parent or edge.static != static:
                 edge = self._edges[child] = _Edge(parent, static)
+            self._lock.notify_all()
             if static:
                 edge.stamps, edge.samples = [int(stamp_ns)], [(t, q)]
                 return
@@ -142,31 +144,46 @@ class TransformBuffer:
             return sorted(set(self._edges) | {e.parent for e in self._edges.values()})
 
     # ------------------------------------------------------------------------------- lookup
-    def lookup(self, target_frame: str, source_frame: str, stamp_ns: int, tolerance_s: float = 0.0) -> np.ndarray:
+    def lookup(self, target_frame: str, source_frame: str, stamp_ns: int, tolerance_s: float = 0.0,
+               timeout_s: float = 0.0) -> np.ndarray:
         """``T_target_source`` (4×4, metres) at ``stamp_ns``, chained through the common ancestor.
 
         Raises :class:`TfLookupError` for an unknown frame, frames in different trees, or a stamp
-        farther than ``tolerance_s`` outside an edge's samples (module docstring).
+        farther than ``tolerance_s`` outside an edge's samples (module docstring). With
+        ``timeout_s`` > 0 a failed lookup is retried as transforms arrive, for at most that long
+        (transforms are often delivered after the image they belong with), as tf2's
+        ``lookup_transform(..., timeout)`` does; the error is the last attempt's.
         """
-        target, source = _clean(target_frame), _clean(source_frame)
+        deadline = time.monotonic() + max(0.0, timeout_s)
         with self._lock:
-            known = set(self._edges) | {e.parent for e in self._edges.values()}
-            for name, frame in (("target", target), ("source", source)):
-                if frame not in known:
-                    listed = ", ".join(sorted(known)[:12]) or "none yet"
-                    raise TfLookupError(f"unknown {name} frame '{frame}' (frames received: {listed})")
-            if target == source:
-                return np.eye(4)
-            up_source = self._chain(source)
-            up_target = self._chain(target)
-            ancestors = {p for _, p in up_target} | {target}
-            common = next((f for f in [source] + [p for _, p in up_source] if f in ancestors), None)
-            if common is None:
-                raise TfLookupError(f"frames '{target}' and '{source}' are not connected (roots "
-                                    f"'{up_target[-1][1] if up_target else target}' and "
-                                    f"'{up_source[-1][1] if up_source else source}')")
-            T_common_source = self._compose(up_source, common, stamp_ns, tolerance_s)
-            T_common_target = self._compose(up_target, common, stamp_ns, tolerance_s)
+            while True:
+                try:
+                    return self._lookup_locked(target_frame, source_frame, stamp_ns, tolerance_s)
+                except TfLookupError:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise
+                    self._lock.wait(left)
+
+    def _lookup_locked(self, target_frame: str, source_frame: str, stamp_ns: int, tolerance_s: float) -> np.ndarray:
+        target, source = _clean(target_frame), _clean(source_frame)
+        known = set(self._edges) | {e.parent for e in self._edges.values()}
+        for name, frame in (("target", target), ("source", source)):
+            if frame not in known:
+                listed = ", ".join(sorted(known)[:12]) or "none yet"
+                raise TfLookupError(f"unknown {name} frame '{frame}' (frames received: {listed})")
+        if target == source:
+            return np.eye(4)
+        up_source = self._chain(source)
+        up_target = self._chain(target)
+        ancestors = {p for _, p in up_target} | {target}
+        common = next((f for f in [source] + [p for _, p in up_source] if f in ancestors), None)
+        if common is None:
+            raise TfLookupError(f"frames '{target}' and '{source}' are not connected (roots "
+                                f"'{up_target[-1][1] if up_target else target}' and "
+                                f"'{up_source[-1][1] if up_source else source}')")
+        T_common_source = self._compose(up_source, common, stamp_ns, tolerance_s)
+        T_common_target = self._compose(up_target, common, stamp_ns, tolerance_s)
         return np.linalg.inv(T_common_target) @ T_common_source
 
     def _chain(self, frame: str) -> list[tuple[str, str]]:
