@@ -52,6 +52,8 @@ class SceneObject:
             stage (NaN when it did not run).
         physics_shift_m: how far the physics stage moved the object's centre, metres (0 when it
             did not run).
+        physics_stretch: the object's height along gravity after the physics stage over its
+            height before (1.0: not stretched; ``mesh`` is the stretched mesh).
     """
 
     id: int
@@ -67,6 +69,7 @@ class SceneObject:
     penetration_before_m: float = float("nan")
     penetration_after_m: float = float("nan")
     physics_shift_m: float = 0.0
+    physics_stretch: float = 1.0
 
     @property
     def rotation(self) -> np.ndarray:
@@ -186,7 +189,8 @@ class Scene:
                  "support": o.support,
                  "penetration_m": {"before": _json_float(o.penetration_before_m),
                                    "after": _json_float(o.penetration_after_m)},
-                 "physics_shift_m": float(o.physics_shift_m)}
+                 "physics_shift_m": float(o.physics_shift_m),
+                 "physics_stretch": float(o.physics_stretch)}
                 for o in self.objects
             ],
             "background": bg,
@@ -262,7 +266,8 @@ def read_scene(scene_dir: str | Path) -> Scene:
                 support=str(o.get("support", "")),
                 penetration_before_m=_nan_if_none((o.get("penetration_m") or {}).get("before")),
                 penetration_after_m=_nan_if_none((o.get("penetration_m") or {}).get("after")),
-                physics_shift_m=float(o.get("physics_shift_m", 0.0))))
+                physics_shift_m=float(o.get("physics_shift_m", 0.0)),
+                physics_stretch=float(o.get("physics_stretch", 1.0))))
     except SceneFormatError:
         raise
     except (OSError, KeyError, TypeError, ValueError) as exc:

@@ -5,8 +5,9 @@ import pytest
 import trimesh
 
 from dpa_ros.geometry import synthetic as syn
+from dpa_ros.geometry.camera import CameraModel
 from dpa_ros.geometry.physics import PhysicsConfig, PhysicsConfigError, apply_results, settle_objects
-from dpa_ros.scene import Background, Plane, SceneObject
+from dpa_ros.scene import Background, Plane, Scene, SceneObject, read_scene, write_scene
 
 GAP = PhysicsConfig().contact_gap_m
 
@@ -206,6 +207,54 @@ def test_objects_on_a_table_instance_rest_on_its_top_and_the_table_on_the_floor(
     assert max(r.penetration_after_m for r in results) <= 0.005
 
 
+@pytest.mark.parametrize("gap,pitch", [(0.19, 40.0), (0.17, 60.0)])
+def test_a_table_whose_legs_came_out_short_is_stretched_down_to_the_floor_its_top_held(gap, pitch, tmp_path):
+    """The table floats farther above the floor than max_shift_m (the generated legs are too short):
+    it is stretched along gravity until it stands on the floor; its top, and the mug on it, stay."""
+    room = Room(pitch=pitch)
+    table_mesh = _make_table()
+    table = room.obj(0, table_mesh, 1.0, 0.0, 2.4, z=gap, yaw=5.0)
+    top_z = room.world(table.T_camera_object, table_mesh)[:, 2].max()
+    mug = syn.make_cylinder()
+    objs = [table, room.obj(1, mug, 0.1, 0.2, 2.3, z=top_z + GAP)]
+    results = settle_objects(objs, room.background(), PhysicsConfig(max_shift_m=0.15, max_stretch=0.3))
+    assert [r.support for r in results] == ["floor", "object_0"]
+    height = top_z - gap
+    assert results[0].stretch == pytest.approx((height + gap - GAP) / height, abs=1e-3)
+    assert results[0].shift_m < 1e-9
+    stretched = room.world(results[0].T_camera_object, trimesh.Trimesh(results[0].vertices, table_mesh.faces))
+    assert stretched[:, 2].max() == pytest.approx(top_z, abs=1e-6)
+    assert stretched[:, 2].min() == pytest.approx(GAP, abs=0.0005)
+    np.testing.assert_allclose(stretched[:, :2], room.world(table.T_camera_object, table_mesh)[:, :2], atol=1e-6)
+    assert results[1].shift_m < 0.002
+    apply_results(objs, results)
+    assert objs[0].physics_stretch == results[0].stretch
+    assert room.world(objs[0].T_camera_object, objs[0].mesh)[:, 2].min() == pytest.approx(GAP, abs=0.0005)
+    # scene.json and the exported mesh carry the stretch: read back from disk
+    write_scene(Scene(camera=CameraModel.from_fov(640, 480, 60.0), objects=objs, background=room.background()),
+                tmp_path)
+    back = read_scene(tmp_path).objects[0]
+    assert back.physics_stretch == pytest.approx(results[0].stretch)
+    assert room.world(back.T_camera_object, back.mesh)[:, 2].min() == pytest.approx(GAP, abs=0.0005)
+    # beyond max_stretch it is not stretched: left where it is
+    (r,) = settle_objects([room.obj(0, table_mesh, 1.0, 0.0, 2.4, z=0.4)], room.background(),
+                          PhysicsConfig(max_shift_m=0.15, max_stretch=0.3))
+    assert r.support == "none" and r.stretch == 1.0 and r.shift_m == 0.0
+
+
+def test_a_box_sunk_deeper_than_max_shift_is_compressed_its_top_held():
+    room = Room(pitch=35.0)
+    box = syn.make_box()
+    obj = room.obj(0, box, 1.0, 0.0, 3.0, z=-0.2)
+    top_z = room.world(obj.T_camera_object, box)[:, 2].max()
+    (r,) = settle_objects([obj], room.background(), PhysicsConfig(max_shift_m=0.15))
+    placed = room.world(r.T_camera_object, trimesh.Trimesh(r.vertices, box.faces))
+    assert r.support == "floor" and r.stretch < 1.0
+    assert placed[:, 2].max() == pytest.approx(top_z, abs=1e-6)
+    assert placed[:, 2].min() == pytest.approx(GAP, abs=0.0005)
+    assert r.penetration_after_m <= 0.005
+
+
 def test_penetration_into_an_open_mesh_is_measured_and_removed():
     """A box with its top face missing (not watertight) still counts what is inside it."""
     room = Room(pitch=25.0)
@@ -243,7 +292,7 @@ def test_disabled_stage_returns_poses_unchanged():
 @pytest.mark.parametrize("field,value", [
     ("max_penetration_m", 0.0), ("max_penetration_m", float("nan")), ("contact_gap_m", -0.001),
     ("max_shift_m", -1.0), ("samples", 0), ("samples", 100.5), ("occupancy_rays", 2), ("directions", 1),
-    ("separation_tolerance_m", 0.01), ("rounds", 0),
+    ("separation_tolerance_m", 0.01), ("rounds", 0), ("max_stretch", 1.0), ("max_stretch", -0.1),
 ])
 def test_bad_config_values_raise_naming_the_field(field, value):
     with pytest.raises(PhysicsConfigError, match=field):

@@ -2,12 +2,18 @@
 
 :func:`settle_objects` takes the placed objects (each a mesh in its own frame and a 4×4 similarity
 ``T_camera_object``, object → camera optical frame, metres) and the fitted background, and moves each
-object by a translation only — never a rotation, never a scale — so that:
+object by a translation — never a rotation, never a scale — so that:
 
 * it rests on its support: the floor, a support plane whose polygon lies under its centre, or the
   top of another object it stands on, ``contact_gap_m`` above it;
 * no two bodies penetrate each other by more than a tolerance; overlapping pairs are pushed apart
   horizontally (perpendicular to gravity) by about the smallest translation, split between the two.
+
+One exception to "translation only": an object whose support is farther below it (or deeper above
+its bottom) than ``max_shift_m`` — a generated table whose legs came out too short, say — would have
+to move further than the layout's error bound allows. It is then stretched (or compressed) along
+gravity with its top held in place, by at most ``max_stretch`` of its height, so that its bottom
+meets the support and what stands on its top stays where it was observed.
 
 All the work is done in a gravity-aligned frame: the optical frame rotated so that +z is up
 (``-background.gravity``); distances are metres in either frame.
@@ -53,6 +59,8 @@ class PhysicsConfig:
             the layout's error bound. A support that would lift the object more than this is not
             its support (it is something the object stands beside or under); an object that would
             fall further than this is left where it is, support ``"none"``.
+        max_stretch: the most an object's height along gravity may change (fraction of it) when its
+            support is out of ``max_shift_m``'s reach (module docstring); 0 turns that off.
         separation_tolerance_m: pairs penetrating deeper than this (m) are pushed apart.
         samples: surface samples per object (with its vertices) for the penetration tests.
         columns: vertical rays per side of the grid that finds the top of a lower object under an
@@ -67,6 +75,7 @@ class PhysicsConfig:
     max_penetration_m: float = 0.005
     contact_gap_m: float = 0.001
     max_shift_m: float = 0.15
+    max_stretch: float = 0.3
     separation_tolerance_m: float = 0.001
     samples: int = 2000
     columns: int = 24
@@ -83,6 +92,8 @@ class PhysicsConfig:
         if not (np.isfinite(self.contact_gap_m) and 0 <= self.contact_gap_m < self.max_shift_m):
             raise PhysicsConfigError(f"PhysicsConfig.contact_gap_m must be in [0, max_shift_m), got "
                                      f"{self.contact_gap_m!r}")
+        if not (np.isfinite(self.max_stretch) and 0 <= self.max_stretch < 1):
+            raise PhysicsConfigError(f"PhysicsConfig.max_stretch must be in [0, 1), got {self.max_stretch!r}")
         if self.separation_tolerance_m > self.max_penetration_m:
             raise PhysicsConfigError("PhysicsConfig.separation_tolerance_m must not exceed max_penetration_m, got "
                                      f"{self.separation_tolerance_m!r} > {self.max_penetration_m!r}")
@@ -109,6 +120,9 @@ class ObjectPhysics:
             it; NaN when disabled.
         shift_m: |translation change| of the object's origin (m).
         T_camera_object: the new 4×4 similarity, object → optical frame (rotation and scale as given).
+        stretch: the object's new height along gravity over its old one (1.0: not stretched).
+        vertices: the mesh's vertices in the object's own frame after the stretch ((V, 3); the
+            given ones when ``stretch`` is 1).
     """
 
     support: str
@@ -116,6 +130,8 @@ class ObjectPhysics:
     penetration_after_m: float
     shift_m: float
     T_camera_object: np.ndarray
+    stretch: float = 1.0
+    vertices: np.ndarray | None = None
 
 
 @dataclass
@@ -123,6 +139,7 @@ class _Body:
     """One object in the gravity frame: geometry relative to ``position`` (the origin's current place)."""
 
     vertices: np.ndarray     # (V, 3) relative to position
+    faces: np.ndarray        # (F, 3) of the mesh
     points: np.ndarray       # (S + V, 3) surface samples and vertices, relative to position
     footprint: ConvexHull | None  # 2D hull of the vertices' (x, y), relative to position
     scene: object            # open3d RaycastingScene of the mesh, relative to position
@@ -131,6 +148,16 @@ class _Body:
     weight: float            # observed points (how well the observation pins it)
     support: str = "none"
     below: int = -1          # index of the body it stands on, -1 for none
+    stretch: float = 1.0     # height along gravity now over the given one
+    top: float = 0.0         # the given top (z relative to position) the stretch is anchored at
+
+    def stretch_to(self, factor: float) -> None:
+        """Set the height along gravity to ``factor`` × the given one, the top held in place."""
+        k = factor / self.stretch
+        for arr in (self.vertices, self.points):
+            arr[:, 2] = self.top - (self.top - arr[:, 2]) * k
+        self.scene = raycasting_scene(trimesh.Trimesh(self.vertices, self.faces, process=False))
+        self.stretch = factor
 
     @property
     def lo(self) -> np.ndarray:
@@ -210,7 +237,10 @@ def settle_objects(objects: list[SceneObject], background: Background, config: P
         T = np.array(o.T_camera_object, float)
         move = R.T @ (b.position - b.start)
         T[:3, 3] += move
-        results.append(ObjectPhysics(b.support, pb, pa, float(np.linalg.norm(move)), T))
+        vertices = np.asarray(o.mesh.vertices, float)
+        if b.stretch != 1.0:  # the body's vertices (gravity frame, relative to position) back to the object frame
+            vertices = np.linalg.solve(R @ T[:3, :3], b.vertices.T).T
+        results.append(ObjectPhysics(b.support, pb, pa, float(np.linalg.norm(move)), T, b.stretch, vertices))
     return results
 
 
@@ -220,6 +250,9 @@ def apply_results(objects: list[SceneObject], results: list[ObjectPhysics]) -> N
         raise ValueError(f"{len(results)} physics results for {len(objects)} objects")
     for obj, r in zip(objects, results):
         obj.T_camera_object = np.array(r.T_camera_object, float)
+        if r.stretch != 1.0:
+            obj.mesh = trimesh.Trimesh(r.vertices, obj.mesh.faces, visual=obj.mesh.visual, process=False)
+        obj.physics_stretch = float(r.stretch)
         obj.support = r.support
         obj.penetration_before_m = float(r.penetration_before_m)
         obj.penetration_after_m = float(r.penetration_after_m)
@@ -267,7 +300,8 @@ def _body(obj: SceneObject, R: np.ndarray, config: PhysicsConfig, observed: np.n
     scene = raycasting_scene(trimesh.Trimesh(vertices, mesh.faces, process=False))
     position = R @ T[:3, 3]
     weight = 0.0 if observed is None else float(len(observed))
-    return _Body(vertices, points, _hull_2d(vertices[:, :2]), scene, position, position.copy(), weight)
+    return _Body(vertices, np.asarray(mesh.faces), points, _hull_2d(vertices[:, :2]), scene, position,
+                 position.copy(), weight, top=float(vertices[:, 2].max()))
 
 
 def _surfaces(planes: list[Plane], R: np.ndarray, need_up: bool) -> list[_Surface]:
@@ -358,11 +392,30 @@ def _settle(bodies: list[_Body], surfaces: list[_Surface], objects: list[SceneOb
             continue
         lift, name, below = max(candidates, key=lambda c: c[0])
         moved = body.position[2] - body.start[2]
-        if moved + lift < -config.max_shift_m:   # it would fall further than the observation allows
-            body.support, body.below = "none", -1
+        if abs(moved + lift) > config.max_shift_m:  # out of the layout's error bound: stretch, or give up
+            if _stretch_onto(body, lift, config):
+                body.support, body.below = name, below
+            elif moved + lift < 0:  # it would fall further than the observation allows
+                body.support, body.below = "none", -1
+            else:
+                body.position[2] = body.start[2] + config.max_shift_m
+                body.support, body.below = name, below
             continue
-        body.position[2] = body.start[2] + min(moved + lift, config.max_shift_m)
+        body.position[2] = body.start[2] + moved + lift
         body.support, body.below = name, below
+
+
+def _stretch_onto(body: _Body, lift: float, config: PhysicsConfig) -> bool:
+    """Stretch (``lift`` < 0) or compress (> 0) the body along gravity, top held, so that its bottom
+    moves by ``lift`` (m); False, and nothing changed, when that is more than ``max_stretch``."""
+    height = (body.top - body.vertices[:, 2].min()) / body.stretch  # the given height
+    if height <= 0:
+        return False
+    factor = body.stretch - lift / height
+    if abs(factor - 1.0) > config.max_stretch:
+        return False
+    body.stretch_to(factor)
+    return True
 
 
 def _pair_depth(a: _Body, b: _Body, config: PhysicsConfig) -> float:
