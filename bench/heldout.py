@@ -1,6 +1,11 @@
 """Held-out layout evaluation: fresh rendered scenes through ``dpa-reconstruct --instances``.
 
     .venv/bin/python bench/heldout.py [--scenes 10] [--seed 1000] [--noise 0,0.005] [--config FILE.yaml] [--why]
+    .venv/bin/python bench/heldout.py --physics [bench/simready.py's options]
+
+``--physics`` runs the simulation-readiness bench instead (bench/simready.py: these furniture scenes
+and tabletop scenes through an RGB-D sensor model, with the physics stage on and off side by side,
+each exported to MJCF and run in MuJoCo); every other option is then simready's.
 
 Every scene is new (its own seed): 4 objects drawn from boxes, cylinders, L- and U-shaped
 cabinets, chairs, tables, open shelves, sofas and irregular meshes (trimesh primitives combined
@@ -366,6 +371,11 @@ def run_scene(seed: int, noise: float, config: Path | None, subprocess_cli: bool
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--physics" in argv:
+        import simready  # bench/simready.py, next to this file
+
+        return simready.main([a for a in argv if a != "--physics"])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenes", type=int, default=10, help="scenes per noise level")
     ap.add_argument("--seed", type=int, default=1000, help="first scene seed (scene k uses seed + k)")
