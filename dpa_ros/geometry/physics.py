@@ -75,7 +75,7 @@ class PhysicsConfig:
     max_penetration_m: float = 0.005
     contact_gap_m: float = 0.001
     max_shift_m: float = 0.15
-    max_stretch: float = 0.3
+    max_stretch: float = 0.5
     separation_tolerance_m: float = 0.001
     samples: int = 2000
     columns: int = 24
