@@ -833,7 +833,7 @@ class Received:
         self.msgs: dict[str, list] = {"detections": [], "collision": [], "overlay": []}
         n = client.node
         n.create_subscription(Detection3DArray, f"{NODE}/detections", lambda m: self._add("detections", m), HISTORY)
-        n.create_subscription(CollisionObject, f"{NS}/collision_object", lambda m: self._add("collision", m), HISTORY)
+        n.create_subscription(CollisionObject, "/collision_object", lambda m: self._add("collision", m), HISTORY)
         n.create_subscription(Image, f"{NODE}/overlay", lambda m: self._add("overlay", m), HISTORY)
 
     def _add(self, key: str, msg) -> None:
@@ -876,7 +876,7 @@ def test_detections_collision_objects_and_overlay_match_the_scene_then_stale_ids
     # the types on the wire are the real packages' (RIHS01 type hashes announced by the node's process)
     hashes = {str(i.topic_type_hash) for i in client.node.get_publishers_info_by_topic(f"{NODE}/detections")}
     assert hashes == {DETECTION3D_ARRAY_TYPE_HASH}
-    hashes = {str(i.topic_type_hash) for i in client.node.get_publishers_info_by_topic(f"{NS}/collision_object")}
+    hashes = {str(i.topic_type_hash) for i in client.node.get_publishers_info_by_topic("/collision_object")}
     assert hashes == {COLLISION_OBJECT_TYPE_HASH}
 
     # Detection3DArray: same header as the scene, one detection per object

@@ -132,8 +132,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               read_only=True),
     ParamSpec("publish_collision_objects", True, "Publish one moveit_msgs/CollisionObject per object on "
               "collision_object_topic (ADD; REMOVE for the previous scene's objects)", read_only=True),
-    ParamSpec("collision_object_topic", "collision_object", "Topic of the CollisionObjects (move_group listens "
-              "on collision_object)", read_only=True),
+    ParamSpec("collision_object_topic", "/collision_object", "Topic of the CollisionObjects (absolute: "
+              "move_group listens on /collision_object whatever this node's namespace)", read_only=True),
     # gravity (precedence: gravity > gravity_frame > use_imu; none set: the fitted floor)
     ParamSpec("gravity", [], "Fixed gravity: unit vector pointing down in the camera optical frame, [x, y, z] "
               "([] = unset); wins over gravity_frame and use_imu"),
