@@ -596,7 +596,7 @@ def test_pipeline_errors_fail_the_request_and_the_node_keeps_serving(node, clien
         assert not res.success and "no objects detected" in res.message
         _assert_warned(node, res.message)
     finally:
-        assert all(r.successful for r in client.set_params(score_threshold=0.4))
+        assert all(r.successful for r in client.set_params(score_threshold=-1.0))
 
     # a goal for a profile the node has not loaded
     handle, _ = client.send_goal(profile="paper")
