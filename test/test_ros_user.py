@@ -6,6 +6,7 @@ against test/launch_standin.py because `launch` is not installable in the pip en
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -191,3 +192,53 @@ def test_threshold_parameters_defer_to_the_profile_until_set(tmp_path):
     finally:
         c.close()
         stop_node(handle)
+
+
+# ------------------------------------------------------------------------- README quick start
+def _quickstart_commands() -> list[list[str]]:
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- quickstart -->", 1)[1].split("<!-- /quickstart -->", 1)[0]
+    code = block.split("```bash", 1)[1].split("```", 1)[0].replace("\\\n", " ")
+    return [shlex.split(line, comments=True) for line in code.splitlines() if line.strip()]
+
+
+def test_readme_quick_start_commands_are_the_launch_files_and_the_nodes():
+    """Every quick-start line is a launch the launch file accepts (arguments it declares), the
+    node's service or action by its real name and type, or the weights command; nothing else."""
+    from std_srvs.srv import Trigger
+
+    from dpa_ros.action import Reconstruct
+    from dpa_ros.priors.profiles import load_profile
+    from dpa_ros.ros.reconstruct_node import NODE_NAME
+
+    commands = _quickstart_commands()
+    assert 0 < len(commands) <= 10
+    kinds = []
+    for cmd in commands:
+        if cmd[:3] == ["ros2", "launch", "realsense2_camera"]:
+            assert "align_depth.enable:=true" in cmd  # the camera half: realsense-ros's own launch file
+            kinds.append("camera")
+        elif cmd[:4] == ["ros2", "launch", "dpa_ros", LAUNCH.name]:
+            arguments = dict(a.split(":=", 1) for a in cmd[4:])
+            (node, *others) = _launch(**arguments)  # raises for an argument the file does not declare
+            remaps = dict(node["remappings"])
+            assert remaps["image"] == arguments["image_topic"] and remaps["depth"] == arguments["depth_topic"]
+            assert remaps["image"].startswith("/camera/camera/color/")  # realsense-ros 4.x names
+            assert node["parameters"][1] == {"profile": arguments["profile"], "use_depth": True}
+            assert [o["executable"] for o in others] == (["rviz2"] if arguments.get("rviz") == "true" else [])
+            kinds.append("launch")
+        elif cmd[:3] == ["ros2", "service", "call"]:
+            assert cmd[3:] == [f"/{NODE_NAME}/snapshot", "std_srvs/srv/Trigger"]
+            assert Trigger.__module__.startswith("std_srvs")
+            kinds.append("service")
+        elif cmd[:3] == ["ros2", "action", "send_goal"]:
+            assert cmd[3] == "--feedback" and cmd[4:6] == [f"/{NODE_NAME}/reconstruct", "dpa_ros/action/Reconstruct"]
+            goal = yaml.safe_load(cmd[6])
+            assert set(goal) <= set(Reconstruct.Goal.get_fields_and_field_types())
+            kinds.append("action")
+        elif cmd[:2] == ["dpa-weights", "download"]:
+            assert cmd[2] == "--profile" and load_profile(cmd[3]).name == cmd[3]
+            kinds.append("weights")
+        else:
+            pytest.fail(f"README quick start runs something no test or launch file declares: {' '.join(cmd)}")
+    assert sorted(kinds) == sorted(["camera", "weights", "launch", "service", "action"])
