@@ -7,7 +7,11 @@ then required); meshes follow the glTF convention (+Y up, front toward +Z) unles
 ``--profile`` runs. Besides ``scene.json`` (and the files it names) and the ``--export`` formats
 (the exporter's list, :data:`dpa_ros.export.FORMATS`), it writes ``preview.png``: the input image
 with every fitted object's silhouette, outline and label drawn over it (:mod:`dpa_ros.overlay`).
-User errors end with exit status 2 and a one-line reason on stderr, never a traceback.
+A camera_info with lens distortion is rectified first (:mod:`dpa_ros.geometry.rectify`; the scene
+then uses P) or, with ``--distortion refuse``, refused. ``--images DIR_OR_GLOB`` runs a batch: the
+models load once, every image gets ``<--out>/<stem>/``, a failing image is reported and the batch
+goes on, and a summary table (and ``batch_summary.json``) lists every image; exit status 1 when
+any failed. User errors end with exit status 2 and a one-line reason on stderr, never a traceback.
 """
 from __future__ import annotations
 
