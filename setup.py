@@ -22,7 +22,9 @@ setup(
     ],
     # Profiles are found under <prefix>/share/dpa_ros/config/profiles (dpa_ros.priors.profiles).
     data_files=[("share/dpa_ros/config/profiles", [str(p) for p in sorted(Path("config/profiles").glob("*.yaml"))]),
-                ("share/dpa_ros/config", ["config/reconstruct.yaml"])],
+                ("share/dpa_ros/config", ["config/reconstruct.yaml"]),
+                ("share/dpa_ros/launch", ["launch/reconstruct.launch.py"]),
+                ("share/dpa_ros/rviz", ["rviz/dpa.rviz"])],
     entry_points={
         "console_scripts": [
             "dpa-reconstruct = dpa_ros.cli:main",

@@ -129,24 +129,27 @@ def test_glb_nodes_poses_colours_and_floor(exported):
     assert written["glb"] == [out / "scene.glb"]
     glb = trimesh.load(out / "scene.glb")
     assert isinstance(glb, trimesh.Scene)
-    assert glb.metadata["dpa_ros_world_frame"]["up_axis"] == "Z"
-    assert set(glb.graph.nodes_geometry) == {"object_1", "object_2", "object_5", "floor_0"}
-    for obj_id, (label, mesh, T_wo, _) in GT.items():
-        name = f"object_{obj_id}"
+    assert glb.metadata["dpa_ros_world_frame"]["up_axis"] == "Z"  # the world frame the file describes
+    assert glb.metadata["dpa_ros_world_frame"]["gltf_up_axis"] == "+Y"
+    assert set(glb.graph.nodes_geometry) == {"dpa_object_1", "dpa_object_2", "dpa_object_5", "floor_0"}
+    gltf_from_world = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]])  # (x, y, z) -> (x, z, -y)
+    for obj_id, (label, mesh, _, _) in GT.items():
+        name = f"dpa_object_{obj_id}"
         T_node, geom_name = glb.graph[name]
         geom = glb.geometry[geom_name]
         assert len(geom.vertices) == len(mesh.vertices)
         assert geom.metadata["label"] == label
-        np.testing.assert_allclose(T_node, T_wo, atol=1e-5)
-        world_verts = geom.vertices @ T_node[:3, :3].T + T_node[:3, 3]
-        np.testing.assert_allclose(world_verts, placed(obj_id), atol=1e-5)
+        gltf_verts = geom.vertices @ T_node[:3, :3].T + T_node[:3, 3]
+        np.testing.assert_allclose(gltf_verts, placed(obj_id) @ gltf_from_world.T, atol=1e-5)
         np.testing.assert_array_equal(geom.visual.vertex_colors, mesh.visual.vertex_colors)
     T_floor, floor_geom = glb.graph["floor_0"]
     floor = glb.geometry[floor_geom].copy()
     floor.apply_transform(T_floor)
-    assert angle_to_z_deg(floor.face_normals[0]) < 1.0
-    assert floor.face_normals[0][2] > 0
-    np.testing.assert_allclose(floor.vertices[:, 2], 0.0, atol=1e-6)
+    # glTF 2.0: +Y is up, so the floor's normal is +Y and the floor lies at y = 0
+    np.testing.assert_allclose(floor.face_normals[0], [0.0, 1.0, 0.0], atol=0.02)
+    np.testing.assert_allclose(floor.vertices[:, 1], 0.0, atol=1e-6)
+    assert all(floor.vertices[:, 1].max() < glb.geometry[glb.graph[f"dpa_object_{i}"][1]].copy().apply_transform(
+        glb.graph[f"dpa_object_{i}"][0]).vertices[:, 1].max() for i in GT)  # every object stands above it
     # the patch covers the floor cloud (x 1..5, y -2..2) plus the margin
     assert floor.bounds[0][0] < 1.0 and floor.bounds[1][0] > 5.0
 
@@ -154,9 +157,9 @@ def test_glb_nodes_poses_colours_and_floor(exported):
 def test_obj_world_meshes_with_mtl_and_vertex_colours(exported):
     out, written = exported
     assert sorted(p.name for p in written["obj"]) == sorted(
-        f"object_{i}.{ext}" for i in GT for ext in ("obj", "mtl"))
+        f"dpa_object_{i}.{ext}" for i in GT for ext in ("obj", "mtl"))
     for obj_id, (_, mesh, _, _) in GT.items():
-        path = out / "obj_world" / f"object_{obj_id}.obj"
+        path = out / "obj_world" / f"dpa_object_{obj_id}.obj"
         loaded = trimesh.load(path, process=False, skip_materials=True)
         assert len(loaded.vertices) == len(mesh.vertices)
         np.testing.assert_allclose(loaded.vertices, placed(obj_id), atol=1e-5)
@@ -257,7 +260,7 @@ def test_gazebo_world_and_models(exported):
     assert len(includes) == len(GT)
     for inc in includes:
         name = inc.find("name").text
-        obj_id = int(name.split("_")[1])
+        obj_id = int(name.rsplit("_", 1)[1])
         label, mesh, T_wo, scale = GT[obj_id]
         pose = _floats(inc.find("pose"))
         np.testing.assert_allclose(pose[:3], T_wo[:3, 3], atol=1e-6)
@@ -308,9 +311,9 @@ def test_gazebo_world_loads_in_libsdformat(exported, tmp_path):
     lines = [line.split() for line in run.stdout.splitlines()]
     assert lines[0][:3] == ["world", "dpa_scene", str(len(GT) + 1)]
     models = {ln[1]: ln for ln in lines if ln[0] == "model"}
-    assert set(models) == {"ground_plane"} | {f"object_{i}" for i in GT}
+    assert set(models) == {"ground_plane"} | {f"dpa_object_{i}" for i in GT}
     for obj_id, (_, mesh, T_wo, scale) in GT.items():
-        m = models[f"object_{obj_id}"]
+        m = models[f"dpa_object_{obj_id}"]
         np.testing.assert_allclose([float(v) for v in m[5:8]], T_wo[:3, 3], atol=1e-5)
         assert float(m[9]) == pytest.approx(DENSITY * mesh.volume * scale ** 3, rel=1e-4)
         assert m[11] == "1" and m[15] == "0"  # inertia valid (positive-definite, triangle inequality)
@@ -324,7 +327,7 @@ def test_gazebo_decomposition_and_static(tmp_path):
                                  @ similarity(np.eye(3), [3, 0, 0.1], 1.0))]
     written = export_scene(tmp_path, ["gazebo"], ExportOptions(collision="decomposition", max_convex_hulls=8,
                                                                static=True), scene=scene)
-    model_file = tmp_path / "gazebo" / "object_9" / "model.sdf"
+    model_file = tmp_path / "gazebo" / "dpa_object_9" / "model.sdf"
     assert model_file in written["gazebo"]
     link = etree.parse(str(model_file)).getroot().find("model/link")
     assert etree.parse(str(model_file)).getroot().find("model/static").text == "true"
@@ -363,12 +366,12 @@ def test_usd_stage(exported, name):
     assert scene_prim.IsA(UsdPhysics.Scene)
     bbox = UsdGeom.BBoxCache(Usd.TimeCode.Default(), [UsdGeom.Tokens.default_])
     for obj_id, (label, mesh, T_wo, scale) in GT.items():
-        prim = stage.GetPrimAtPath(f"/World/Objects/object_{obj_id}")
+        prim = stage.GetPrimAtPath(f"/World/Objects/dpa_object_{obj_id}")
         assert prim.IsValid() and prim.GetCustomDataByKey("dpa_ros:label") == label
         ops = [op.GetOpName() for op in UsdGeom.Xformable(prim).GetOrderedXformOps()]
         assert ops == ["xformOp:translate", "xformOp:orient", "xformOp:scale"]
         np.testing.assert_allclose(_world_matrix(prim), T_wo, atol=1e-6)
-        mesh_prim = stage.GetPrimAtPath(f"/World/Objects/object_{obj_id}/mesh")
+        mesh_prim = stage.GetPrimAtPath(f"/World/Objects/dpa_object_{obj_id}/mesh")
         usd_mesh = UsdGeom.Mesh(mesh_prim)
         assert len(usd_mesh.GetPointsAttr().Get()) == len(mesh.vertices)
         assert len(usd_mesh.GetDisplayColorPrimvar().Get()) == len(mesh.vertices)
@@ -378,7 +381,7 @@ def test_usd_stage(exported, name):
         np.testing.assert_allclose([list(rng.GetMin()), list(rng.GetMax())],
                                    [corners.min(axis=0), corners.max(axis=0)], atol=1e-5)
         assert not mesh_prim.HasAPI(UsdPhysics.CollisionAPI)  # visual; the convex object collides as one part
-        (part,) = stage.GetPrimAtPath(f"/World/Objects/object_{obj_id}/collision").GetChildren()
+        (part,) = stage.GetPrimAtPath(f"/World/Objects/dpa_object_{obj_id}/collision").GetChildren()
         assert part.HasAPI(UsdPhysics.CollisionAPI)
         assert UsdPhysics.MeshCollisionAPI(part).GetApproximationAttr().Get() == "convexHull"
         assert UsdGeom.Imageable(part).ComputePurpose() == UsdGeom.Tokens.guide
@@ -400,39 +403,51 @@ def test_usd_physics_options(tmp_path):
     export_scene(tmp_path, ["usd"], ExportOptions(rigid_body=False, collision="decomposition"))
     export_scene(tmp_path, ["gazebo"], ExportOptions(rigid_body=False))
     stage = open_stage(tmp_path / "scene.usda")
-    prim = stage.GetPrimAtPath("/World/Objects/object_1")
+    prim = stage.GetPrimAtPath("/World/Objects/dpa_object_1")
     assert not prim.HasAPI(UsdPhysics.RigidBodyAPI) and not prim.HasAPI(UsdPhysics.MassAPI)
-    parts = stage.GetPrimAtPath("/World/Objects/object_1/collision").GetChildren()
+    parts = stage.GetPrimAtPath("/World/Objects/dpa_object_1/collision").GetChildren()
     assert len(parts) >= 1 and all(UsdPhysics.MeshCollisionAPI(p).GetApproximationAttr().Get() == "convexHull"
                                    for p in parts)
-    assert stage.GetPrimAtPath("/World/Objects/object_1").GetCustomDataByKey("dpa_ros:collision") == "vhacd"
+    assert stage.GetPrimAtPath("/World/Objects/dpa_object_1").GetCustomDataByKey("dpa_ros:collision") == "vhacd"
     assert not (tmp_path / "scene.usdc").exists()
-    model = etree.parse(str(tmp_path / "gazebo" / "object_1" / "model.sdf")).getroot()
+    model = etree.parse(str(tmp_path / "gazebo" / "dpa_object_1" / "model.sdf")).getroot()
     assert model.find("model/static").text == "true"  # colliders only → static in Gazebo too
 
     export_scene(tmp_path, ["usd"], ExportOptions(static=True, overwrite=True))
     stage = open_stage(tmp_path / "scene.usda")
-    body = UsdPhysics.RigidBodyAPI(stage.GetPrimAtPath("/World/Objects/object_1"))
+    body = UsdPhysics.RigidBodyAPI(stage.GetPrimAtPath("/World/Objects/dpa_object_1"))
     assert body.GetKinematicEnabledAttr().Get() is True
 
 
 # ---------------------------------------------------------------- options, safety, errors
 
 
+def test_glb_z_up_only_behind_its_flag(tmp_path):
+    """ExportOptions(glb_z_up=True) / dpa-export --glb-z-up: the world frame's own coordinates, floor normal +Z."""
+    write_scene(make_scene(with_cloud=False), tmp_path)
+    export_scene(tmp_path, ["glb"], ExportOptions(glb_z_up=True))
+    glb = trimesh.load(tmp_path / "scene.glb")
+    assert glb.metadata["dpa_ros_world_frame"]["gltf_up_axis"] == "+Z"
+    for obj_id, (_, _, T_wo, _) in GT.items():
+        np.testing.assert_allclose(glb.graph[f"dpa_object_{obj_id}"][0], T_wo, atol=1e-5)
+    floor = glb.geometry[glb.graph["floor_0"][1]].copy().apply_transform(glb.graph["floor_0"][0])
+    assert angle_to_z_deg(floor.face_normals[0]) < 1.0 and floor.face_normals[0][2] > 0
+
+
 def test_decimation_to_face_budget_keeps_colour_and_shape(tmp_path):
     write_scene(make_scene(with_cloud=False), tmp_path)
     export_scene(tmp_path, ["glb", "obj"], ExportOptions(face_budget=200))
     glb = trimesh.load(tmp_path / "scene.glb")
-    _, sphere_geom = glb.graph["object_2"]
+    _, sphere_geom = glb.graph["dpa_object_2"]
     sphere = glb.geometry[sphere_geom]
     assert 100 <= len(sphere.faces) <= 200 < len(GT[2][1].faces)
     assert (sphere.visual.vertex_colors[:, :3] == [40, 200, 40]).all()
-    obj = trimesh.load(tmp_path / "obj_world" / "object_2.obj", process=False, skip_materials=True)
+    obj = trimesh.load(tmp_path / "obj_world" / "dpa_object_2.obj", process=False, skip_materials=True)
     assert len(obj.faces) <= 200
     centre = GT[2][2][:3, 3]
     radii = np.linalg.norm(obj.vertices - centre, axis=1)
     np.testing.assert_allclose(radii, 0.3, atol=0.02)  # still a sphere of radius 0.6 × 0.5
-    box = glb.geometry[glb.graph["object_1"][1]]
+    box = glb.geometry[glb.graph["dpa_object_1"][1]]
     assert len(box.faces) == 12  # under budget: untouched
 
 
@@ -440,7 +455,7 @@ def test_refuses_to_overwrite_then_replaces_with_force(tmp_path):
     write_scene(make_scene(), tmp_path)
     export_scene(tmp_path, ["glb", "gazebo"])
     glb_bytes = (tmp_path / "scene.glb").read_bytes()
-    stale = tmp_path / "gazebo" / "object_77"
+    stale = tmp_path / "gazebo" / "dpa_object_77"
     stale.mkdir()
     (stale / "model.sdf").write_text("stale")
     with pytest.raises(ExportError, match="gazebo.*overwrite"):
@@ -453,7 +468,7 @@ def test_refuses_to_overwrite_then_replaces_with_force(tmp_path):
     export_scene(tmp_path, ["obj"])
     export_scene(tmp_path, ["glb", "gazebo"], ExportOptions(overwrite=True))
     assert not stale.exists()
-    assert (tmp_path / "gazebo" / "object_1" / "model.sdf").is_file()
+    assert (tmp_path / "gazebo" / "dpa_object_1" / "model.sdf").is_file()
     assert hidden_files(tmp_path) == []
 
 
@@ -463,7 +478,7 @@ def test_failing_writer_leaves_no_partial_output(tmp_path):
     scene.objects.append(SceneObject(id=8, label="poster", score=0.7, mesh=flat,
                                      T_camera_object=scene.objects[0].T_camera_object.copy()))
     with pytest.raises(ExportError, match=r"object 8 \(poster\).*no volume"):
-        export_scene(tmp_path, ["gazebo"], scene=scene)  # fails after object_1.. were staged
+        export_scene(tmp_path, ["gazebo"], scene=scene)  # fails after dpa_object_1.. were staged
     with pytest.raises(ExportError, match=r"object 8 \(poster\)"):
         export_scene(tmp_path, ["usd"], scene=scene)  # rigid bodies need a mass
     assert sorted(os.listdir(tmp_path)) == []
@@ -515,10 +530,10 @@ def test_colour_sources_and_scene_without_objects(tmp_path):
     export_scene(tmp_path / "a", ["glb"], scene=scene)
     glb = trimesh.load(tmp_path / "a" / "scene.glb")
     colour = {name: glb.geometry[glb.graph[name][1]].visual.vertex_colors[:, :3] for name in
-              ("object_1", "object_2", "object_5")}
-    assert (colour["object_1"] == [250, 5, 5]).all()
-    assert (colour["object_2"] == [10, 20, 30]).all()
-    assert (colour["object_5"] == [180, 180, 180]).all()
+              ("dpa_object_1", "dpa_object_2", "dpa_object_5")}
+    assert (colour["dpa_object_1"] == [250, 5, 5]).all()
+    assert (colour["dpa_object_2"] == [10, 20, 30]).all()
+    assert (colour["dpa_object_5"] == [180, 180, 180]).all()
 
     scene.objects = []
     written = export_scene(tmp_path / "b", scene=scene)

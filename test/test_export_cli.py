@@ -51,12 +51,12 @@ def test_cli_options_reach_the_files(tmp_path, capsys):
     stage = Usd.Stage.Open(layer)
     assert stage.GetRootLayer().customLayerData["dpa_ros_world_frame"]["source"] == "pitch_roll"
     _, _, box, T_wo, _ = gt_objects()[0]
-    prim = stage.GetPrimAtPath("/World/Objects/object_1")
+    prim = stage.GetPrimAtPath("/World/Objects/dpa_object_1")
     assert UsdPhysics.RigidBodyAPI(prim).GetKinematicEnabledAttr().Get() is True
     assert abs(UsdPhysics.MassAPI(prim).GetMassAttr().Get() - 1000 * box.volume) < 1e-3
-    placed = trimesh.load(tmp_path / "obj_world" / "object_1.obj", process=False, skip_materials=True)
+    placed = trimesh.load(tmp_path / "obj_world" / "dpa_object_1.obj", process=False, skip_materials=True)
     np.testing.assert_allclose(placed.vertices, box.vertices @ T_wo[:3, :3].T + T_wo[:3, 3], atol=1e-5)
-    sphere = trimesh.load(tmp_path / "obj_world" / "object_2.obj", process=False, skip_materials=True)
+    sphere = trimesh.load(tmp_path / "obj_world" / "dpa_object_2.obj", process=False, skip_materials=True)
     assert len(sphere.faces) <= 100
 
     T = np.eye(4)
@@ -64,7 +64,7 @@ def test_cli_options_reach_the_files(tmp_path, capsys):
     rc = main([str(tmp_path), "--format", "obj", "--force", "--world", "matrix",
                "--T-world-camera", " ".join(map(str, T.ravel()))])
     assert rc == 0
-    header = (tmp_path / "obj_world" / "object_1.obj").read_text().splitlines()[1]
+    header = (tmp_path / "obj_world" / "dpa_object_1.obj").read_text().splitlines()[1]
     frame = json.loads(header.split("world_frame ", 1)[1])
     np.testing.assert_allclose(frame["T_world_camera"], T)
     capsys.readouterr()
@@ -91,9 +91,9 @@ def test_cli_mjcf_and_decomposer(tmp_path, capsys):
     assert ["mjcf", str(tmp_path / "mujoco" / "scene.xml")] in listed
     assert all(Path(p).is_file() for _, p in listed)
     xml = (tmp_path / "mujoco" / "scene.xml").read_text()
-    assert "(coacd)" in xml and '<freejoint name="object_1"/>' in xml
+    assert "(coacd)" in xml and '<freejoint name="dpa_object_1"/>' in xml
     stage = Usd.Stage.Open(Sdf.Layer.FindOrOpen(str(tmp_path / "scene.usda")))
-    assert stage.GetPrimAtPath("/World/Objects/object_1").GetCustomDataByKey("dpa_ros:collision") == "coacd"
+    assert stage.GetPrimAtPath("/World/Objects/dpa_object_1").GetCustomDataByKey("dpa_ros:collision") == "coacd"
     with pytest.raises(SystemExit) as exit_info:  # argparse refuses an unknown decomposer
         main([str(tmp_path), "--format", "mjcf", "--force", "--decomposer", "qhull"])
     assert exit_info.value.code == 2 and "qhull" in capsys.readouterr().err

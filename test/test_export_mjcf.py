@@ -98,7 +98,7 @@ def test_mjcf_model_loads_with_free_bodies_static_floor_and_slab(exported):
     assert floor.get("type") == "plane" and float(floor.get("pos").split()[2]) == 0.0
     assert worldbody.find("geom[@name='support_1']") is not None
     bodies = worldbody.findall("body")
-    assert sorted(b.get("name") for b in bodies) == sorted(f"object_{o.id}" for o in scene.objects)
+    assert sorted(b.get("name") for b in bodies) == sorted(f"dpa_object_{o.id}" for o in scene.objects)
     for body in bodies:
         assert body.find("freejoint") is not None and body.find("body") is None
 
@@ -110,7 +110,7 @@ def test_mjcf_model_loads_with_free_bodies_static_floor_and_slab(exported):
     slab = model.geom("support_1")
     assert slab.type[0] == mujoco.mjtGeom.mjGEOM_MESH
     for obj in scene.objects:
-        b = model.body(f"object_{obj.id}").id
+        b = model.body(f"dpa_object_{obj.id}").id
         joints = [j for j in range(model.njnt) if model.jnt_bodyid[j] == b]
         assert len(joints) == 1 and model.jnt_type[joints[0]] == mujoco.mjtJoint.mjJNT_FREE
         colliding = [g for g in _mj_body_geoms(model, b) if model.geom_contype[g]]
@@ -120,7 +120,7 @@ def test_mjcf_model_loads_with_free_bodies_static_floor_and_slab(exported):
     T_wc = gt_T_world_camera()
     for obj in scene.objects:
         T_wo = T_wc @ obj.T_camera_object
-        np.testing.assert_allclose(data.xpos[model.body(f"object_{obj.id}").id], T_wo[:3, 3], atol=1e-6)
+        np.testing.assert_allclose(data.xpos[model.body(f"dpa_object_{obj.id}").id], T_wo[:3, 3], atol=1e-6)
     # the slab's top is the support plane, its bottom SLAB_THICKNESS_M lower
     slab_mesh = trimesh.load(out / "mujoco" / "meshes" / "support_1.obj", process=False)
     np.testing.assert_allclose(slab_mesh.bounds[:, 2], [SUPPORT_Z - SLAB_THICKNESS_M, SUPPORT_Z], atol=1e-6)
@@ -143,7 +143,7 @@ def test_sdf_usd_and_mjcf_share_parts_masses_and_slab(exported):
     stage = _open_stage(out / "scene.usda")
     world_sdf = etree.parse(str(out / "gazebo" / "scene.sdf")).getroot().find("world")
     for obj in scene.objects:
-        name = f"object_{obj.id}"
+        name = f"dpa_object_{obj.id}"
         link = _sdf_link(out, name)
         sdf_parts = [trimesh.load(out / "gazebo" / name / c.find("geometry/mesh/uri").text, process=False)
                      for c in link.findall("collision")]
@@ -198,10 +198,10 @@ def test_gazebo_world_with_table_and_slab_loads_in_libsdformat(exported, tmp_pat
     run = run_sdf_check(out / "gazebo", tmp_path)
     assert run.returncode == 0 and "ERROR" not in run.stdout, run.stdout + run.stderr
     models = {ln.split()[1]: ln.split() for ln in run.stdout.splitlines() if ln.startswith("model ")}
-    assert set(models) == {"ground_plane", "support_1"} | {f"object_{o.id}" for o in scene.objects}
+    assert set(models) == {"ground_plane", "support_1"} | {f"dpa_object_{o.id}" for o in scene.objects}
     assert models["support_1"][3] == "1"  # static
     model = mujoco.MjModel.from_xml_path(str(out / "mujoco" / "scene.xml"))
-    table = model.body("object_7").id
+    table = model.body("dpa_object_7").id
     n_parts = len([g for g in _mj_body_geoms(model, table) if model.geom_contype[g]])
-    assert int(models["object_7"][13]) == n_parts > 1
-    assert float(models["object_7"][9]) == pytest.approx(model.body_mass[table], rel=1e-5)
+    assert int(models["dpa_object_7"][13]) == n_parts > 1
+    assert float(models["dpa_object_7"][9]) == pytest.approx(model.body_mass[table], rel=1e-5)

@@ -1,13 +1,15 @@
 """Export a reconstructed scene for simulators and tools (GLB, OBJ, PLY, Gazebo SDF, USD, MJCF).
 
 Everything is written in the z-up world frame described in :mod:`dpa_ros.export.frames`
-(metres, gravity -z). Outputs, inside the scene directory:
+(metres, gravity -z), except ``scene.glb``: glTF 2.0 is +Y up, so its coordinates are that frame
+turned (``ExportOptions.glb_z_up`` keeps z up). Every object is named
+:func:`dpa_ros.naming.object_name` (``dpa_object_<id>``), as its TF frame is. Outputs, inside the scene directory:
 
 =========== ============================== ==================================================
 format      path                           content
 =========== ============================== ==================================================
-``glb``     ``scene.glb``                  objects + background plane patches, one node each
-``obj``     ``obj_world/object_<id>.obj``  per object, world coordinates, vertex colours, + .mtl
+``glb``     ``scene.glb``                  objects + plane patches, one node each; +Y up (glTF)
+``obj``     ``obj_world/dpa_object_<id>.obj``  per object, world coordinates, vertex colours, + .mtl
 ``ply``     ``scene_cloud_world.ply``      the scene cloud in the world frame, RGB
 ``gazebo``  ``gazebo/``                    ``scene.sdf`` + one model folder per object
 ``usd``     ``scene.usda`` (+ ``.usdc``)   USD stage for Isaac Sim
@@ -133,7 +135,8 @@ def export_scene(scene_dir: str | Path, formats: Iterable[str] = FORMATS, option
         if fmt == "glb":
             visual_slabs = [(s.name, "support", _grey(s.mesh)) for s in slabs]
             if objects or patches or visual_slabs:
-                written[fmt] = [write_glb(scene_dir / GLB_FILE, objects, patches + visual_slabs, world)]
+                written[fmt] = [write_glb(scene_dir / GLB_FILE, objects, patches + visual_slabs, world,
+                                               z_up=options.glb_z_up)]
             else:
                 log.warning("scene has no objects and no planes; %s not written (glTF cannot be empty)", GLB_FILE)
                 written[fmt] = []

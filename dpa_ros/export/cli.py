@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-rigid-body", dest="rigid_body", action="store_false",
                    help="USD: colliders only, no RigidBodyAPI/MassAPI (Gazebo models become static)")
     p.add_argument("--usdc", action="store_true", help="also write scene.usdc")
+    p.add_argument("--glb-z-up", action="store_true",
+                   help="scene.glb in the z-up world frame instead of glTF's +Y up (for tools ignoring glTF's axes)")
     return p
 
 
@@ -63,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
             camera_height_m=args.camera_height, T_world_camera=args.T_world_camera, face_budget=args.face_budget,
             collision=args.collision, decomposer=args.decomposer, max_convex_hulls=args.max_convex_hulls,
             density_kg_m3=args.density,
-            static=args.static, rigid_body=args.rigid_body, usdc=args.usdc, overwrite=args.force)
+            static=args.static, rigid_body=args.rigid_body, usdc=args.usdc, overwrite=args.force,
+            glb_z_up=args.glb_z_up)
         written = export_scene(args.scene_dir, args.format.split(","), options)
     except (ExportError, SceneFormatError) as exc:
         print(f"dpa-export: {exc}", file=sys.stderr)

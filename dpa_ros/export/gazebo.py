@@ -3,10 +3,10 @@
 Layout (inside ``<scene_dir>/gazebo/``)::
 
     scene.sdf                      world "dpa_scene": gravity, sun, ground_plane, one <include> per object
-    object_<id>/model.config       <sdf version="1.9">model.sdf</sdf>
-    object_<id>/model.sdf          model "object_<id>" / link "link": inertial, visual, collision(s)
-    object_<id>/meshes/visual.obj  (+ visual.mtl) the object mesh in the link frame, vertex colours
-    object_<id>/meshes/collision[_k].obj   one file per convex part (:mod:`dpa_ros.export.collision`)
+    dpa_object_<id>/model.config       <sdf version="1.9">model.sdf</sdf>
+    dpa_object_<id>/model.sdf          model "dpa_object_<id>" / link "link": inertial, visual, collision(s)
+    dpa_object_<id>/meshes/visual.obj  (+ visual.mtl) the object mesh in the link frame, vertex colours
+    dpa_object_<id>/meshes/collision[_k].obj   one file per convex part (:mod:`dpa_ros.export.collision`)
     support_<k>/model.sdf          static model of support plane k: a convex slab (world coordinates)
     support_<k>/meshes/slab.obj
 
@@ -16,7 +16,7 @@ link frame (object axes, scale baked in), so no ``<scale>`` is needed. Inertia i
 of mass (``<inertial><pose>``), from the collision parts' volume and ``ExportOptions.density_kg_m3``
 (the same numbers the USD and MJCF exports carry).
 
-Include URIs are ``model://object_<id>``: libsdformat strips the scheme and looks for the folder
+Include URIs are ``model://dpa_object_<id>``: libsdformat strips the scheme and looks for the folder
 relative to the working directory and the world file, so ``cd gazebo && gz sim scene.sdf`` works
 as is (elsewhere, add the folder to ``GZ_SIM_RESOURCE_PATH``). Mesh URIs are relative to model.sdf,
 which gz sim resolves against the model file's directory. The world has no ``<plugin>``: gz sim

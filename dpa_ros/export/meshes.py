@@ -18,6 +18,7 @@ import trimesh
 from dpa_ros.export.frames import WorldFrame
 from dpa_ros.export.options import ExportError, ExportOptions
 from dpa_ros.fileio import atomic_write, atomic_write_bytes, atomic_write_text
+from dpa_ros.naming import object_name
 from dpa_ros.scene import Scene, SceneObject
 
 DEFAULT_RGBA = np.array([180, 180, 180, 255], np.uint8)
@@ -32,7 +33,8 @@ class ExportObject:
 
     Attributes:
         id, label, score: from the scene.
-        name: ``object_<id>``, the node / model / prim name in every export.
+        name: ``dpa_object_<id>`` (:func:`dpa_ros.naming.object_name`), the node / model / prim name in
+            every export, equal to the TF frame of the node with its default ``frame_prefix``.
         mesh: validated (and decimated) mesh in the object's own frame, unscaled.
         colors: (V, 4) uint8 RGBA per vertex of ``mesh``.
         T_world_object: 4×4 similarity object → world (includes ``scale``), metres.
@@ -149,7 +151,7 @@ def prepare_object(obj: SceneObject, world: WorldFrame, options: ExportOptions) 
     clean = trimesh.Trimesh(verts, faces, process=False)
     if options.face_budget is not None and len(faces) > options.face_budget:
         clean, colors = _decimate(clean, colors, options.face_budget)
-    return ExportObject(id=int(obj.id), label=obj.label, score=float(obj.score), name=f"object_{obj.id}",
+    return ExportObject(id=int(obj.id), label=obj.label, score=float(obj.score), name=object_name(obj.id),
                         mesh=clean, colors=colors, T_world_object=world.pose_to_world(T), scale=scale)
 
 
@@ -265,26 +267,36 @@ def write_object_objs(out_dir: Path, objects: list[ExportObject], world: WorldFr
     return written
 
 
-def write_glb(path: Path, objects: list[ExportObject], patches: list[tuple[str, str, trimesh.Trimesh]],
-              world: WorldFrame) -> Path:
-    """The whole scene as one binary glTF, z-up world frame, metres.
+#: World (z up) -> glTF (+Y up, REP 103 x stays x): (x, y, z) -> (x, z, -y), a -90 deg turn about x.
+T_GLTF_WORLD = np.array([[1.0, 0.0, 0.0, 0.0],
+                         [0.0, 0.0, 1.0, 0.0],
+                         [0.0, -1.0, 0.0, 0.0],
+                         [0.0, 0.0, 0.0, 1.0]])
 
-    Nodes: ``object_<id>`` (object-frame mesh, node matrix = T_world_object including scale,
-    vertex colours, mesh extras ``{id, label, score}``) and the ``<label>_<i>`` background plane
-    ``patches`` of :func:`plane_patches` (world coordinates). The scene's extras
-    ``dpa_ros_world_frame`` hold the frame metadata. glTF's own convention is y-up: viewers
-    and importers that apply it (Blender's, most web viewers) show this z-up scene on its side;
-    the coordinates themselves are the world frame's, as trimesh reads them.
+
+def write_glb(path: Path, objects: list[ExportObject], patches: list[tuple[str, str, trimesh.Trimesh]],
+              world: WorldFrame, z_up: bool = False) -> Path:
+    """The whole scene as one binary glTF, metres, +Y up as glTF 2.0 defines it.
+
+    Coordinates are the z-up world frame's turned by :data:`T_GLTF_WORLD` (glTF x = world x,
+    glTF y = world z, glTF z = -world y), so every viewer shows the floor at the bottom; with
+    ``z_up`` they are the world frame's as they are (for tools that expect z up and ignore glTF's
+    convention). Nodes: ``dpa_object_<id>`` (:func:`dpa_ros.naming.object_name`; object-frame mesh,
+    node matrix = that turn @ T_world_object including scale, vertex colours, mesh extras
+    ``{id, label, score}``) and the ``<label>_<i>`` background plane ``patches`` of
+    :func:`plane_patches`. The scene's extras ``dpa_ros_world_frame`` hold the frame metadata
+    plus ``gltf_up_axis`` (``"+Y"``, or ``"+Z"`` with ``z_up``).
     """
+    T_out_world = np.eye(4) if z_up else T_GLTF_WORLD
     glb = trimesh.Scene()
-    glb.metadata["dpa_ros_world_frame"] = world.metadata()
+    glb.metadata["dpa_ros_world_frame"] = dict(world.metadata(), gltf_up_axis="+Z" if z_up else "+Y")
     for obj in objects:
         mesh = trimesh.Trimesh(obj.mesh.vertices, obj.mesh.faces, vertex_colors=obj.colors, process=False)
         mesh.metadata.update({"id": obj.id, "label": obj.label, "score": obj.score})
-        glb.add_geometry(mesh, node_name=obj.name, geom_name=obj.name, transform=obj.T_world_object)
+        glb.add_geometry(mesh, node_name=obj.name, geom_name=obj.name, transform=T_out_world @ obj.T_world_object)
     for name, label, patch in patches:
         patch.metadata.update({"label": label, "background": True})
-        glb.add_geometry(patch, node_name=name, geom_name=name)
+        glb.add_geometry(patch, node_name=name, geom_name=name, transform=T_out_world)
     data = glb.export(file_type="glb")
     return atomic_write_bytes(path, data)
 

@@ -3,21 +3,21 @@
 Layout (inside ``<scene_dir>/mujoco/``)::
 
     scene.xml                          model "dpa_scene"
-    meshes/object_<id>_visual.obj      the object mesh in the body frame (object axes, scale baked in)
-    meshes/object_<id>_part_<k>.obj    its convex collision parts (:mod:`dpa_ros.export.collision`)
+    meshes/dpa_object_<id>_visual.obj      the object mesh in the body frame (object axes, scale baked in)
+    meshes/dpa_object_<id>_part_<k>.obj    its convex collision parts (:mod:`dpa_ros.export.collision`)
     meshes/support_<k>.obj             support plane k's static slab, world coordinates
 
 Model: gravity (0, 0, -9.80665) m/s², timestep ``TIMESTEP_S``, elliptic friction cones; every
 collision geom has ``condim`` 3, friction ``FRICTION`` and contact margin ``MARGIN_M``. The
 worldbody holds the floor (an infinite plane geom ``floor`` at world z = 0, or just below the
 lowest object when the floor is unknown, as in the Gazebo export), the support slabs (static mesh
-geoms ``support_<k>``), and one body ``object_<id>`` per object at its world pose
+geoms ``support_<k>``), and one body ``dpa_object_<id>`` per object at its world pose
 (:mod:`dpa_ros.export.frames`: z up, metres; ``quat`` is w x y z) with a ``<freejoint>``
 (none when ``ExportOptions.dynamic`` is false: the body is then welded to the world).
 
-Each object body has one mesh geom per convex part (``object_<id>_collision_<k>``; MuJoCo
+Each object body has one mesh geom per convex part (``dpa_object_<id>_collision_<k>``; MuJoCo
 collides with a mesh's convex hull, which is the part itself) and a visual mesh geom
-(``object_<id>_visual``, group 1, no contacts). Its ``<inertial>`` is written explicitly from
+(``dpa_object_<id>_visual``, group 1, no contacts). Its ``<inertial>`` is written explicitly from
 the parts (density × volume, centre of mass, full inertia; ``inertiafromgeom="false"``), the same
 numbers the Gazebo and USD exports carry.
 """

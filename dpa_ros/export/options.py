@@ -52,6 +52,8 @@ class ExportOptions:
             are static colliders (and Gazebo models are static too).
         usdc: also write the binary ``scene.usdc`` beside ``scene.usda``.
         overwrite: replace existing export files and non-empty export directories.
+        glb_z_up: write ``scene.glb`` in the z-up world frame as it is, instead of glTF's +Y up
+            (for tools that ignore glTF's convention).
     """
 
     world_source: str = "auto"
@@ -68,6 +70,7 @@ class ExportOptions:
     rigid_body: bool = True
     usdc: bool = False
     overwrite: bool = False
+    glb_z_up: bool = False
 
     def __post_init__(self) -> None:
         if self.world_source not in WORLD_SOURCES:

@@ -2,7 +2,7 @@
 
 The scene's MJCF model (``SCENE_DIR/mujoco/scene.xml``, :mod:`dpa_ros.export.mjcf`; written
 first from ``scene.json`` when it is missing, or always when asked) is loaded in MuJoCo and
-simulated for ``duration_s`` seconds from rest. Per object body ``object_<id>``:
+simulated for ``duration_s`` seconds from rest. Per object body ``dpa_object_<id>``:
 
 * ``penetration_t0_m``: the deepest contact at t = 0 (``mj_forward``'s contacts with
   ``dist < 0``: how far the object is sunk into the floor, a support or another object), metres;
@@ -26,6 +26,7 @@ from PIL import Image
 from dpa_ros.export import MJCF_DIR, ExportError, ExportOptions, export_scene
 from dpa_ros.export.mjcf import MODEL_FILE
 from dpa_ros.fileio import atomic_write_text
+from dpa_ros.naming import object_name
 from dpa_ros.overlay import PREVIEW_PNG, draw_status, write_png
 from dpa_ros.scene import SCENE_JSON, Scene, SceneFormatError, read_scene
 
@@ -35,6 +36,7 @@ STABILITY_PNG = "stability.png"
 REPORT_JSON = "sim_check.json"
 STABLE_RGB = (40, 200, 60)
 UNSTABLE_RGB = (230, 30, 30)
+OBJECT_PREFIX = object_name(0).removesuffix("0")  # "dpa_object_": the bodies reported
 
 
 class SimCheckError(ValueError):
@@ -81,10 +83,10 @@ class SimReport:
 
     def table(self) -> str:
         """Human-readable lines: one per object, then the stable rate."""
-        lines = [f"{'object':<12} {'label':<14} {'penetration t0 [cm]':>19} {'drift [cm]':>10} {'turn [deg]':>10}"
+        lines = [f"{'object':<16} {'label':<14} {'penetration t0 [cm]':>19} {'drift [cm]':>10} {'turn [deg]':>10}"
                  f" {'stable':>6}"]
         for o in self.objects:
-            lines.append(f"{o.name:<12} {o.label[:14]:<14} {100 * o.penetration_t0_m:>19.2f} {100 * o.drift_m:>10.2f}"
+            lines.append(f"{o.name:<16} {o.label[:14]:<14} {100 * o.penetration_t0_m:>19.2f} {100 * o.drift_m:>10.2f}"
                          f" {o.turn_deg:>10.2f} {'yes' if o.stable else 'no':>6}")
         n_stable = sum(o.stable for o in self.objects)
         lines.append(f"stable: {n_stable}/{len(self.objects)} = {100 * self.stable_rate:.1f} % after "
@@ -98,7 +100,7 @@ def _labels(scene_dir: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
     try:
-        return {f"object_{int(o['id'])}": str(o.get("label", "")) for o in json.loads(path.read_text())["objects"]}
+        return {object_name(o["id"]): str(o.get("label", "")) for o in json.loads(path.read_text())["objects"]}
     except (OSError, KeyError, TypeError, ValueError) as exc:
         raise SimCheckError(f"cannot read {path}: {exc}") from exc
 
@@ -110,7 +112,7 @@ def _turn_deg(R0: np.ndarray, R1: np.ndarray) -> float:
 
 def simulate(model_path: Path, duration_s: float, labels: dict[str, str] | None = None) -> SimReport:
     """Simulate the MJCF model at ``model_path`` from rest for ``duration_s`` s; bodies named
-    ``object_<id>`` are reported (``labels`` maps their names to labels).
+    ``dpa_object_<id>`` are reported (``labels`` maps their names to labels).
 
     Raises:
         SimCheckError: the model cannot be loaded, or ``duration_s`` is not positive.
@@ -125,7 +127,7 @@ def simulate(model_path: Path, duration_s: float, labels: dict[str, str] | None 
         raise SimCheckError(f"MuJoCo cannot load {model_path}: {str(exc).splitlines()[0]}") from exc
     data = mujoco.MjData(model)
     mujoco.mj_forward(model, data)
-    bodies = [b for b in range(model.nbody) if model.body(b).name.startswith("object_")]
+    bodies = [b for b in range(model.nbody) if model.body(b).name.startswith(OBJECT_PREFIX)]
     depth = dict.fromkeys(bodies, 0.0)
     for contact in data.contact[:data.ncon]:
         for geom in (contact.geom1, contact.geom2):
@@ -140,7 +142,7 @@ def simulate(model_path: Path, duration_s: float, labels: dict[str, str] | None 
         drift = float(np.linalg.norm(x1 - x0)) if np.all(np.isfinite(x1)) else float("inf")
         turn = _turn_deg(R0, R1) if np.all(np.isfinite(R1)) else 180.0
         name = model.body(b).name
-        objects.append(ObjectResult(id=int(name.split("_", 1)[1]) if name.split("_", 1)[1].isdigit() else -1,
+        objects.append(ObjectResult(id=int(name.rsplit("_", 1)[1]) if name.rsplit("_", 1)[1].isdigit() else -1,
                                     name=name, label=(labels or {}).get(name, ""),
                                     penetration_t0_m=depth[b], drift_m=drift, turn_deg=turn,
                                     stable=bool(drift <= STABLE_DRIFT_M and turn <= STABLE_TURN_DEG)))

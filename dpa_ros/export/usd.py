@@ -4,15 +4,15 @@ Stage layout (z up, ``metersPerUnit = 1``, ``kilogramsPerUnit = 1``, default pri
 
     /World                               Xform
     /World/PhysicsScene                  UsdPhysics.Scene, gravity (0, 0, -1) × 9.80665 m/s²
-    /World/Objects/object_<id>           Xform: xformOp:translate, xformOp:orient, xformOp:scale
+    /World/Objects/dpa_object_<id>           Xform: xformOp:translate, xformOp:orient, xformOp:scale
                                          (world pose of the object; scale = its fitted scale);
                                          RigidBodyAPI + MassAPI (physics:mass = density × the
                                          parts' volume, centre of mass; PhysX derives the inertia
                                          from the parts) when ExportOptions.rigid_body, kinematic
                                          when static
-    /World/Objects/object_<id>/mesh      Mesh in the object frame (unscaled), primvars:displayColor
+    /World/Objects/dpa_object_<id>/mesh      Mesh in the object frame (unscaled), primvars:displayColor
                                          (per vertex); visual only
-    /World/Objects/object_<id>/collision/part_<k>
+    /World/Objects/dpa_object_<id>/collision/part_<k>
                                          the convex collision parts of :mod:`dpa_ros.export.collision`
                                          (object frame, unscaled), purpose guide (not rendered),
                                          CollisionAPI + MeshCollisionAPI (approximation convexHull):

@@ -46,6 +46,7 @@ from dpa_ros.geometry.transforms import (
     rotation_to_quaternion,
     similarity_to_pose,
 )
+from dpa_ros.naming import object_name
 from dpa_ros.scene import Scene as LibScene
 from dpa_ros.scene import SceneObject as LibSceneObject
 
@@ -480,8 +481,9 @@ def object_from_msg(msg) -> LibSceneObject:
 
 
 def object_frame(frame_prefix: str, object_id: int) -> str:
-    """TF frame name of an object: ``<frame_prefix>object_<id>`` (docs/interfaces.md, TF)."""
-    return f"{frame_prefix}object_{int(object_id)}"
+    """TF frame name of an object: ``<frame_prefix>object_<id>`` (docs/interfaces.md, TF), the
+    exports' name with the default prefix (:func:`dpa_ros.naming.object_name`)."""
+    return object_name(object_id, frame_prefix)
 
 
 def scene_to_transforms(scene_msg, frame_prefix: str) -> list[TransformStamped]:

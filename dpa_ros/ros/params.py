@@ -8,11 +8,10 @@ ROS-free: :meth:`ParamSpec.descriptor` imports ``rcl_interfaces`` only when call
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from dpa_ros.export import FORMATS as EXPORT_FORMATS
 from dpa_ros.geometry.gravity import GravityError, check_gravity
-from dpa_ros.priors.config import SegmenterConfig
 from dpa_ros.ros.scheduler import BUSY_POLICIES
 
 MAX_QUEUE_LIMIT = 8
@@ -78,12 +77,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               range=(-1, 2**31 - 1)),
     ParamSpec("load_on_start", True, "Load the models when the node starts (false: on the first request)",
               read_only=True),
-    ParamSpec("box_threshold", SegmenterConfig.box_threshold,
-              "Grounding DINO box threshold (applied from the next request on)", range=(0.0, 1.0)),
-    ParamSpec("text_threshold", SegmenterConfig.text_threshold,
-              "Grounding DINO text threshold (applied from the next request on)", range=(0.0, 1.0)),
-    ParamSpec("score_threshold", SegmenterConfig.keep_threshold, "Keep instances with detector confidence above "
-              "this (sigma; applied from the next request on)", range=(0.0, 1.0)),
+    ParamSpec("box_threshold", -1.0, "Grounding DINO box threshold (applied from the next request on; "
+              "negative = the profile's segmenter.box_threshold)", range=(-1.0, 1.0)),
+    ParamSpec("text_threshold", -1.0, "Grounding DINO text threshold (applied from the next request on; "
+              "negative = the profile's segmenter.text_threshold)", range=(-1.0, 1.0)),
+    ParamSpec("score_threshold", -1.0, "Keep instances with detector confidence above this (sigma; applied "
+              "from the next request on; negative = the profile's segmenter.keep_threshold)", range=(-1.0, 1.0)),
     ParamSpec("prompt", "", "Detection prompt of categories, 'chair. table.' ('' = the profile's prompt)"),
     # inputs
     ParamSpec("image_transport", "raw", "Colour input: raw (image), compressed (image/compressed) or both",
@@ -132,8 +131,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               read_only=True),
     ParamSpec("publish_collision_objects", True, "Publish one moveit_msgs/CollisionObject per object on "
               "collision_object_topic (ADD; REMOVE for the previous scene's objects)", read_only=True),
-    ParamSpec("collision_object_topic", "collision_object", "Topic of the CollisionObjects (move_group listens "
-              "on collision_object)", read_only=True),
+    ParamSpec("collision_object_topic", "/collision_object", "Topic of the CollisionObjects (absolute: "
+              "move_group listens on /collision_object whatever this node's namespace)", read_only=True),
     # gravity (precedence: gravity > gravity_frame > use_imu; none set: the fitted floor)
     ParamSpec("gravity", [], "Fixed gravity: unit vector pointing down in the camera optical frame, [x, y, z] "
               "([] = unset); wins over gravity_frame and use_imu"),
@@ -167,6 +166,28 @@ PARAMETER_INDEX = {p.name: p for p in PARAMETERS}
 def parameter_defaults() -> dict[str, Any]:
     """{name: default} of every declared parameter (config/reconstruct.yaml holds the same values)."""
     return {p.name: p.default for p in PARAMETERS}
+
+
+#: The node's threshold parameters and the profile's ``segmenter.*`` keys they stand for.
+THRESHOLD_KEYS = {"box_threshold": "box_threshold", "text_threshold": "text_threshold",
+                  "score_threshold": "keep_threshold"}
+
+
+def segmenter_thresholds(value_of: Callable[[str], Any], profile_segmenter=None) -> dict[str, float]:
+    """The segmenter thresholds a request runs with, as ``SegmenterConfig`` keys.
+
+    ``value_of(name)`` reads a node parameter. A threshold parameter set to a value >= 0 wins; a
+    negative one (the default, -1) takes ``profile_segmenter``'s value (the loaded profile's
+    SegmenterConfig), or is left out when that is None, so the profile's value stays.
+    """
+    out = {}
+    for param, key in THRESHOLD_KEYS.items():
+        value = float(value_of(param))
+        if value >= 0.0:
+            out[key] = value
+        elif profile_segmenter is not None:
+            out[key] = float(getattr(profile_segmenter, key))
+    return out
 
 
 def check_parameter(name: str, value: Any) -> str | None:

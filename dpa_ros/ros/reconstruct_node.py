@@ -49,7 +49,7 @@ from dpa_ros.ros import log_bridge
 from dpa_ros.ros.frame_buffer import CAMERA_INFO, DEPTH, IMAGE, FrameBuffer, FrameUnavailable
 from dpa_ros.ros.gravity_sources import GravitySources, GravityUnavailable
 from dpa_ros.ros.inputs import Frame, InputError, frame_from_messages
-from dpa_ros.ros.params import MAX_QUEUE_LIMIT, PARAMETER_INDEX, PARAMETERS, check_parameter
+from dpa_ros.ros.params import MAX_QUEUE_LIMIT, PARAMETER_INDEX, PARAMETERS, check_parameter, segmenter_thresholds
 from dpa_ros.ros.scheduler import Busy, Job, Scheduler, StageTimer
 from dpa_ros.ros.tf import StaticTransformPublisher
 
@@ -310,7 +310,6 @@ class ReconstructNode(Node):
         t0 = time.monotonic()
         seed = int(self._p("seed"))
         pipeline = mod.Pipeline.from_profile(self.profile, config_path=self._p("config_path") or None,
-                                             overrides={"segmenter": self._thresholds()},
                                              weights_dir=self._p("weights_dir") or None,
                                              device=self._p("device") or None, seed=None if seed < 0 else seed)
         times = pipeline.load() or {}
@@ -319,8 +318,8 @@ class ReconstructNode(Node):
         self.get_logger().info(f"loaded profile '{self.profile}' in {time.monotonic() - t0:.2f} s ({detail})")
 
     def _thresholds(self) -> dict[str, float]:
-        return {"box_threshold": float(self._p("box_threshold")), "text_threshold": float(self._p("text_threshold")),
-                "keep_threshold": float(self._p("score_threshold"))}
+        """Set threshold parameters win; the others (negative) take the loaded profile's segmenter values."""
+        return segmenter_thresholds(self._p, getattr(getattr(self._pipeline, "profile", None), "segmenter", None))
 
     def _execute(self, job: Job) -> None:
         """Run on the scheduler's worker: load if needed, reconstruct, publish; fills the job's result."""
