@@ -482,7 +482,7 @@ def _bad_cases():
         return info
 
     def garbage_jpeg(stamp):
-        msg = CompressedImage(format="jpeg", header=conv._header(FRAME, stamp))
+        msg = CompressedImage(format="jpeg", header=conv.make_header(FRAME, stamp))
         msg.data = b"\xff\xd8\xff\xe0 this is not a jpeg"
         return msg
 

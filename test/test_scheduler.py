@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from dpa_ros.ros.scheduler import Busy, Job, Scheduler, StageTimer
+from dpa_ros.ros.scheduler import Busy, ContinuousTrigger, Job, PipelineLoader, Scheduler, StageTimer
 
 
 class Worker:
@@ -185,3 +185,55 @@ def test_stage_timer_logs_each_stage_once_and_clamps_progress():
     timer.finish()
     assert [line.split(" done")[0] for line in lines] == ["stage segment", "stage depth", "stage layout"]
     assert fed == [("segment", 0.0), ("segment", 0.1), ("depth", 0.5), ("layout", 1.0)]
+
+
+def test_continuous_trigger_keeps_the_rate_never_repeats_a_frame_and_warns_once():
+    trigger = ContinuousTrigger()
+    assert not trigger.due(10.0, 2.0, None)  # no image yet
+    assert trigger.due(10.0, 2.0, 100)
+    trigger.start(10.0, 100)
+    assert not trigger.due(10.2, 2.0, 200)  # 0.2 s < 1 / 2 Hz
+    assert not trigger.due(11.0, 2.0, 100)  # the same image again
+    assert trigger.due(11.0, 2.0, 200)
+    # the newest image (300) stays incomplete: one warning, once frame_wait_s (0.5 s) has passed
+    assert [trigger.incomplete(300, t, 0.5) for t in (11.0, 11.3, 11.6, 12.0)] == [False, False, True, False]
+    assert not trigger.incomplete(400, 12.1, 0.5)  # a newer image starts its own wait
+    assert trigger.incomplete(400, 12.7, 0.5)
+
+
+class Logger:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def info(self, text: str) -> None:
+        self.lines.append(("info", text))
+
+    def error(self, text: str) -> None:
+        self.lines.append(("error", text))
+
+
+class Loadable:
+    def __init__(self) -> None:
+        self.loads = 0
+
+    def load(self) -> dict[str, float]:
+        self.loads += 1
+        return {"segmenter": 0.5}
+
+
+def test_pipeline_loader_loads_once_and_reports_a_failure_each_time():
+    log, built = Logger(), []
+    loader = PipelineLoader("smoke", lambda: built.append(Loadable()) or built[-1], log)
+    assert loader.ensure_loaded() is None and loader.ensure_loaded() is None
+    assert len(built) == 1 and built[0].loads == 1 and loader.pipeline is built[0]
+    level, text = log.lines[0]
+    assert level == "info" and "loaded profile 'smoke'" in text and "segmenter 0.50 s" in text
+
+    def missing():
+        raise FileNotFoundError("no weights in /nowhere")
+
+    failing = PipelineLoader("full", missing, log)
+    failing.load_on_start()
+    assert log.lines[-1] == ("error", "cannot load profile 'full': no weights in /nowhere")
+    assert failing.ensure_loaded() == "cannot load profile 'full': no weights in /nowhere"
+    assert failing.pipeline is None

@@ -220,3 +220,194 @@ class StageTimer:
             now = time.monotonic() if now is None else now
             self._logger(f"stage {self._stage} done in {now - self._since:.2f} s")
             self._stage = None
+
+
+@dataclass
+class Request:
+    """The input of one reconstruction job (a :class:`Job`'s ``payload``).
+
+    ``frame`` is the converted :class:`dpa_ros.ros.inputs.Frame`, ``gravity`` the (unit vector in
+    the camera optical frame or None, source, detail) of :mod:`dpa_ros.ros.gravity_sources`,
+    ``prompt`` the text prompt (None: the profile's default) and ``goal_handle`` the action goal that
+    gets feedback (None for the service and continuous mode).
+    """
+
+    frame: Any
+    gravity: tuple
+    prompt: str | None
+    goal_handle: Any = None
+
+
+class ContinuousTrigger:
+    """Continuous mode's state: when the next reconstruction may start and which frame it takes.
+
+    It starts at most ``max_rate_hz`` times a second (monotonic seconds), never on an image it
+    already started on (image stamps in integer nanoseconds), and says once when the newest image
+    has stayed without a complete frame for longer than ``frame_wait_s``.
+    """
+
+    def __init__(self) -> None:
+        self.started = 0.0  # monotonic time of the last start
+        self.stamp = -1  # image stamp of the last frame started on
+        self._incomplete: tuple[int | None, float, bool] = (None, 0.0, False)  # (newest stamp, since, warned)
+
+    def due(self, now: float, max_rate_hz: float, newest_stamp: int | None) -> bool:
+        """True when the rate allows a start and an image newer than the last one has arrived."""
+        if now - self.started < 1.0 / max_rate_hz:
+            return False
+        return newest_stamp is not None and newest_stamp > self.stamp  # never reconstruct a frame twice
+
+    def incomplete(self, newest_stamp: int, now: float, frame_wait_s: float) -> bool:
+        """Record that ``newest_stamp`` has no complete frame yet (companions may still come); True
+        exactly once, when it has stayed so for longer than ``frame_wait_s``: warn then."""
+        stamp, since, warned = self._incomplete
+        if stamp != newest_stamp:
+            self._incomplete = (newest_stamp, now, False)
+        elif not warned and now - since > frame_wait_s:
+            self._incomplete = (newest_stamp, since, True)
+            return True
+        return False
+
+    def start(self, now: float, stamp: int) -> None:
+        """A reconstruction starts at ``now`` on the image stamped ``stamp``."""
+        self.started, self.stamp = now, stamp
+
+
+class PipelineLoader:
+    """The profile's pipeline, built and loaded once, on the worker thread.
+
+    Args:
+        profile: the profile's name (for messages).
+        build: returns the unloaded :class:`dpa_ros.pipeline.Pipeline` (the node's parameters applied).
+        logger: has ``info`` and ``error`` (the node's logger).
+    """
+
+    def __init__(self, profile: str, build: Callable[[], Any], logger: Any) -> None:
+        self.profile = profile
+        self._build = build
+        self._log = logger
+        self.pipeline: Any = None
+
+    def load(self) -> None:
+        """Build and load the pipeline; raises what loading raised."""
+        t0 = time.monotonic()
+        pipeline = self._build()
+        times = pipeline.load() or {}
+        self.pipeline = pipeline
+        detail = ", ".join(f"{k} {float(v):.2f} s" for k, v in times.items())
+        self._log.info(f"loaded profile '{self.profile}' in {time.monotonic() - t0:.2f} s ({detail})")
+
+    def load_on_start(self) -> None:
+        """:meth:`load`, with a failure reported now (and retried, and reported, by every request)."""
+        try:
+            self.load()
+        except Exception as exc:
+            self._log.error(f"cannot load profile '{self.profile}': {exc}")
+
+    def ensure_loaded(self) -> str | None:
+        """Load when not loaded yet; None when loaded, else the reason it cannot be."""
+        if self.pipeline is not None:
+            return None
+        try:
+            self.load()
+        except Exception as exc:  # MissingWeightsError, bad profile, import errors: keep serving
+            return f"cannot load profile '{self.profile}': {exc}"
+        return None
+
+
+class Reconstructor:
+    """Runs one :class:`Job` (payload a :class:`Request`) on the worker: load if needed,
+    reconstruct, publish, and fill the job's result and message.
+
+    Args:
+        loader: the :class:`PipelineLoader`.
+        publish: ``publish(scene, frame) -> (result, notes)`` exports and publishes the scene;
+            ``result`` becomes ``job.result`` (the Scene message).
+        summarize: one line describing ``result`` (object count and labels).
+        gravity_note: ``gravity_note(scene, request.gravity) -> str``, where the gravity came from.
+        thresholds: the segmenter's current thresholds (applied at every run).
+        feedback: ``feedback(request, stage, fraction)``, progress for the request's caller.
+        should_stop: :meth:`Scheduler.should_stop`.
+        logger: has ``info`` and ``warning``.
+    """
+
+    def __init__(self, loader: PipelineLoader, publish: Callable, summarize: Callable[[Any], str],
+                 gravity_note: Callable[[Any, tuple], str], thresholds: Callable[[], dict],
+                 feedback: Callable[[Request, str, float], None], should_stop: Callable[[Job], bool],
+                 logger: Any) -> None:
+        self._loader, self._publish, self._summarize = loader, publish, summarize
+        self._gravity_note, self._thresholds, self._feedback = gravity_note, thresholds, feedback
+        self._should_stop, self._log = should_stop, logger
+
+    def __call__(self, job: Job) -> None:
+        from dpa_ros import pipeline as mod
+
+        log = self._log
+        request: Request = job.payload
+        frame = request.frame
+        what = f"{job.kind} reconstruction of frame {frame.stamp_ns / 1e9:.3f} s"
+
+        def fail(reason: str) -> None:
+            job.fail(reason)
+            log.warning(f"{what} failed: {reason}")
+
+        if self._loader.pipeline is None:
+            self._feedback(request, "load", 0.0)
+            reason = self._loader.ensure_loaded()
+            if reason:
+                fail(reason)
+                return
+        pipeline = self._loader.pipeline
+        segmenter = getattr(pipeline, "segmenter", None)
+        if segmenter is not None:  # thresholds apply from the next request (read at every call)
+            segmenter.set_thresholds(**self._thresholds())
+        timer = StageTimer(log.info, lambda stage, fraction: self._feedback(request, stage, fraction))
+        depth_text = "with sensor depth" if frame.depth is not None else "without sensor depth"
+        log.info(f"{what} ({frame.source}, {frame.camera.width}x{frame.camera.height}, {depth_text}, "
+                 f"prompt {request.prompt or 'profile default'!r})")
+        t0 = time.monotonic()
+        try:
+            gravity, source, _ = request.gravity
+            scene = pipeline.run(frame.rgb, frame.camera, frame.depth, prompt=request.prompt,
+                                 progress=timer, cancel=lambda: self._should_stop(job),
+                                 gravity=gravity, gravity_source=source)
+        except mod.Cancelled as exc:
+            job.cancelled, job.message = True, f"cancelled: {exc}"
+            log.info(f"{job.kind} reconstruction cancelled ({exc})")
+            return
+        except mod.ReconstructionError as exc:
+            fail(str(exc))
+            return
+        except Exception as exc:  # any pipeline exception: report, keep serving
+            fail(f"pipeline error: {type(exc).__name__}: {exc}")
+            return
+        elapsed = time.monotonic() - t0
+        timer.finish()
+        scene.stamp_ns = frame.stamp_ns
+        job.result, notes = self._publish(scene, frame)
+        notes = [self._gravity_note(scene, request.gravity)] + notes
+        sec, nsec = divmod(frame.stamp_ns, 1_000_000_000)
+        job.success = True
+        job.message = (f"reconstructed {self._summarize(job.result)} of frame {sec}.{nsec:09d} s "
+                       f"in {elapsed:.2f} s {depth_text}" + "".join(f"; {x}" for x in frame.notes + notes))
+        timings = ", ".join(f"{k} {v:.2f} s" for k, v in scene.timings_s.items())
+        n = len(scene.objects)
+        log.info(f"{job.kind} reconstruction done: {n} object{'s' if n != 1 else ''} in {elapsed:.2f} s "
+                 f"({timings}); {len(scene.cloud_points)} cloud points" + "".join(f"; {x}" for x in notes))
+
+
+def gravity_note(scene: Any, gravity: tuple, warn_deg: float, warn: Callable[[str], None]) -> str:
+    """Where ``scene``'s gravity came from (``gravity`` is a :class:`Request`'s); calls ``warn``
+    when a given gravity differs from the fitted floor's normal by more than ``warn_deg`` degrees."""
+    from dpa_ros.geometry.gravity import floor_disagreement_deg
+
+    given, source, detail = gravity
+    if given is None:
+        return f"gravity_source {scene.background.gravity_source}"
+    angle = floor_disagreement_deg(given, scene.background)
+    if angle is not None and angle > warn_deg:
+        warning = (f"{detail} differs from the fitted floor's normal by {angle:.1f} deg "
+                   f"(gravity_floor_warn_deg {warn_deg:g}); kept the given gravity")
+        warn(warning)
+        return f"gravity_source {source}; {warning}"
+    return f"gravity_source {source}"
