@@ -1,0 +1,103 @@
+"""Scene-memory benchmark: pose error of the remembered objects after 1, 2 and 3 views.
+
+    .venv/bin/python bench/memory.py [--noise 0.01] [--iterations 100] [--points 300] [--seed 0]
+
+One synthetic scene (dpa_ros.geometry.synthetic_views: a chair, an L-shaped cabinet and a box on a
+floor before a wall), rendered at 160×120 from three camera poses 0.4 m apart (turned ±8°), with
+structured-light depth noise (``--noise`` m × depth²/4 m). Each view is fitted by the layout solver
+from its masks and the true meshes (dpa_ros.assemble.assemble_scene, as ``dpa-reconstruct
+--instances``), placed in the world by the view's camera pose, and merged into a
+:class:`dpa_ros.memory.SceneMemory`. After each view the table gives, over the objects, the mean
+centre error (bounding-box centre of the true mesh, cm) and rotation error (degrees) of the
+memory, of that view's own fit, and of the best single view so far (per object), and the scale
+error (%). Prints a table and writes JSON to bench/results/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+POSES = [(-0.4, 0.0, -8.0), (0.0, 0.0, 0.0), (0.4, 0.0, 8.0)]
+
+
+def _errors(T: np.ndarray, obj) -> tuple[float, float, float]:
+    """Centre error (m), rotation error (degrees) and relative scale error of ``T`` against ``obj``."""
+    c = obj.mesh.bounds.mean(0)
+    G = obj.T_world_object
+    centre = float(np.linalg.norm(T[:3, :3] @ c + T[:3, 3] - (G[:3, :3] @ c + G[:3, 3])))
+    s, g = np.cbrt(np.linalg.det(T[:3, :3])), obj.scale
+    R = (T[:3, :3] / s) @ (G[:3, :3] / g).T
+    angle = float(np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1, 1))))
+    return centre, angle, float(s / g - 1)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--noise", type=float, default=0.01)
+    ap.add_argument("--iterations", type=int, default=100)
+    ap.add_argument("--points", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    from dpa_ros.assemble import Instance, assemble_scene
+    from dpa_ros.geometry import synthetic_views as sv
+    from dpa_ros.geometry.layout import LayoutConfig
+    from dpa_ros.memory import MemoryConfig, SceneMemory
+
+    objects = sv.default_objects()
+    layout = LayoutConfig(points=args.points, iterations=args.iterations, restarts=4, seed=args.seed)
+    memory = SceneMemory(MemoryConfig(seed=args.seed))
+    best_single = [np.inf] * len(objects)
+    best_single_rot = [np.inf] * len(objects)
+    rows = []
+    for n, pose in enumerate(POSES, start=1):
+        view = sv.render_view(objects, sv.camera_pose(*pose), noise_std=args.noise, seed=args.seed + n)
+        instances = [Instance(o.label, 1.0, m, [o.mesh]) for o, m in zip(objects, view.masks)]
+        t0 = time.perf_counter()
+        scene = assemble_scene(view.rgb, view.depth, view.camera, instances, config=layout)
+        fit_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        update = memory.observe(scene, view.T_world_camera, view.depth, view.masks)
+        observe_s = time.perf_counter() - t0
+        remembered = {m.id: m for m in memory.objects}
+        single = [_errors(view.T_world_camera @ o.T_camera_object, g) for o, g in zip(scene.objects, objects)]
+        fused = [_errors(remembered[k].T_fixed_object, g) for k, g in zip(update.ids, objects)]
+        best_single = [min(b, e[0]) for b, e in zip(best_single, single)]
+        best_single_rot = [min(b, e[1]) for b, e in zip(best_single_rot, single)]
+        rows.append({"views": n, "ids": update.ids,
+                     "memory_centre_cm": [100 * e[0] for e in fused], "memory_rotation_deg": [e[1] for e in fused],
+                     "memory_scale_err_pct": [100 * e[2] for e in fused],
+                     "this_view_centre_cm": [100 * e[0] for e in single],
+                     "this_view_rotation_deg": [e[1] for e in single],
+                     "best_single_centre_cm": [100 * b for b in best_single],
+                     "best_single_rotation_deg": list(best_single_rot),
+                     "fit_s": fit_s, "observe_s": observe_s})
+
+    labels = [o.label for o in objects]
+    print(f"scene memory, {len(objects)} objects ({', '.join(labels)}), depth noise {args.noise} m·(z²/4 m), "
+          f"layout points {args.points} iterations {args.iterations}")
+    print(f"{'views':>5} | {'memory cm':>9} {'deg':>6} {'scale %':>7} | {'this view cm':>12} {'deg':>6} | "
+          f"{'best single cm':>14} {'deg':>6} | {'fit s':>6} {'merge s':>7}")
+    for r in rows:
+        print(f"{r['views']:>5} | {np.mean(r['memory_centre_cm']):9.2f} {np.mean(r['memory_rotation_deg']):6.2f} "
+              f"{np.mean(np.abs(r['memory_scale_err_pct'])):7.2f} | {np.mean(r['this_view_centre_cm']):12.2f} "
+              f"{np.mean(r['this_view_rotation_deg']):6.2f} | {np.mean(r['best_single_centre_cm']):14.2f} "
+              f"{np.mean(r['best_single_rotation_deg']):6.2f} | {r['fit_s']:6.1f} {r['observe_s']:7.2f}")
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS / f"memory_{stamp}.json"
+    out.write_text(json.dumps({"bench": "memory", "utc": stamp, "host": platform.node(), "args": vars(args),
+                               "labels": labels, "rows": rows}, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,96 @@
+"""One synthetic scene seen from several camera poses, for the scene memory's tests and bench.
+
+The world is the z-up frame of :func:`dpa_ros.geometry.synthetic.look_at_level` (x right, y away
+from the first camera, z up; metres) with the floor (z = 0) and a back wall (y = 4.5). Objects are
+glTF-convention meshes with ground-truth ``T_world_object`` poses (scale included); each view is a
+camera pose ``T_world_camera`` (optical frame) rendered by the exact z-buffer of
+:func:`dpa_ros.geometry.synthetic.render`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import trimesh
+
+from dpa_ros.geometry import synthetic
+from dpa_ros.geometry.camera import CameraModel
+
+
+@dataclass
+class WorldObject:
+    """A ground-truth object: label, glTF-convention mesh (longest side 1) and its pose in the world."""
+
+    label: str
+    mesh: trimesh.Trimesh
+    T_world_object: np.ndarray
+
+    @property
+    def scale(self) -> float:
+        return float(np.cbrt(abs(np.linalg.det(self.T_world_object[:3, :3]))))
+
+
+@dataclass
+class View:
+    """One rendered view.
+
+    Attributes:
+        camera: intrinsics (optical frame ``camera.frame_id``).
+        T_world_camera: 4×4 camera optical frame → world.
+        rgb: (H, W, 3) uint8, flat colour per object.
+        depth: (H, W) metres, NaN where nothing was hit.
+        masks: per world object (in the world's order), its (H, W) bool visible pixels.
+    """
+
+    camera: CameraModel
+    T_world_camera: np.ndarray
+    rgb: np.ndarray
+    depth: np.ndarray
+    masks: list[np.ndarray]
+
+
+def world_object(label: str, mesh: trimesh.Trimesh, scale: float, x: float, y: float, yaw_deg: float) -> WorldObject:
+    """An object standing on the floor at world (x, y), metres, its front turned by ``yaw_deg``."""
+    return WorldObject(label, mesh, synthetic.object_pose(np.eye(4), mesh, scale, x, y, yaw_deg))
+
+
+def default_objects() -> list[WorldObject]:
+    """The chair, L-shaped cabinet and box of :func:`dpa_ros.geometry.synthetic.make_scene`."""
+    return [world_object("chair", synthetic.make_chair(), 0.8, -0.55, 2.6, 25.0),
+            world_object("cabinet", synthetic.make_l_shape(), 0.9, 0.55, 2.9, -30.0),
+            world_object("box", synthetic.make_box(), 0.5, 0.35, 2.0, 10.0)]
+
+
+def camera_pose(x: float, y: float, yaw_deg: float, height: float = 1.2, pitch_deg: float = 20.0) -> np.ndarray:
+    """T_world_camera of a camera ``height`` m above the floor at world (x, y), pitched down by
+    ``pitch_deg`` and turned by ``yaw_deg`` about world up (positive: to the left)."""
+    T = np.linalg.inv(synthetic.look_at_level(height, pitch_deg))
+    Rz = trimesh.transformations.rotation_matrix(np.radians(yaw_deg), [0, 0, 1])
+    Rz[:3, 3] = [x, y, 0.0]
+    return Rz @ T
+
+
+def render_view(objects: list[WorldObject], T_world_camera: np.ndarray, width: int = 160, height: int = 120,
+                hfov_deg: float = 70.0, noise_std: float = 0.0, seed: int = 0) -> View:
+    """Render ``objects`` (plus floor and back wall) from ``T_world_camera``. ``noise_std`` adds
+    Gaussian depth noise (metres, times depth²/4 m, as :func:`dpa_ros.geometry.synthetic.make_scene`)."""
+    camera = synthetic.CameraModel.from_fov(width, height, hfov_deg)
+    T_cw = np.linalg.inv(T_world_camera)
+    quad = [[0, 1, 2], [0, 2, 3]]
+    background = [trimesh.Trimesh(vertices=[[-6, -2, 0], [6, -2, 0], [6, 6, 0], [-6, 6, 0]], faces=quad),
+                  trimesh.Trimesh(vertices=[[-6, 4.5, 0], [6, 4.5, 0], [6, 4.5, 3], [-6, 4.5, 3]], faces=quad)]
+    placed = []
+    for m, T in [(o.mesh, T_cw @ o.T_world_object) for o in objects] + [(b, T_cw) for b in background]:
+        m = m.copy()
+        m.apply_transform(T)
+        placed.append(m)
+    depth, ids = synthetic.render(placed, camera)
+    rng = np.random.default_rng(seed)
+    palette = rng.integers(40, 255, size=(len(placed), 3))
+    rgb = np.zeros((height, width, 3), np.uint8)
+    for i in range(len(placed)):
+        rgb[ids == i] = palette[i]
+    if noise_std > 0:
+        depth = depth + rng.normal(0.0, noise_std, depth.shape) * depth ** 2 / 4.0
+    return View(camera=camera, T_world_camera=np.asarray(T_world_camera, float), rgb=rgb, depth=depth,
+                masks=[ids == i for i in range(len(objects))])

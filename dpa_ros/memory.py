@@ -1,0 +1,367 @@
+"""Scene memory: objects kept over many views in a fixed frame (``odom``, ``map``), with stable ids.
+
+Each reconstruction (a :class:`~dpa_ros.scene.Scene`, poses in the camera optical frame) is placed
+in the fixed frame by ``T_fixed_camera`` (the camera pose at the image stamp, e.g. from TF) and
+merged into the memory by :meth:`SceneMemory.observe`:
+
+* Association. A new object matches a remembered one when their labels are compatible (equal,
+  ignoring case and surrounding blanks) and their axis-aligned boxes in the fixed frame overlap by
+  at least ``min_overlap`` of the smaller box's volume (greedy, largest overlap first). A new
+  object left over matches a left-over remembered object of the same label whose centre lies
+  within ``move_radius_m``: that object has moved.
+* Fusion. A matched object keeps the remembered id. Its mask's depth points (in the fixed frame,
+  at most ``points_per_view`` per view, the last ``max_views`` views) are kept, and its pose and
+  scale are refit on the points of every view: similarity ICP (closest points on the mesh,
+  Umeyama) from the remembered pose and from the new view's pose; the candidate (refit or not)
+  with the least mean point-to-surface distance over all views wins.
+* Moves. When the new view's points lie further than ``move_tolerance_m`` (median) from the
+  remembered surface and the new pose explains them better, the object moved: its old points are
+  dropped and it takes the new view's pose, keeping its id.
+* Forgetting. A remembered object that was not matched but should have been seen — at least
+  ``min_visible_fraction`` of its surface samples project into the image, in front of the camera,
+  and are not hidden by nearer observed depth (by more than ``occlusion_margin_m``) — counts a
+  miss; after ``forget_after`` consecutive misses it is forgotten. A match resets the count; an
+  object out of view or hidden keeps its count.
+
+Frames: ``T_fixed_object`` maps the object's mesh (its own frame and units, unscaled) into the
+fixed frame, scale included (upper-left block ``scale * R``). Distances are in metres.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+import trimesh
+
+from dpa_ros.geometry.camera import CameraModel
+from dpa_ros.geometry.fields import raycasting_scene
+from dpa_ros.scene import Background, Scene, SceneObject
+
+#: Surface samples per object for the visibility test.
+VISIBILITY_SAMPLES = 500
+
+#: Point-triangle search structures of the meshes in use, by ``id(mesh)`` (the mesh kept alongside).
+_SURFACES: dict[int, tuple] = {}
+
+
+@dataclass
+class MemoryConfig:
+    """Scene-memory settings (module docstring).
+
+    Attributes:
+        forget_after: consecutive views in which a remembered object should be visible but is not
+            found before it is forgotten (≥ 1).
+        min_overlap: box-overlap fraction (of the smaller box's volume) that associates two objects.
+        move_radius_m: furthest a left-over object of the same label may have moved, metres.
+        move_tolerance_m: median distance of the new points to the remembered surface beyond which
+            the object is taken to have moved, metres.
+        occlusion_margin_m: how far observed depth must lie in front of a surface sample to hide it.
+        min_visible_fraction: fraction of surface samples that must be visible for an unmatched
+            object to count a miss.
+        points_per_view: most depth points kept per object and view.
+        max_views: views whose points are kept per object (the oldest are dropped).
+        icp_iterations: similarity-ICP steps of each refit.
+        seed: seeds the point subsampling and surface sampling.
+    """
+
+    forget_after: int = 3
+    min_overlap: float = 0.2
+    move_radius_m: float = 1.0
+    move_tolerance_m: float = 0.04
+    occlusion_margin_m: float = 0.05
+    min_visible_fraction: float = 0.1
+    points_per_view: int = 400
+    max_views: int = 5
+    icp_iterations: int = 15
+    seed: int = 0
+
+    def validate(self) -> "MemoryConfig":
+        """Raise ValueError naming the first setting out of range; returns self."""
+        if int(self.forget_after) < 1:
+            raise ValueError(f"forget_after must be at least 1, got {self.forget_after}")
+        if not 0.0 < self.min_overlap <= 1.0:
+            raise ValueError(f"min_overlap must be in (0, 1], got {self.min_overlap}")
+        for name in ("move_radius_m", "move_tolerance_m", "occlusion_margin_m"):
+            if not getattr(self, name) >= 0.0:
+                raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+        if not 0.0 < self.min_visible_fraction <= 1.0:
+            raise ValueError(f"min_visible_fraction must be in (0, 1], got {self.min_visible_fraction}")
+        for name in ("points_per_view", "max_views", "icp_iterations"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        return self
+
+
+@dataclass
+class RememberedObject:
+    """One object of the memory.
+
+    Attributes:
+        id: stable id (TF frame ``<prefix>object_<id>``).
+        label, score: from the latest view that saw it.
+        mesh: mesh in its own frame, unscaled.
+        T_fixed_object: 4×4 similarity, mesh → fixed frame (scale included).
+        scale: the uniform scale inside ``T_fixed_object``.
+        views: per view that saw it, its depth points in the fixed frame ((N, 3), metres).
+        misses: consecutive views in which it should have been visible but was not found.
+        fit_error_m: mean distance of all kept points to the placed surface, metres.
+    """
+
+    id: int
+    label: str
+    score: float
+    mesh: trimesh.Trimesh
+    T_fixed_object: np.ndarray
+    scale: float
+    views: list[np.ndarray] = field(default_factory=list)
+    misses: int = 0
+    fit_error_m: float = float("nan")
+
+
+@dataclass
+class MemoryUpdate:
+    """What one :meth:`SceneMemory.observe` changed.
+
+    Attributes:
+        ids: the memory id given to each object of the observed scene, in its order.
+        added: ids of new objects.
+        kept: ids of remembered objects seen again in place (poses refit).
+        moved: ids of remembered objects found at a new pose.
+        forgotten: ids dropped in this view.
+    """
+
+    ids: list[int] = field(default_factory=list)
+    added: list[int] = field(default_factory=list)
+    kept: list[int] = field(default_factory=list)
+    moved: list[int] = field(default_factory=list)
+    forgotten: list[int] = field(default_factory=list)
+
+
+def labels_compatible(a: str, b: str) -> bool:
+    """Whether two category labels name the same kind of object (equal up to case and blanks)."""
+    return a.strip().lower() == b.strip().lower()
+
+
+def _apply(T: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ T[:3, :3].T + T[:3, 3]
+
+
+def _box(mesh: trimesh.Trimesh, T: np.ndarray) -> np.ndarray:
+    v = _apply(T, np.asarray(mesh.vertices, float))
+    return np.stack([v.min(0), v.max(0)])
+
+
+def box_overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection volume of two axis-aligned boxes ((2, 3): min, max) over the smaller one's volume."""
+    inter = np.clip(np.minimum(a[1], b[1]) - np.maximum(a[0], b[0]), 0.0, None).prod()
+    smaller = min(np.prod(a[1] - a[0]), np.prod(b[1] - b[0]))
+    return float(inter / smaller) if smaller > 0 else 0.0
+
+
+def _umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Similarity transform (4×4) minimising ‖s R src + t − dst‖² (Umeyama 1991)."""
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    xs, xd = src - mu_s, dst - mu_d
+    U, S, Vt = np.linalg.svd(xd.T @ xs / len(src))
+    D = np.eye(3)
+    if np.linalg.det(U) * np.linalg.det(Vt) < 0:
+        D[2, 2] = -1.0
+    R = U @ D @ Vt
+    var = (xs ** 2).sum() / len(src)
+    s = float(np.trace(np.diag(S) @ D) / var) if var > 0 else 1.0
+    T = np.eye(4)
+    T[:3, :3] = s * R
+    T[:3, 3] = mu_d - s * R @ mu_s
+    return T
+
+
+def _scale_of(T: np.ndarray) -> float:
+    return float(np.cbrt(abs(np.linalg.det(T[:3, :3]))))
+
+
+def surface_distance(mesh: trimesh.Trimesh, T: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distances (metres) of fixed-frame ``points`` to the mesh placed by ``T``, and their closest
+    points on the mesh in its own frame."""
+    local = _apply(np.linalg.inv(T), points)
+    key = id(mesh)
+    if key not in _SURFACES or _SURFACES[key][0] is not mesh:
+        if len(_SURFACES) > 64:
+            _SURFACES.clear()
+        _SURFACES[key] = (mesh, raycasting_scene(mesh))
+    import open3d as o3d  # loaded with raycasting_scene already
+
+    closest = _SURFACES[key][1].compute_closest_points(o3d.core.Tensor(local.astype(np.float32)))["points"]
+    closest = closest.numpy().astype(float)
+    return np.linalg.norm(_apply(T, closest) - points, axis=1), closest
+
+
+def refit_similarity(mesh: trimesh.Trimesh, T: np.ndarray, points: np.ndarray, iterations: int) -> np.ndarray:
+    """Similarity ICP of the mesh onto fixed-frame ``points`` from ``T``: each step pairs every point
+    with its closest mesh point, keeps the pairs within 2.5 × the median distance, and solves the
+    similarity (Umeyama). Returns the refit 4×4 ``T_fixed_object``."""
+    for _ in range(iterations):
+        d, closest = surface_distance(mesh, T, points)
+        keep = d <= 2.5 * np.median(d) + 1e-6
+        if keep.sum() < 10:
+            break
+        T = _umeyama(closest[keep], points[keep])
+    return T
+
+
+class SceneMemory:
+    """Objects remembered over views in one fixed frame (module docstring)."""
+
+    def __init__(self, config: MemoryConfig | None = None):
+        self.config = (config or MemoryConfig()).validate()
+        self._objects: dict[int, RememberedObject] = {}
+        self._next_id = 0
+        self._rng = np.random.default_rng(self.config.seed)
+
+    @property
+    def objects(self) -> list[RememberedObject]:
+        """The remembered objects, by id."""
+        return [self._objects[k] for k in sorted(self._objects)]
+
+    def clear(self) -> list[int]:
+        """Forget everything; returns the ids dropped. Ids are not reused."""
+        dropped = sorted(self._objects)
+        self._objects.clear()
+        return dropped
+
+    def forget(self, object_id: int) -> bool:
+        """Forget one object; False when no object has that id."""
+        return self._objects.pop(int(object_id), None) is not None
+
+    def _mean_error(self, mesh, T, views) -> float:
+        points = np.concatenate(views)
+        return float(surface_distance(mesh, T, points)[0].mean())
+
+    def _view_points(self, depth: np.ndarray, camera: CameraModel, mask: np.ndarray, T_fixed_camera) -> np.ndarray:
+        points = camera.backproject(depth, mask)
+        if len(points) > self.config.points_per_view:
+            points = points[np.sort(self._rng.choice(len(points), self.config.points_per_view, replace=False))]
+        return _apply(T_fixed_camera, points)
+
+    def _fuse(self, mem: RememberedObject, obj: SceneObject, T_new: np.ndarray, points: np.ndarray) -> bool:
+        """Merge a new observation into ``mem``; True when the object was found to have moved."""
+        cfg = self.config
+        moved = False
+        if len(points) >= 10 and mem.views:
+            d_old = float(np.median(surface_distance(mem.mesh, mem.T_fixed_object, points)[0]))
+            d_new = float(np.median(surface_distance(obj.mesh, T_new, points)[0]))
+            moved = d_old > cfg.move_tolerance_m and d_new < d_old
+        if moved:
+            mem.views = []
+        mem.views = (mem.views + [points])[-cfg.max_views:] if len(points) else mem.views
+        mem.label, mem.score = obj.label, float(obj.score)
+        candidates = [(T_new, obj.mesh)] if moved else [(mem.T_fixed_object, mem.mesh), (T_new, obj.mesh)]
+        if not mem.views:
+            mem.mesh, mem.T_fixed_object = obj.mesh, T_new
+        else:
+            all_points = np.concatenate(mem.views)
+            best = None
+            for T0, mesh in candidates:
+                for T in (T0, refit_similarity(mesh, T0, all_points, cfg.icp_iterations)):
+                    err = self._mean_error(mesh, T, mem.views)
+                    if best is None or err < best[0]:
+                        best = (err, T, mesh)
+            mem.fit_error_m, mem.T_fixed_object, mem.mesh = best
+        mem.scale = _scale_of(mem.T_fixed_object)
+        mem.misses = 0
+        return moved
+
+    def _should_be_visible(self, mem: RememberedObject, depth: np.ndarray, camera: CameraModel,
+                           T_camera_fixed: np.ndarray) -> bool:
+        samples, _ = trimesh.sample.sample_surface(mem.mesh, VISIBILITY_SAMPLES, seed=self.config.seed)
+        p = _apply(T_camera_fixed @ mem.T_fixed_object, np.asarray(samples, float))
+        front = p[:, 2] > 0.05
+        uv = np.full((len(p), 2), -1.0)
+        uv[front] = camera.project(p[front])
+        u, v = np.round(uv[:, 0]).astype(int), np.round(uv[:, 1]).astype(int)
+        inside = front & (u >= 0) & (u < camera.width) & (v >= 0) & (v < camera.height)
+        observed = np.full(len(p), np.nan)
+        observed[inside] = depth[v[inside], u[inside]]
+        with np.errstate(invalid="ignore"):
+            unhidden = inside & np.isfinite(observed) & (observed >= p[:, 2] - self.config.occlusion_margin_m)
+        return unhidden.mean() >= self.config.min_visible_fraction
+
+    def observe(self, scene: Scene, T_fixed_camera: np.ndarray, depth: np.ndarray,
+                masks: list[np.ndarray]) -> MemoryUpdate:
+        """Merge one reconstruction into the memory.
+
+        Args:
+            scene: the reconstruction (poses in the camera optical frame, metres).
+            T_fixed_camera: 4×4 rigid camera-optical → fixed-frame transform at the image stamp.
+            depth: (H, W) metric z-depth of the view (metres, NaN/0 invalid), the visibility test's
+                and the fusion's input.
+            masks: per scene object, in its order, its (H, W) bool visible pixels.
+
+        Returns the :class:`MemoryUpdate`. Raises ValueError for masks that do not match the objects
+        or the camera, or a depth map of the wrong size.
+        """
+        cfg = self.config
+        camera = scene.camera
+        T_fixed_camera = np.asarray(T_fixed_camera, float)
+        depth = np.asarray(depth, float)
+        if depth.shape != (camera.height, camera.width):
+            raise ValueError(f"depth shape {depth.shape} does not match camera {camera.height}x{camera.width}")
+        if len(masks) != len(scene.objects):
+            raise ValueError(f"{len(masks)} masks for {len(scene.objects)} objects")
+        for i, m in enumerate(masks):
+            if np.shape(m) != depth.shape:
+                raise ValueError(f"mask {i} has shape {np.shape(m)}, the image is {depth.shape}")
+        placed = [T_fixed_camera @ np.asarray(o.T_camera_object, float) for o in scene.objects]
+        points = [self._view_points(depth, camera, np.asarray(m, bool), T_fixed_camera) for m in masks]
+        boxes = [_box(o.mesh, T) for o, T in zip(scene.objects, placed)]
+        mem_boxes = {k: _box(m.mesh, m.T_fixed_object) for k, m in self._objects.items()}
+
+        pairs = sorted(((box_overlap(boxes[i], mem_boxes[k]), i, k) for i, o in enumerate(scene.objects)
+                        for k, m in self._objects.items() if labels_compatible(o.label, m.label)), reverse=True)
+        match: dict[int, int] = {}
+        for overlap, i, k in pairs:
+            if overlap >= cfg.min_overlap and i not in match and k not in match.values():
+                match[i] = k
+        near = sorted((float(np.linalg.norm(boxes[i].mean(0) - mem_boxes[k].mean(0))), i, k)
+                      for i, o in enumerate(scene.objects) if i not in match
+                      for k, m in self._objects.items()
+                      if k not in match.values() and labels_compatible(o.label, m.label))
+        for dist, i, k in near:
+            if dist <= cfg.move_radius_m and i not in match and k not in match.values():
+                match[i] = k
+
+        update = MemoryUpdate()
+        for i, obj in enumerate(scene.objects):
+            if i in match:
+                k = match[i]
+                (update.moved if self._fuse(self._objects[k], obj, placed[i], points[i]) else update.kept).append(k)
+            else:
+                k = self._next_id
+                self._next_id += 1
+                mem = RememberedObject(id=k, label=obj.label, score=float(obj.score), mesh=obj.mesh,
+                                       T_fixed_object=placed[i], scale=_scale_of(placed[i]))
+                self._fuse(mem, obj, placed[i], points[i])
+                self._objects[k] = mem
+                update.added.append(k)
+            update.ids.append(k)
+
+        T_camera_fixed = np.linalg.inv(T_fixed_camera)
+        for k in sorted(set(self._objects) - set(update.ids)):
+            mem = self._objects[k]
+            if self._should_be_visible(mem, depth, camera, T_camera_fixed):
+                mem.misses += 1
+                if mem.misses >= cfg.forget_after:
+                    del self._objects[k]
+                    update.forgotten.append(k)
+        return update
+
+    def to_scene(self, fixed_frame: str, like: Scene) -> Scene:
+        """The memory as a :class:`Scene` whose poses are in ``fixed_frame`` (its ``frame_id``): the
+        objects with their stable ids; camera intrinsics, timings, profile and stamp from ``like``
+        (the latest view); no planes or cloud (those are per view)."""
+        camera = dataclasses.replace(like.camera, frame_id=fixed_frame)
+        objects = [SceneObject(id=m.id, label=m.label, score=m.score, mesh=m.mesh,
+                               T_camera_object=m.T_fixed_object.copy(), scale=m.scale, fit_error=m.fit_error_m)
+                   for m in self.objects]
+        return Scene(camera=camera, objects=objects, background=Background(), timings_s=dict(like.timings_s),
+                     profile=like.profile, stamp_ns=like.stamp_ns)
