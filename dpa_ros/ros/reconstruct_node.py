@@ -233,6 +233,10 @@ class ReconstructNode(Node):
                 ticket.release()
                 raise InputError(f"profile '{goal.profile}' is not loaded (this node runs '{self.profile}'; "
                                  "start another node for it)")
+            if goal.instances:
+                ticket.release()
+                raise InputError("goal instances are not fitted by this node yet; leave them empty "
+                                 "(dpa-reconstruct --instances fits known objects offline)")
             job = self._request(ticket, "action", goal.prompt or None, goal_handle=goal_handle)
         except InputError as exc:
             self.get_logger().warning(f"~/reconstruct failed: {exc}")
