@@ -50,7 +50,7 @@ from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from dpa_ros.action import Reconstruct  # noqa: E402
 from dpa_ros.geometry.camera import CameraModel  # noqa: E402
-from dpa_ros.msg import Scene  # noqa: E402
+from dpa_ros.msg import Instance, Scene  # noqa: E402
 from dpa_ros.overlay import draw_overlay  # noqa: E402
 from dpa_ros.ros import conversions as conv  # noqa: E402
 from dpa_ros.ros.planning import COLLISION_OBJECT_TYPE_HASH, DETECTION3D_ARRAY_TYPE_HASH  # noqa: E402
@@ -260,12 +260,12 @@ class Client:
     def snapshot(self, timeout_s: float = REQUEST_TIMEOUT) -> Trigger.Response:
         return self._wait(self.snapshot_client.call_async(Trigger.Request()), timeout_s)
 
-    def send_goal(self, prompt: str = "", profile: str = ""):
+    def send_goal(self, prompt: str = "", profile: str = "", instances=()):
         """(goal handle, feedback list); the list fills while the goal runs."""
         feedback: list = []
-        future = self.action.send_goal_async(Reconstruct.Goal(prompt=prompt, profile=profile),
-                                             feedback_callback=lambda fb: feedback.append(
-                                                 (time.monotonic(), fb.feedback.stage, fb.feedback.progress)))
+        goal = Reconstruct.Goal(prompt=prompt, profile=profile, instances=list(instances))
+        future = self.action.send_goal_async(goal, feedback_callback=lambda fb: feedback.append(
+            (time.monotonic(), fb.feedback.stage, fb.feedback.progress)))
         return self._wait(future, 30.0), feedback
 
     def result(self, handle, timeout_s: float = REQUEST_TIMEOUT):
@@ -582,6 +582,11 @@ def test_pipeline_errors_fail_the_request_and_the_node_keeps_serving(node, clien
     handle, _ = client.send_goal(profile="paper")
     status, result = client.result(handle, 30.0)
     assert status == GoalStatus.STATUS_ABORTED and "profile 'paper' is not loaded" in result.message
+
+    # known objects in the goal: refused with the reason until the node fits them
+    handle, _ = client.send_goal(instances=[Instance(label="chair")])
+    status, result = client.result(handle, 30.0)
+    assert status == GoalStatus.STATUS_ABORTED and "goal instances are not fitted by this node yet" in result.message
 
 
 def _wait_first_feedback(feedback, timeout_s=60.0):
