@@ -14,7 +14,8 @@ Threading: subscription callbacks only store the unconverted messages. A request
 fast, even while busy in ``queue`` mode) and hands it to the scheduler's one worker thread, which runs
 the pipeline and publishes. Requests wait for their job inside a reentrant callback group of a
 MultiThreadedExecutor, so subscriptions, the action server, the service and the parameter services
-stay responsive during a reconstruction.
+stay responsive during a reconstruction. ``torch_threads`` caps torch's intra-op pool so that, on a
+small CPU, the executor's intake threads keep a core; ``max_image_size`` downscales the chosen frame.
 """
 from __future__ import annotations
 
