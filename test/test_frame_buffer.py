@@ -240,3 +240,11 @@ def test_the_node_machinery_modules_import_no_ros():
             "assert not bad, bad")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_received_counts_every_stored_message_per_stream():
+    buf, _ = make(ring=2)
+    for k in range(5):  # more than the ring holds: the count is of intake, not of what is kept
+        frame(buf, k, streams=(IMAGE, CAMERA_INFO))
+    assert (buf.received(IMAGE), buf.received(CAMERA_INFO), buf.received(DEPTH)) == (5, 5, 0)
+    assert len(buf) == 2 + 5

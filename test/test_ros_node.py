@@ -1006,3 +1006,43 @@ def test_snapshots_of_a_streamed_full_size_rgbd_camera_all_use_depth(tmp_path):
     started = re.findall(r"service reconstruction of frame .*", handle.log())
     assert len(started) == 20 and all("1920x1440, with sensor depth" in line for line in started)
     assert handle.log().count("metric depth from sensor") == 20
+
+
+@pytest.mark.slow
+def test_back_to_back_snapshots_of_a_full_size_stream_take_fresh_frames_with_depth(tmp_path):
+    """A camera process streams 1920x1440 RGB-D at 10.5 Hz for the whole test; after one warm-up
+    call a client calls ~/snapshot 6 times back to back (smoke profile). All 6 reconstruct fresh
+    frames (max_frame_age_s at its default) with sensor depth, at the processing resolution
+    max_image_size, and each reply reports the intake rate during its reconstruction, which is
+    printed against the published rate. torch_threads 1 leaves a core for intake."""
+    ns = "/dpa_test_stream6"
+    handle = start_node(tmp_path, ns, "use_depth:=true", "input_reliability:=reliable", "publish_overlay:=false",
+                        "cloud_max_points:=20000", "max_image_size:=960", "torch_threads:=1", export=False)
+    stats_path = tmp_path / "streamer.json"
+    c = streamer = None
+    try:
+        c = Client(ns)
+        assert c.wait_ready(90.0), handle.log()[-3000:]
+        streamer = subprocess.Popen([sys.executable, str(ROOT / "test" / "camera_streamer.py"), ns, str(stats_path),
+                                     "--rate", "10.5"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                    cwd=ROOT)
+        assert streamer.stdout.readline().strip() == "READY"
+        warm = c.snapshot(REQUEST_TIMEOUT)
+        assert warm.success, warm.message
+        results = [c.snapshot(REQUEST_TIMEOUT) for _ in range(6)]
+    finally:
+        if streamer is not None:
+            streamer.stdin.close()
+            streamer.wait(timeout=60)
+        if c is not None:
+            c.close()
+        stop_node(handle)
+    stats = json.loads(stats_path.read_text())
+    assert (stats["width"], stats["height"]) == (1920, 1440) and stats["rate_hz"] >= 10.0, stats
+    failed = [r.message for r in results if not r.success or " with sensor depth" not in r.message]
+    assert not failed, f"{len(failed)} of 6 snapshots failed or lacked depth: {failed[:3]}"
+    rates = [float(re.search(r"intake ([0-9.]+) images/s", r.message).group(1)) for r in results]
+    print(f"streamer {stats}; intake during the 6 reconstructions (images/s): {rates}; "
+          f"ratio to published {min(rates) / stats['rate_hz']:.2f}..{max(rates) / stats['rate_hz']:.2f}")
+    started = re.findall(r"service reconstruction of frame .*", handle.log())
+    assert len(started) == 7 and all("960x720, with sensor depth" in line for line in started), started

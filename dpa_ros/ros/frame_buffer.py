@@ -112,6 +112,12 @@ class FrameBuffer:
         self._topics = {s: s for s in STREAMS} | dict(topics or {})
         self._rings = {s: _Ring(ring_size * (CAMERA_INFO_RING_FACTOR if s == CAMERA_INFO else 1)) for s in STREAMS}
         self._changed = threading.Condition()
+        self._received = {s: 0 for s in STREAMS}
+
+    def received(self, stream: str) -> int:
+        """Messages of ``stream`` stored since the buffer was made (the intake count, for rates)."""
+        with self._changed:
+            return self._received[stream]
 
     def add(self, stream: str, stamp_ns: int, payload: Any) -> None:
         """Store one message of ``stream`` (image, camera_info or depth) with its header stamp in ns."""
@@ -119,6 +125,7 @@ class FrameBuffer:
             raise ValueError(f"unknown stream '{stream}' (one of {', '.join(STREAMS)})")
         with self._changed:
             self._rings[stream].add(Stamped(int(stamp_ns), payload))
+            self._received[stream] += 1
             self._changed.notify_all()
 
     def __len__(self) -> int:

@@ -5,8 +5,9 @@ problem raises :class:`InputError` whose text is a one-line reason for the reque
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+import cv2
 import numpy as np
 
 from dpa_ros.geometry.camera import CameraModel
@@ -37,9 +38,33 @@ class Frame:
     notes: list[str] = field(default_factory=list)
 
 
-def frame_from_messages(chosen: FrameSet, intrinsics: str = "auto") -> Frame:
+def downscale(rgb: np.ndarray, depth: np.ndarray | None, camera: CameraModel,
+              max_size: int) -> tuple[np.ndarray, np.ndarray | None, CameraModel]:
+    """(rgb, depth, camera) with the long side at most ``max_size`` px (0: unchanged).
+
+    The image is area-averaged; depth (metres, NaN invalid) takes the nearest source pixel, so no
+    depth is interpolated across an object's edge and invalid pixels stay NaN; ``K`` is scaled by the
+    same factors per axis (pixel centres kept: c' = (c + 0.5) * s - 0.5).
+    """
+    h, w = rgb.shape[:2]
+    if max_size <= 0 or max(h, w) <= max_size:
+        return rgb, depth, camera
+    factor = max_size / max(h, w)
+    new_w, new_h = max(1, round(w * factor)), max(1, round(h * factor))
+    sx, sy = new_w / w, new_h / h
+    rgb = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    if depth is not None:
+        depth = cv2.resize(depth, (new_w, new_h), interpolation=cv2.INTER_NEAREST)
+    K = camera.K.copy()
+    K[0, 0], K[0, 1], K[1, 1] = K[0, 0] * sx, K[0, 1] * sx, K[1, 1] * sy
+    K[0, 2], K[1, 2] = (K[0, 2] + 0.5) * sx - 0.5, (K[1, 2] + 0.5) * sy - 0.5
+    return rgb, depth, replace(camera, K=K, width=new_w, height=new_h)
+
+
+def frame_from_messages(chosen: FrameSet, intrinsics: str = "auto", max_image_size: int = 0) -> Frame:
     """Convert and cross-check a chosen set whose image payload is ``(source, Image | CompressedImage)``
-    and whose camera_info / depth payloads are the messages. Raises :class:`InputError`."""
+    and whose camera_info / depth payloads are the messages; a frame whose long side exceeds
+    ``max_image_size`` (px, 0 = any) is downscaled to it (:func:`downscale`). Raises :class:`InputError`."""
     source, img = chosen.image.payload
     info = chosen.camera_info.payload
     try:
@@ -70,5 +95,7 @@ def frame_from_messages(chosen: FrameSet, intrinsics: str = "auto") -> Frame:
                              f"{w}x{h} (depth must be aligned to the colour image)")
         if not np.isfinite(depth).any():
             raise InputError("depth image has no valid pixel (all NaN, zero, negative or infinite)")
+    if max_image_size > 0 and max(h, w) > max_image_size:
+        rgb, depth, camera = downscale(rgb, depth, camera, max_image_size)
     return Frame(stamp_ns=chosen.image.stamp_ns, frame_id=frame_id, rgb=rgb, camera=camera, depth=depth,
                  source=source, notes=notes)

@@ -159,6 +159,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("publish_overlay", True, "Publish ~/overlay (sensor_msgs/Image rgb8): the input image with each "
               "object's silhouette, outline and label; also written as preview.png with export_dir",
               read_only=True),
+    # --- intake under load (issue 25) ---
+    ParamSpec("max_image_size", 0, "Processing resolution: a chosen frame whose long side exceeds this is "
+              "downscaled to it (px; image area-averaged, depth nearest-neighbour, camera_info K scaled with "
+              "them; 0 = as received)", range=(0, 16384)),
+    ParamSpec("torch_threads", 0, "torch intra-op threads for the pipeline (torch.set_num_threads; 0 = torch's "
+              "default, every core): fewer leaves a core for intake", read_only=True, range=(0, 256)),
 )
 PARAMETER_INDEX = {p.name: p for p in PARAMETERS}
 

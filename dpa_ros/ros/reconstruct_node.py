@@ -14,7 +14,8 @@ Threading: subscription callbacks only store the unconverted messages. A request
 fast, even while busy in ``queue`` mode) and hands it to the scheduler's one worker thread, which runs
 the pipeline and publishes. Requests wait for their job inside a reentrant callback group of a
 MultiThreadedExecutor, so subscriptions, the action server, the service and the parameter services
-stay responsive during a reconstruction.
+stay responsive during a reconstruction. ``torch_threads`` caps torch's intra-op pool so that, on a
+small CPU, the executor's intake threads keep a core; ``max_image_size`` downscales the chosen frame.
 """
 from __future__ import annotations
 
@@ -110,7 +111,7 @@ class ReconstructNode(Node):
         self._loader = PipelineLoader(self.profile, self._build_pipeline, self.get_logger())
         reconstruct = Reconstructor(self._loader, self._outputs.publish, conv.summarize_scene_msg, self._gravity_note,
                                     self._thresholds, self._feedback, lambda job: self._scheduler.should_stop(job),
-                                    self.get_logger())
+                                    self.get_logger(), images_received=lambda: self._frames.received(IMAGE))
         self._scheduler = Scheduler(reconstruct,
                                     on_start=self._loader.load_on_start if self._p("load_on_start") else None)
 
@@ -172,7 +173,7 @@ class ReconstructNode(Node):
 
     def _convert(self, chosen) -> Frame:
         try:
-            return frame_from_messages(chosen, self._p("intrinsics"))
+            return frame_from_messages(chosen, self._p("intrinsics"), int(self._p("max_image_size")))
         except InputError:
             raise
         except Exception as exc:  # an unforeseen conversion failure is still the input's fault
@@ -289,6 +290,11 @@ class ReconstructNode(Node):
         """The unloaded pipeline of ``profile`` with the node's parameters (called on the worker)."""
         from dpa_ros import pipeline as mod
 
+        threads = int(self._p("torch_threads"))
+        if threads > 0:  # process-wide intra-op pool; the executor's intake threads keep the rest
+            import torch
+
+            torch.set_num_threads(threads)
         seed = int(self._p("seed"))
         return mod.Pipeline.from_profile(self.profile, config_path=self._p("config_path") or None,
                                          weights_dir=self._p("weights_dir") or None,

@@ -8,6 +8,11 @@ raises fails that job, never the worker. A job is cancelled when its own ``cance
 or the scheduler is stopping; the node's ``execute`` passes :meth:`Scheduler.should_stop` to the
 pipeline, which checks it between stages.
 
+The rest of a job's life is here too: :class:`Request` (a job's input), :class:`PipelineLoader`
+(builds and loads the profile's pipeline once), :class:`Reconstructor` (the ``execute`` that runs the
+pipeline and words the result), :func:`gravity_note` and :class:`ContinuousTrigger` (continuous
+mode's when and which frame); the node only wires them to ROS.
+
 Busy policies: ``reject`` — while a job runs or waits, every new request is refused; ``queue`` — up
 to ``max_queue`` requests wait behind the running one, more are refused.
 """
@@ -329,15 +334,17 @@ class Reconstructor:
         feedback: ``feedback(request, stage, fraction)``, progress for the request's caller.
         should_stop: :meth:`Scheduler.should_stop`.
         logger: has ``info`` and ``warning``.
+        images_received: the count of images taken in so far; the images taken in per second while
+            the pipeline ran (the intake rate) is then logged and told in the job's message.
     """
 
     def __init__(self, loader: PipelineLoader, publish: Callable, summarize: Callable[[Any], str],
                  gravity_note: Callable[[Any, tuple], str], thresholds: Callable[[], dict],
                  feedback: Callable[[Request, str, float], None], should_stop: Callable[[Job], bool],
-                 logger: Any) -> None:
+                 logger: Any, images_received: Callable[[], int] | None = None) -> None:
         self._loader, self._publish, self._summarize = loader, publish, summarize
         self._gravity_note, self._thresholds, self._feedback = gravity_note, thresholds, feedback
-        self._should_stop, self._log = should_stop, logger
+        self._should_stop, self._log, self._images_received = should_stop, logger, images_received
 
     def __call__(self, job: Job) -> None:
         from dpa_ros import pipeline as mod
@@ -366,6 +373,7 @@ class Reconstructor:
         log.info(f"{what} ({frame.source}, {frame.camera.width}x{frame.camera.height}, {depth_text}, "
                  f"prompt {request.prompt or 'profile default'!r})")
         t0 = time.monotonic()
+        received0 = self._images_received() if self._images_received else 0
         try:
             gravity, source, _ = request.gravity
             scene = pipeline.run(frame.rgb, frame.camera, frame.depth, prompt=request.prompt,
@@ -383,9 +391,13 @@ class Reconstructor:
             return
         elapsed = time.monotonic() - t0
         timer.finish()
+        intake = []
+        if self._images_received and elapsed > 0:
+            taken = self._images_received() - received0
+            intake = [f"intake {taken / elapsed:.1f} images/s during the reconstruction ({taken} in {elapsed:.2f} s)"]
         scene.stamp_ns = frame.stamp_ns
         job.result, notes = self._publish(scene, frame)
-        notes = [self._gravity_note(scene, request.gravity)] + notes
+        notes = [self._gravity_note(scene, request.gravity)] + notes + intake
         sec, nsec = divmod(frame.stamp_ns, 1_000_000_000)
         job.success = True
         job.message = (f"reconstructed {self._summarize(job.result)} of frame {sec}.{nsec:09d} s "

@@ -1,0 +1,106 @@
+"""Snapshot latency and intake rate under a 1920x1440 RGB-D stream at 10.5 Hz (issue 25).
+
+    python bench/snapshot_stream.py [--calls 6] [--out bench/results/snapshot_stream.json]
+
+For each node setting (torch_threads, max_image_size) it starts the node (smoke profile, reliable
+inputs, no overlay, no export) and test/camera_streamer.py in another process, makes one warm-up
+``~/snapshot`` call, then ``--calls`` calls back to back. Per call: success, sensor depth used, the
+latency (s, wall clock around the service call) and the node's reported intake rate (images stored
+per second while the pipeline ran) against the streamer's measured publish rate. Prints a table and
+writes the rows as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import rclpy
+from std_srvs.srv import Trigger
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = [{"torch_threads": 0, "max_image_size": 0}, {"torch_threads": 1, "max_image_size": 0},
+            {"torch_threads": 1, "max_image_size": 960}]
+
+
+def run_setting(setting: dict, calls: int, tmp: Path) -> dict:
+    ns = f"/dpa_bench_stream_{setting['torch_threads']}_{setting['max_image_size']}"
+    log = open(tmp / f"node{ns.replace('/', '_')}.log", "w")
+    cmd = [sys.executable, str(ROOT / "scripts" / "reconstruct_node"), "--ros-args", "--params-file",
+           str(ROOT / "config" / "reconstruct.yaml"), "-r", f"__ns:={ns}", "-p", "profile:=smoke",
+           "-p", "use_depth:=true", "-p", "input_reliability:=reliable", "-p", "publish_overlay:=false",
+           "-p", "cloud_max_points:=20000"] + [x for k, v in setting.items() for x in ("-p", f"{k}:={v}")]
+    node = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1"))
+    streamer = None
+    client_node = rclpy.create_node("dpa_bench_snapshot_client")
+    try:
+        client = client_node.create_client(Trigger, f"{ns}/dpa_reconstructor/snapshot")
+        if not client.wait_for_service(timeout_sec=120.0):
+            raise RuntimeError(f"no snapshot service in {ns}")
+        stats_path = tmp / f"streamer{ns.replace('/', '_')}.json"
+        streamer = subprocess.Popen([sys.executable, str(ROOT / "test" / "camera_streamer.py"), ns, str(stats_path),
+                                     "--rate", "10.5"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                    cwd=ROOT)
+        assert streamer.stdout.readline().strip() == "READY"
+
+        def call():
+            t0 = time.monotonic()
+            future = client.call_async(Trigger.Request())
+            rclpy.spin_until_future_complete(client_node, future, timeout_sec=300.0)
+            return future.result(), time.monotonic() - t0
+
+        call()  # warm-up (model loading)
+        rows = []
+        for _ in range(calls):
+            res, latency = call()
+            m = re.search(r"intake ([0-9.]+) images/s", res.message if res else "")
+            depth = bool(res and " with sensor depth" in res.message)
+            rows.append({"success": bool(res and res.success), "depth": depth,
+                         "latency_s": latency, "intake_hz": float(m.group(1)) if m else None,
+                         "message": res.message if res else "no reply"})
+    finally:
+        if streamer is not None:
+            streamer.stdin.close()
+            streamer.wait(timeout=60)
+        node.terminate()
+        node.wait(timeout=30)
+        client_node.destroy_node()
+    stats = json.loads(stats_path.read_text())
+    return {**setting, "published_hz": stats["rate_hz"], "calls": rows}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--calls", type=int, default=6)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "snapshot_stream.json")
+    args = ap.parse_args()
+    rclpy.init()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for setting in SETTINGS:
+            results.append(run_setting(setting, args.calls, Path(tmp)))
+    rclpy.shutdown()
+    print(f"{'torch_threads':>13} {'max_image_size':>14} {'ok+depth':>8} {'latency s (mean/max)':>21} "
+          f"{'intake Hz (min/mean)':>21} {'published Hz':>12}")
+    for r in results:
+        calls = r["calls"]
+        good = sum(c["success"] and c["depth"] for c in calls)
+        lat = [c["latency_s"] for c in calls]
+        hz = [c["intake_hz"] for c in calls if c["intake_hz"] is not None] or [float("nan")]
+        print(f"{r['torch_threads']:>13} {r['max_image_size']:>14} {f'{good}/{len(calls)}':>8} "
+              f"{f'{sum(lat) / len(lat):.2f} / {max(lat):.2f}':>21} {f'{min(hz):.1f} / {sum(hz) / len(hz):.1f}':>21} "
+              f"{r['published_hz']:>12.1f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
