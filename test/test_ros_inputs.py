@@ -57,3 +57,46 @@ def test_a_frame_within_max_image_size_is_untouched():
     chosen, camera = chosen_set(1920, 1440)
     same = frame_from_messages(chosen, max_image_size=1920)
     assert same.rgb.shape == (1440, 1920, 3) and np.array_equal(same.camera.K, camera.K)
+
+
+def distorted_set(width: int = 640, height: int = 480):
+    """A raw (distorted, plumb_bob) 640×480 frame with one bright dot where the lens images a known
+    point, the depth 2 m everywhere, and its camera_info through CDR; (set, dot's pinhole pixel in P)."""
+    import cv2
+
+    w, h = width, height
+    K = np.array([[520.0, 0, 319.5], [0, 520.0, 239.5], [0, 0, 1]])
+    D = np.array([-0.28, 0.09, 0.0005, -0.0003, 0.0])
+    P = np.array([[480.0, 0, 322.0, 0], [0, 480.0, 236.0, 0], [0, 0, 1, 0]])
+    point = np.array([[0.55, -0.35, 2.0]])
+    raw_uv = cv2.projectPoints(point, np.zeros(3), np.zeros(3), K, D)[0].reshape(2)
+    rgb = np.zeros((h, w, 3), np.uint8)
+    cv2.circle(rgb, tuple(int(round(c)) for c in raw_uv), 3, (255, 255, 255), -1)
+    info = conv.camera_info_from_model(CameraModel(K, w, h, FRAME), STAMP)
+    info.d, info.distortion_model, info.p = D.tolist(), "plumb_bob", P.ravel().tolist()
+    img = _cdr(conv.numpy_to_image(rgb, "rgb8", FRAME, STAMP))
+    depth = _cdr(conv.numpy_to_image(np.full((h, w), 2000, np.uint16), "16UC1", FRAME, STAMP))
+    chosen = FrameSet(Stamped(STAMP, ("image", img)), Stamped(STAMP, _cdr(info)), Stamped(STAMP, depth), 0.0)
+    pinhole_uv = (P[:, :3] @ point[0])[:2] / point[0, 2]
+    return chosen, P[:, :3], pinhole_uv
+
+
+def test_a_distorted_camera_is_rectified_to_p_or_refused_or_ignored_as_asked():
+    from dpa_ros.ros.inputs import InputError
+
+    chosen, P, pinhole_uv = distorted_set()
+    frame = frame_from_messages(chosen)  # default: rectify
+    assert np.allclose(frame.camera.K, P) and not frame.camera.is_distorted
+    assert any(n.startswith("rectified the image (plumb_bob") for n in frame.notes)
+    ys, xs = np.nonzero(frame.rgb[..., 0] > 128)  # the dot now lies where the pinhole camera P projects the point
+    assert np.hypot(xs.mean() - pinhole_uv[0], ys.mean() - pinhole_uv[1]) < 1.0
+    valid = np.isfinite(frame.depth)
+    assert valid.mean() > 0.8 and np.allclose(frame.depth[valid], 2.0)  # depth remapped, never blended
+    with pytest.raises(InputError, match=r"camera_info with lens distortion: .*plumb_bob.*image_rect"):
+        frame_from_messages(chosen, distortion="refuse")
+    ignored = frame_from_messages(chosen, distortion="ignore")
+    assert ignored.camera.is_distorted and any("distortion coefficients ignored" in n for n in ignored.notes)
+    assert np.array_equal(ignored.rgb, conv.image_to_rgb(chosen.image.payload[1]))
+    # intrinsics p says the image is rectified already: nothing is remapped
+    as_rectified = frame_from_messages(chosen, intrinsics="p")
+    assert np.allclose(as_rectified.camera.K, P) and np.array_equal(as_rectified.rgb, ignored.rgb)

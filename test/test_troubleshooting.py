@@ -3,7 +3,8 @@
 The messages are read from the source (not from a list kept by hand): every exception the node
 turns into a failed request (InputError, FrameUnavailable, GravityUnavailable, Busy,
 ReconstructionError) raised with a literal message in the node's modules and the pipeline, every
-``fail(...)`` of the node's worker, and the frame buffer's reasons for an incomplete frame. A
+``fail(...)`` of the node's worker, the frame buffer's reasons for an incomplete frame, and the
+model loader's reason. A
 message's key is its longest literal piece (the text between placeholders); the table's first
 column must contain each key.
 """
@@ -15,7 +16,9 @@ TABLE = ROOT / "docs" / "troubleshooting.md"
 SOURCES = ["dpa_ros/ros/reconstruct_node.py", "dpa_ros/ros/inputs.py", "dpa_ros/ros/frame_buffer.py",
            "dpa_ros/ros/gravity_sources.py", "dpa_ros/ros/scheduler.py", "dpa_ros/pipeline.py"]
 FAILURES = {"InputError", "FrameUnavailable", "GravityUnavailable", "Busy", "ReconstructionError"}
-REASON_FUNCTIONS = {"_why_incomplete", "_missing", "select"}  # frame_buffer: strings that become a FrameUnavailable
+# functions whose returned strings become a failure: frame_buffer's reasons for a FrameUnavailable, and the
+# scheduler's PipelineLoader.ensure_loaded (why the models cannot be loaded)
+REASON_FUNCTIONS = {"frame_buffer.py": {"_why_incomplete", "_missing", "select"}, "scheduler.py": {"ensure_loaded"}}
 
 
 def _pieces(node) -> list[str] | None:
@@ -53,7 +56,7 @@ def node_failure_messages() -> dict[str, str]:
                     literal = n.exc.args[0] if name in FAILURES else None
                 elif isinstance(n, ast.Call) and getattr(n.func, "id", "") == "fail" and n.args:
                     literal = n.args[0]
-                elif rel.endswith("frame_buffer.py") and fn.name in REASON_FUNCTIONS:
+                elif fn.name in REASON_FUNCTIONS.get(Path(rel).name, ()):
                     if isinstance(n, ast.Return) and n.value is not None:
                         literal = n.value
                     elif isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") in ("reason", "notes"):

@@ -61,10 +61,17 @@ def downscale(rgb: np.ndarray, depth: np.ndarray | None, camera: CameraModel,
     return rgb, depth, replace(camera, K=K, width=new_w, height=new_h)
 
 
-def frame_from_messages(chosen: FrameSet, intrinsics: str = "auto", max_image_size: int = 0) -> Frame:
+def frame_from_messages(chosen: FrameSet, intrinsics: str = "auto", max_image_size: int = 0,
+                        distortion: str = "rectify") -> Frame:
     """Convert and cross-check a chosen set whose image payload is ``(source, Image | CompressedImage)``
     and whose camera_info / depth payloads are the messages; a frame whose long side exceeds
-    ``max_image_size`` (px, 0 = any) is downscaled to it (:func:`downscale`). Raises :class:`InputError`."""
+    ``max_image_size`` (px, 0 = any) is downscaled to it (:func:`downscale`). Raises :class:`InputError`.
+
+    A camera_info with lens distortion (and ``intrinsics`` not ``p``, which says the image is
+    already rectified) is handled by ``distortion``: ``rectify`` remaps image and depth to the
+    pinhole camera P with OpenCV (:func:`dpa_ros.geometry.rectify.rectify_frame`), ``refuse``
+    refuses the request with the reason, ``ignore`` uses K as if the image were pinhole (noted).
+    """
     source, img = chosen.image.payload
     info = chosen.camera_info.payload
     try:
@@ -82,8 +89,6 @@ def frame_from_messages(chosen: FrameSet, intrinsics: str = "auto", max_image_si
     if (camera.width, camera.height) != (w, h):
         raise InputError(f"camera_info is {camera.width}x{camera.height} but the image is {w}x{h}")
     notes = list(chosen.notes)
-    if camera.is_distorted:
-        notes.append("distortion coefficients ignored (pinhole model; use a rectified image with intrinsics: p)")
     depth = None
     if chosen.depth is not None:
         try:
@@ -95,7 +100,31 @@ def frame_from_messages(chosen: FrameSet, intrinsics: str = "auto", max_image_si
                              f"{w}x{h} (depth must be aligned to the colour image)")
         if not np.isfinite(depth).any():
             raise InputError("depth image has no valid pixel (all NaN, zero, negative or infinite)")
+    if camera.is_distorted:
+        if distortion == "ignore":
+            notes.append("distortion coefficients ignored (pinhole model; use a rectified image with intrinsics: p)")
+        else:
+            rgb, depth, camera = _rectified(info, frame_id, rgb, depth, distortion, notes)
     if max_image_size > 0 and max(h, w) > max_image_size:
         rgb, depth, camera = downscale(rgb, depth, camera, max_image_size)
     return Frame(stamp_ns=chosen.image.stamp_ns, frame_id=frame_id, rgb=rgb, camera=camera, depth=depth,
                  source=source, notes=notes)
+
+
+def _rectified(info, frame_id: str, rgb: np.ndarray, depth: np.ndarray | None, policy: str,
+               notes: list[str]) -> tuple[np.ndarray, np.ndarray | None, CameraModel]:
+    """The frame remapped to camera_info's pinhole camera P (``policy`` rectify), or InputError."""
+    from dpa_ros.geometry.rectify import CameraInfo, RectificationError, rectify_frame
+
+    P = np.asarray(info.p, dtype=np.float64).reshape(3, 4)
+    R = np.asarray(info.r, dtype=np.float64).reshape(3, 3)
+    calibration = CameraInfo(width=int(info.width), height=int(info.height),
+                             K=np.asarray(info.k, dtype=np.float64).reshape(3, 3),
+                             D=tuple(float(c) for c in info.d), distortion_model=info.distortion_model or "plumb_bob",
+                             R=R if np.any(R) else np.eye(3), P=P if np.any(P[:, :3]) else None, frame_id=frame_id)
+    try:
+        rgb, depth, camera, note = rectify_frame(calibration, rgb, depth, policy)
+    except RectificationError as exc:
+        raise InputError(f"camera_info with lens distortion: {exc}") from exc
+    notes.append(note)
+    return rgb, depth, camera

@@ -104,6 +104,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "clock (s; 0 = any age)", range=(0.0, 1e6)),
     ParamSpec("intrinsics", "auto", "Camera matrix: k (raw image), p (rectified image: left 3x3 of P), "
               "auto (P when the distortion is all zero, else K)", choices=("auto", "k", "p")),
+    ParamSpec("distortion", "rectify", "A camera_info with lens distortion (unless intrinsics is p): rectify "
+              "(remap image and depth to P with OpenCV), refuse (fail the request with the reason) or ignore "
+              "(use K as if pinhole)", choices=("rectify", "refuse", "ignore")),
     # triggering
     ParamSpec("mode", "on_demand", "on_demand: reconstruct on ~/reconstruct or ~/snapshot; continuous: "
               "also reconstruct the newest frame whenever idle", choices=("on_demand", "continuous")),

@@ -173,7 +173,8 @@ class ReconstructNode(Node):
 
     def _convert(self, chosen) -> Frame:
         try:
-            return frame_from_messages(chosen, self._p("intrinsics"), int(self._p("max_image_size")))
+            return frame_from_messages(chosen, self._p("intrinsics"), int(self._p("max_image_size")),
+                                       self._p("distortion"))
         except InputError:
             raise
         except Exception as exc:  # an unforeseen conversion failure is still the input's fault
