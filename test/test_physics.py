@@ -184,8 +184,11 @@ def test_an_object_stacked_on_a_box_rests_on_the_box(top_builder, top_scale, dx,
     r_top, r_bottom = settle_objects([top, bottom], room.background(), PhysicsConfig())
     assert r_bottom.support == "floor"
     assert r_top.support == "object_3"
-    new_box_top = room.world(r_bottom.T_camera_object, box)[:, 2].max()
-    assert abs(new_box_top - (box_top + 0.03 + GAP)) < 0.0005
+    # the box carries the other: its top is held and it is compressed onto the floor
+    placed_box = room.world(r_bottom.T_camera_object, trimesh.Trimesh(r_bottom.vertices, box.faces))
+    new_box_top = placed_box[:, 2].max()
+    assert abs(new_box_top - box_top) < 0.0005 and abs(placed_box[:, 2].min() - GAP) < 0.0005
+    assert r_bottom.stretch == pytest.approx(1 - (0.03 + GAP) / (box_top + 0.03), abs=1e-3)
     assert abs(room.world(r_top.T_camera_object, top_mesh)[:, 2].min() - (new_box_top + GAP)) < 0.001
     assert r_top.penetration_after_m <= 0.005 and r_bottom.penetration_after_m <= 0.005
     if sink > 0:
@@ -201,7 +204,9 @@ def test_objects_on_a_table_instance_rest_on_its_top_and_the_table_on_the_floor(
     objs = [table, room.obj(1, mug, 0.1, 0.2, 2.3, z=top_z - 0.01), room.obj(2, box, 0.2, -0.3, 2.5, z=top_z + 0.02)]
     results = settle_objects(objs, room.background(), PhysicsConfig())
     assert [r.support for r in results] == ["floor", "object_0", "object_0"]
-    new_top = room.world(results[0].T_camera_object, table_mesh)[:, 2].max()
+    placed_table = room.world(results[0].T_camera_object, trimesh.Trimesh(results[0].vertices, table_mesh.faces))
+    new_top = placed_table[:, 2].max()
+    assert abs(new_top - top_z) < 0.0005 and abs(placed_table[:, 2].min() - GAP) < 0.0005  # top held, legs shortened
     for r, mesh in zip(results[1:], (mug, box)):
         assert abs(room.world(r.T_camera_object, mesh)[:, 2].min() - (new_top + GAP)) < 0.001
     assert max(r.penetration_after_m for r in results) <= 0.005

@@ -9,11 +9,12 @@ object by a translation — never a rotation, never a scale — so that:
 * no two bodies penetrate each other by more than a tolerance; overlapping pairs are pushed apart
   horizontally (perpendicular to gravity) by about the smallest translation, split between the two.
 
-One exception to "translation only": an object whose support is farther below it (or deeper above
-its bottom) than ``max_shift_m`` — a generated table whose legs came out too short, say — would have
-to move further than the layout's error bound allows. It is then stretched (or compressed) along
-gravity with its top held in place, by at most ``max_stretch`` of its height, so that its bottom
-meets the support and what stands on its top stays where it was observed.
+One exception to "translation only": an object that carries others (something stands on its top:
+a table with cups on it), or whose support is farther below it (or deeper above its bottom) than
+``max_shift_m`` — a generated table whose legs came out too short or too long, say — is
+stretched (or compressed) along gravity with its top held in place, by at most ``max_stretch`` of
+its height, so that its bottom meets the support while its top, seen by the camera, and what
+stands on it stay where they were observed.
 
 All the work is done in a gravity-aligned frame: the optical frame rotated so that +z is up
 (``-background.gravity``); distances are metres in either frame.
@@ -149,6 +150,7 @@ class _Body:
     support: str = "none"
     below: int = -1          # index of the body it stands on, -1 for none
     stretch: float = 1.0     # height along gravity now over the given one
+    carries: bool = False    # another body stands on its top (as placed by the layout)
     top: float = 0.0         # the given top (z relative to position) the stretch is anchored at
 
     def stretch_to(self, factor: float) -> None:
@@ -225,6 +227,7 @@ def settle_objects(objects: list[SceneObject], background: Background, config: P
     bodies = [_body(o, R, config, None if observed is None else observed[i]) for i, o in enumerate(objects)]
     surfaces = _surfaces(background.planes, R, need_up=gravity is not None)
     before = _penetrations(bodies, surfaces, config)
+    _mark_carriers(bodies, config)
     if gravity is not None:
         for _ in range(config.rounds):
             _settle(bodies, surfaces, objects, config)
@@ -392,6 +395,9 @@ def _settle(bodies: list[_Body], surfaces: list[_Surface], objects: list[SceneOb
             continue
         lift, name, below = max(candidates, key=lambda c: c[0])
         moved = body.position[2] - body.start[2]
+        if body.carries and abs(lift) > config.contact_gap_m and _stretch_onto(body, lift, config):
+            body.support, body.below = name, below  # its top, and what stands on it, stay where observed
+            continue
         if abs(moved + lift) > config.max_shift_m:  # out of the layout's error bound: stretch, or give up
             if _stretch_onto(body, lift, config):
                 body.support, body.below = name, below
@@ -403,6 +409,20 @@ def _settle(bodies: list[_Body], surfaces: list[_Surface], objects: list[SceneOb
             continue
         body.position[2] = body.start[2] + moved + lift
         body.support, body.below = name, below
+
+
+def _mark_carriers(bodies: list[_Body], config: PhysicsConfig) -> None:
+    """Flag each body something stands on: another body whose centre lies over its footprint and
+    whose bottom is in its upper half, at most ``max_shift_m`` above its top."""
+    for i, base in enumerate(bodies):
+        if base.footprint is None:
+            continue
+        middle = (base.lo[2] + base.hi[2]) / 2.0
+        for j, other in enumerate(bodies):
+            if j != i and middle <= other.lo[2] <= base.hi[2] + config.max_shift_m and \
+                    _in_hull(base.footprint, other.centre_xy[None] - base.position[:2])[0]:
+                base.carries = True
+                break
 
 
 def _stretch_onto(body: _Body, lift: float, config: PhysicsConfig) -> bool:
