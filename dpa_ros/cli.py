@@ -149,18 +149,22 @@ def _instances_scene(args, image, depth, camera, progress) -> Scene:
 
 
 class _PipelineCache:
-    """One Pipeline per dpa-reconstruct process: a batch loads its models once, for the first image."""
+    """One Pipeline per set of pipeline arguments in a dpa-reconstruct process: a batch loads its
+    models once, for the first image; another profile, config or device builds its own."""
 
     pipeline = None
+    key: tuple = ()
 
 
 def _pipeline(args):
-    """The process's Pipeline for --profile/--config (built once; models load on the first run)."""
+    """The process's Pipeline for --profile/--config (built once per set of arguments; models load
+    on the first run)."""
     try:
         from dpa_ros.pipeline import Pipeline, ReconstructionError
     except ImportError as exc:
         raise UserError(f"full pipeline not available: {exc}; use --instances with --depth") from exc
-    if _PipelineCache.pipeline is None:
+    key = (args.profile, str(args.config), bool(args.no_physics), str(args.weights_dir), args.device, args.seed)
+    if _PipelineCache.pipeline is None or _PipelineCache.key != key:
         overrides = {"physics": {"enabled": False}} if args.no_physics else None
         try:
             _PipelineCache.pipeline = Pipeline.from_profile(args.profile, config_path=args.config, overrides=overrides,
@@ -168,6 +172,7 @@ def _pipeline(args):
                                                             seed=args.seed)
         except ReconstructionError as exc:
             raise UserError(str(exc)) from exc
+        _PipelineCache.key = key
     return _PipelineCache.pipeline
 
 

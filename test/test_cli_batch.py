@@ -81,6 +81,10 @@ def test_batch_loads_the_models_once(tmp_path, monkeypatch):
     (_, first, loaded_before_first), (_, second, loaded_before_second) = seen
     assert first is second
     assert not any(loaded_before_first.values()) and all(loaded_before_second.values())
+    # a later call in the same process with another profile gets that profile, not the cached one
+    other = cli._pipeline(cli.parse_args(["--image", str(PHOTO), "--camera-info", str(tmp_path / "c.yaml"),
+                                          "--profile", "paper", "--device", "cpu", "--out", str(tmp_path / "paper")]))
+    assert other is not first and other.profile.name == "paper"
     monkeypatch.setattr(cli._PipelineCache, "pipeline", None)
 
 
