@@ -4,26 +4,6 @@ Every function here is pure (message in, value out, or the reverse) so it can be
 without a running graph. Malformed input raises :class:`ConversionError` (a ``ValueError``) whose
 text is a one-line reason fit for a failed action result.
 
-Images (``sensor_msgs/Image``): rgb8, bgr8, rgba8, bgra8, mono8 (also 8UC1/8UC3/8UC4 read as
-mono8/bgr8/bgra8, the OpenCV convention), 32FC1, 16UC1 (and mono16). ``step`` may include row
-padding and ``is_bigendian`` is honoured for 16/32-bit data. ``cv_bridge`` is used for decoding when
-it is importable (a full ROS install), after this module's own validation; otherwise the own
-numpy decoder, which is the one tested here.
-
-Depth: 32FC1 is metres; 16UC1 is millimetres (REP 118 / OpenNI); both come back as float32 metres
-with invalid pixels (0, negative, NaN, inf) set to NaN.
-
-Point clouds (``sensor_msgs/PointCloud2``): x, y, z as FLOAT32 plus ``rgb`` as a uint32
-``0x00RRGGBB`` stored in a FLOAT32 field, the PCL/RViz convention. Reading accepts any field
-offsets, ``point_step``, ``row_step`` padding and endianness, and ``rgb``/``rgba`` as FLOAT32 or
-UINT32.
-
-Scenes: :func:`scene_to_msg` (library :class:`~dpa_ros.scene.Scene` → ``dpa_ros/msg/Scene``),
-:func:`object_from_msg` (back, for clients), :func:`scene_to_markers` (RViz MarkerArray),
-:func:`scene_to_transforms` (one ``TransformStamped`` per object). The object pose is the rigid part
-of ``T_camera_object``; its uniform scale travels separately (``SceneObject.scale``, the marker's
-``scale``), because neither ``Pose`` nor TF can carry a scale.
-
 The functions live in one module per message family and are all importable from here
 (``from dpa_ros.ros import conversions as conv``): :mod:`.stamps` (ConversionError, time stamps,
 headers), :mod:`.images` (Image, CompressedImage, depth, CameraInfo), :mod:`.geometry` (Pose,
