@@ -229,7 +229,8 @@ def write_scene(scene: Scene, out_dir: str | Path) -> Path:
     return json_path
 
 
-def _load_mesh(path: Path) -> trimesh.Trimesh:
+def read_mesh(path: Path) -> trimesh.Trimesh:
+    """A mesh file as one Trimesh (unprocessed); :class:`SceneFormatError` when it cannot be read or has no faces."""
     try:
         mesh = trimesh.load(path, force="mesh", process=False)
     except Exception as exc:  # trimesh raises many types on corrupt files
@@ -258,7 +259,7 @@ def read_scene(scene_dir: str | Path) -> Scene:
             T = np.asarray(o["T_camera_object"], float).reshape(4, 4)
             objects.append(SceneObject(
                 id=int(o["id"]), label=str(o["label"]), score=float(o.get("score", 1.0)),
-                mesh=_load_mesh(scene_dir / o["mesh"]), T_camera_object=T,
+                mesh=read_mesh(scene_dir / o["mesh"]), T_camera_object=T,
                 scale=float(o.get("scale", np.cbrt(abs(np.linalg.det(T[:3, :3]))))),
                 fit_error=float(o.get("fit_error", float("nan"))),
                 proposal_index=int(o.get("proposal_index", -1)),

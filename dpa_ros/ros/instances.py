@@ -18,6 +18,7 @@ import trimesh
 from dpa_ros.assemble import Instance
 from dpa_ros.geometry.mesh_frames import check_up
 from dpa_ros.ros.conversions import ConversionError, image_to_numpy
+from dpa_ros.scene import SceneFormatError, read_mesh
 
 
 class InstancesError(ValueError):
@@ -58,12 +59,9 @@ def mesh_path(uri: str, roots: list[Path]) -> Path:
 
 def _load_mesh(path: Path, where: str) -> trimesh.Trimesh:
     try:
-        mesh = trimesh.load(path, force="mesh", process=False)
-    except Exception as exc:  # trimesh raises many types for unreadable files
-        raise InstancesError(f"{where}: cannot read mesh {path}: {exc}") from exc
-    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
-        raise InstancesError(f"{where}: mesh {path} has no faces")
-    return mesh
+        return read_mesh(path)
+    except SceneFormatError as exc:
+        raise InstancesError(f"{where}: {exc}") from exc
 
 
 def instances_from_goal(entries, width: int, height: int, mesh_roots: list[Path]) -> list[Instance]:
