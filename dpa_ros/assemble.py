@@ -28,7 +28,7 @@ from dpa_ros.geometry.camera import CameraModel
 from dpa_ros.geometry.gravity import check_gravity
 from dpa_ros.geometry.layout import LayoutConfig, LayoutProblem, solve_layout
 from dpa_ros.geometry.mesh_frames import check_up
-from dpa_ros.geometry.physics import PhysicsConfig, apply_results, settle_objects
+from dpa_ros.geometry.physics import PhysicsConfig, apply_results, object_surfaces, settle_objects
 from dpa_ros.geometry.planes import fit_background, supporting_pixels
 from dpa_ros.geometry.targets import InstanceInputError, build_target, check_mask, smooth_depth_in_masks
 from dpa_ros.scene import Background, Scene, SceneObject
@@ -248,6 +248,8 @@ def assemble_scene(image_rgb: np.ndarray, metric_depth: np.ndarray, camera: Came
     report("physics", 0.0)
     physics = physics if physics is not None else PhysicsConfig()
     if physics.enabled:
+        for k in object_surfaces(objects, background):  # an instance's own top is no separate support
+            background.planes[k].label = "plane"
         apply_results(objects, settle_objects(objects, background, physics,
                                               observed=[p.target.points for p in problems]))
     times["physics"] = time.perf_counter() - t0

@@ -6,7 +6,7 @@ import trimesh
 
 from dpa_ros.geometry import synthetic as syn
 from dpa_ros.geometry.camera import CameraModel
-from dpa_ros.geometry.physics import PhysicsConfig, PhysicsConfigError, apply_results, settle_objects
+from dpa_ros.geometry.physics import PhysicsConfig, PhysicsConfigError, apply_results, object_surfaces, settle_objects
 from dpa_ros.scene import Background, Plane, Scene, SceneObject, read_scene, write_scene
 
 GAP = PhysicsConfig().contact_gap_m
@@ -258,6 +258,62 @@ def test_a_box_sunk_deeper_than_max_shift_is_compressed_its_top_held():
     assert placed[:, 2].max() == pytest.approx(top_z, abs=1e-6)
     assert placed[:, 2].min() == pytest.approx(GAP, abs=0.0005)
     assert r.penetration_after_m <= 0.005
+
+
+def _observed_surface(room: Room, mesh: trimesh.Trimesh, T_camera_object: np.ndarray) -> np.ndarray:
+    """Surface samples of ``mesh`` placed by ``T_camera_object`` above the floor (optical frame): what a
+    depth camera sees of it, less what the floor hides."""
+    samples, _ = trimesh.sample.sample_surface(mesh, 3000, seed=1)
+    points = trimesh.transform_points(samples, T_camera_object)
+    above = trimesh.transform_points(points, np.linalg.inv(room.T_cw))[:, 2] > 0.005
+    return points[above]
+
+
+@pytest.mark.parametrize("pitch,sink", [(30.0, 0.06), (55.0, 0.04), (45.0, -0.05)])
+def test_the_observation_decides_whether_a_misplaced_box_is_stretched_or_translated(pitch, sink):
+    """A box whose generated height is wrong (its top seen where the layout put it) is compressed or
+    stretched onto the floor with its top held; one whose shape is right but whose place is wrong (the
+    depth sees all of it elsewhere) is translated. ``sink`` > 0: sunk into the floor, < 0: floating."""
+    room = Room(pitch=pitch)
+    box = syn.make_box()
+    obj = room.obj(0, box, 0.5, 0.1, 2.2, z=-sink, yaw=15.0)
+    placed = room.world(obj.T_camera_object, box)
+    top_z, height = placed[:, 2].max(), np.ptp(placed[:, 2])
+    # the true object: the same footprint and top, the bottom on the floor
+    true_mesh = box.copy()
+    true_vertices = room.world(obj.T_camera_object, box)
+    true_vertices[:, 2] = top_z - (top_z - true_vertices[:, 2]) * (top_z / height)
+    true_mesh.vertices = trimesh.transform_points(true_vertices, room.T_cw)
+    wrong_height = _observed_surface(room, true_mesh, np.eye(4))
+    (r,) = settle_objects([obj], room.background(), PhysicsConfig(), observed=[wrong_height])
+    after = room.world(r.T_camera_object, trimesh.Trimesh(r.vertices, box.faces))
+    assert r.support == "floor" and r.stretch == pytest.approx((top_z - GAP) / height, abs=1e-3)
+    assert after[:, 2].max() == pytest.approx(top_z, abs=1e-6) and after[:, 2].min() == pytest.approx(GAP, abs=5e-4)
+    assert r.shift_m < 1e-9
+    # the true object: the same shape, standing on the floor
+    truth = room.obj(0, box, 0.5, 0.1, 2.2, z=0.0, yaw=15.0)
+    wrong_place = _observed_surface(room, box, truth.T_camera_object)
+    (r,) = settle_objects([obj], room.background(), PhysicsConfig(), observed=[wrong_place])
+    assert r.support == "floor" and r.stretch == 1.0
+    assert r.shift_m == pytest.approx(abs(sink + GAP) if sink > 0 else abs(sink) - GAP, abs=1e-3)
+    np.testing.assert_allclose(r.T_camera_object[:3, 3], truth.T_camera_object[:3, 3], atol=2e-3)
+
+
+def test_a_support_plane_on_a_table_instances_top_is_claimed_by_it_and_one_under_a_box_is_not():
+    """A mask a few pixels short leaves a table instance's top to the background fit, which finds a
+    support plane there: that plane is the table's surface, not a separate board. A support plane a box
+    stands on stays a support."""
+    room = Room(pitch=45.0)
+    table_mesh = _make_table()
+    table = room.obj(0, table_mesh, 1.0, 0.0, 2.4, yaw=5.0)
+    top_z = room.world(table.T_camera_object, table_mesh)[:, 2].max()
+    on_top = room.support(top_z - 0.004, [[-0.3, 2.2], [0.3, 2.2], [0.3, 2.6], [-0.3, 2.6]])
+    board = room.support(0.45, [[1.0, 2.0], [1.6, 2.0], [1.6, 2.6], [1.0, 2.6]])
+    box = room.obj(1, syn.make_box(), 0.2, 1.3, 2.3, z=0.45 + GAP)
+    background = room.background(on_top, board)
+    assert object_surfaces([table, box], background) == [1]
+    assert object_surfaces([box], background) == []
+    assert object_surfaces([table, box], Background(planes=background.planes)) == []  # no gravity, no height
 
 
 def test_penetration_into_an_open_mesh_is_measured_and_removed():

@@ -9,12 +9,18 @@ object by a translation — never a rotation, never a scale — so that:
 * no two bodies penetrate each other by more than a tolerance; overlapping pairs are pushed apart
   horizontally (perpendicular to gravity) by about the smallest translation, split between the two.
 
-One exception to "translation only": an object that carries others (something stands on its top:
-a table with cups on it), or whose support is farther below it (or deeper above its bottom) than
-``max_shift_m`` — a generated table whose legs came out too short or too long, say — is
-stretched (or compressed) along gravity with its top held in place, by at most ``max_stretch`` of
-its height, so that its bottom meets the support while its top, seen by the camera, and what
-stands on it stay where they were observed.
+One exception to "translation only": an object is stretched (or compressed) along gravity with its
+top held in place, by at most ``max_stretch`` of its height, so that its bottom meets the support
+while its top, seen by the camera, and what stands on it stay where they were observed, when
+
+* it carries others (something stands on its top: a table with cups on it);
+* its observed depth points fit the stretched mesh better than the translated one (a generated
+  table whose legs came out too short or too long, seen from above), and the correction is at
+  least ``min_stretch_m``;
+* or its support is farther below it (or deeper above its bottom) than ``max_shift_m``.
+
+Support planes the background fit found on an instance's own top (:func:`object_surfaces`) are
+that instance's surface, not separate boards.
 
 All the work is done in a gravity-aligned frame: the optical frame rotated so that +z is up
 (``-background.gravity``); distances are metres in either frame.
@@ -39,6 +45,9 @@ from dpa_ros.scene import Background, Plane, SceneObject
 
 _MIN_UP_COMPONENT = 0.5  # a floor or support plane whose normal is more than 60° off up supports nothing
 _FAR = 1.0               # m: how far outside a body a ray starts
+_MISFIT_CAP_M = 0.05     # m: the most one observed point adds to a body's misfit
+_SURFACE_ABOVE_M = 0.03  # m: a support plane this far above an object's top may still be that top
+_MIN_OBSERVED = 20       # observed points below which the observation decides nothing about the shape
 
 
 class PhysicsConfigError(ValueError):
@@ -60,8 +69,11 @@ class PhysicsConfig:
             the layout's error bound. A support that would lift the object more than this is not
             its support (it is something the object stands beside or under); an object that would
             fall further than this is left where it is, support ``"none"``.
-        max_stretch: the most an object's height along gravity may change (fraction of it) when its
-            support is out of ``max_shift_m``'s reach (module docstring); 0 turns that off.
+        max_stretch: the most an object's height along gravity may change (fraction of it) when it is
+            stretched instead of moved (module docstring); 0 turns stretching off.
+        min_stretch_m: a vertical correction smaller than this (m) is a translation even where the
+            observed points fit a stretch better: below a depth camera's noise the observation cannot
+            tell the two apart, and the mesh stays as generated.
         separation_tolerance_m: pairs penetrating deeper than this (m) are pushed apart.
         samples: surface samples per object (with its vertices) for the penetration tests.
         columns: vertical rays per side of the grid that finds the top of a lower object under an
@@ -77,6 +89,7 @@ class PhysicsConfig:
     contact_gap_m: float = 0.001
     max_shift_m: float = 0.15
     max_stretch: float = 0.5
+    min_stretch_m: float = 0.01
     separation_tolerance_m: float = 0.001
     samples: int = 2000
     columns: int = 24
@@ -86,7 +99,7 @@ class PhysicsConfig:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("max_penetration_m", "max_shift_m", "separation_tolerance_m"):
+        for name in ("max_penetration_m", "max_shift_m", "separation_tolerance_m", "min_stretch_m"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0):
                 raise PhysicsConfigError(f"PhysicsConfig.{name} must be a positive number of metres, got {value!r}")
@@ -147,6 +160,7 @@ class _Body:
     position: np.ndarray
     start: np.ndarray
     weight: float            # observed points (how well the observation pins it)
+    observed: np.ndarray | None  # (N, 3) observed depth points, gravity frame (absolute), or None
     support: str = "none"
     below: int = -1          # index of the body it stands on, -1 for none
     stretch: float = 1.0     # height along gravity now over the given one
@@ -262,6 +276,37 @@ def apply_results(objects: list[SceneObject], results: list[ObjectPhysics]) -> N
         obj.physics_shift_m = float(r.shift_m)
 
 
+def object_surfaces(objects: list[SceneObject], background: Background) -> list[int]:
+    """Indices into ``background.planes`` of the support planes that are an object's own surface.
+
+    The background is fitted to the pixels outside every mask, and a mask a few pixels short leaves
+    part of a table top outside it: the fit then finds a support plane where the table instance's
+    top is, and a simulator gets a static slab through the table. A support plane is an object's
+    surface when the centre of its polygon lies over the object's footprint, at a height above the
+    lowest quarter of the object and at most ``_SURFACE_ABOVE_M`` above its top (gravity frame). A
+    plane an object stands on lies at the object's bottom, and stays a support. Without gravity
+    there is no height, and no plane is claimed.
+    """
+    if background.gravity is None:
+        return []
+    R = _gravity_frame(check_gravity(background.gravity, "background.gravity"))
+    claimed = []
+    for k, plane in enumerate(background.planes):
+        if plane.label != "support" or plane.polygon is None or len(plane.polygon) < 3:
+            continue
+        centre = np.asarray(plane.polygon, float).mean(0) @ R.T
+        for obj in objects:
+            T = np.asarray(obj.T_camera_object, float)
+            v = np.asarray(obj.mesh.vertices, float) @ (R @ T[:3, :3]).T + R @ T[:3, 3]
+            lo, hi = v[:, 2].min(), v[:, 2].max()
+            hull = _hull_2d(v[:, :2])
+            if hull is not None and lo + 0.25 * (hi - lo) < centre[2] <= hi + _SURFACE_ABOVE_M and \
+                    _in_hull(hull, centre[None, :2])[0]:
+                claimed.append(k)
+                break
+    return claimed
+
+
 def _floor_down(background: Background) -> np.ndarray:
     """Without gravity, the frame penetrations are measured in: minus the floor's normal, else +y."""
     floor = background.floor
@@ -302,9 +347,13 @@ def _body(obj: SceneObject, R: np.ndarray, config: PhysicsConfig, observed: np.n
     points = np.concatenate([np.asarray(samples, float) @ A.T, vertices])
     scene = raycasting_scene(trimesh.Trimesh(vertices, mesh.faces, process=False))
     position = R @ T[:3, 3]
-    weight = 0.0 if observed is None else float(len(observed))
+    seen = None
+    if observed is not None:
+        seen = np.asarray(observed, float).reshape(-1, 3) @ R.T
+        seen = seen[np.all(np.isfinite(seen), axis=1)]
+    weight = 0.0 if seen is None else float(len(seen))
     return _Body(vertices, np.asarray(mesh.faces), points, _hull_2d(vertices[:, :2]), scene, position,
-                 position.copy(), weight, top=float(vertices[:, 2].max()))
+                 position.copy(), weight, seen, top=float(vertices[:, 2].max()))
 
 
 def _surfaces(planes: list[Plane], R: np.ndarray, need_up: bool) -> list[_Surface]:
@@ -395,7 +444,9 @@ def _settle(bodies: list[_Body], surfaces: list[_Surface], objects: list[SceneOb
             continue
         lift, name, below = max(candidates, key=lambda c: c[0])
         moved = body.position[2] - body.start[2]
-        if body.carries and abs(lift) > config.contact_gap_m and _stretch_onto(body, lift, config):
+        if (body.carries and abs(lift) > config.contact_gap_m
+                or abs(lift) >= config.min_stretch_m and _observation_prefers_stretch(body, lift, config)) \
+                and _stretch_onto(body, lift, config):
             body.support, body.below = name, below  # its top, and what stands on it, stay where observed
             continue
         if abs(moved + lift) > config.max_shift_m:  # out of the layout's error bound: stretch, or give up
@@ -425,14 +476,44 @@ def _mark_carriers(bodies: list[_Body], config: PhysicsConfig) -> None:
                 break
 
 
+def _observation_misfit(scene, points: np.ndarray) -> float:
+    """Mean distance (m) of ``points`` to the mesh of ``scene``, each capped at ``_MISFIT_CAP_M`` (a point of
+    a neighbour the mask took in counts, but only so much)."""
+    import open3d as o3d
+
+    d = scene.compute_distance(o3d.core.Tensor(points.astype(np.float32))).numpy()
+    return float(np.mean(np.minimum(d, _MISFIT_CAP_M)))
+
+
+def _stretch_factor(body: _Body, lift: float) -> float | None:
+    """The stretch that moves the body's bottom by ``lift`` (m) with its top held; None for a flat body."""
+    height = (body.top - body.vertices[:, 2].min()) / body.stretch  # the given height
+    return None if height <= 0 else body.stretch - lift / height
+
+
+def _observation_prefers_stretch(body: _Body, lift: float, config: PhysicsConfig) -> bool:
+    """Whether the observed depth points fit the body better stretched along gravity (top held, bottom
+    moved by ``lift`` m) than translated by ``lift``: a generated mesh's height is less certain than where
+    the camera saw its top. False without observed points (translation keeps the generated shape)."""
+    if body.observed is None or len(body.observed) < _MIN_OBSERVED:
+        return False
+    factor = _stretch_factor(body, lift)
+    if factor is None or abs(factor - 1.0) > config.max_stretch:
+        return False
+    seen = body.observed - body.position
+    translated = _observation_misfit(body.scene, seen - np.array([0.0, 0.0, lift]))
+    k = factor / body.stretch
+    vertices = body.vertices.copy()
+    vertices[:, 2] = body.top - (body.top - vertices[:, 2]) * k
+    stretched = _observation_misfit(raycasting_scene(trimesh.Trimesh(vertices, body.faces, process=False)), seen)
+    return stretched < translated
+
+
 def _stretch_onto(body: _Body, lift: float, config: PhysicsConfig) -> bool:
     """Stretch (``lift`` < 0) or compress (> 0) the body along gravity, top held, so that its bottom
     moves by ``lift`` (m); False, and nothing changed, when that is more than ``max_stretch``."""
-    height = (body.top - body.vertices[:, 2].min()) / body.stretch  # the given height
-    if height <= 0:
-        return False
-    factor = body.stretch - lift / height
-    if abs(factor - 1.0) > config.max_stretch:
+    factor = _stretch_factor(body, lift)
+    if factor is None or abs(factor - 1.0) > config.max_stretch:
         return False
     body.stretch_to(factor)
     return True
