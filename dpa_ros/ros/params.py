@@ -7,6 +7,7 @@ ROS-free: :meth:`ParamSpec.descriptor` imports ``rcl_interfaces`` only when call
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -31,13 +32,14 @@ class ParamSpec:
     read_only: bool = False
     choices: tuple[str, ...] = ()
     range: tuple[float, float] | None = None
+    item_type: type = float  # the element type of an array parameter whose default is []
 
     def descriptor(self):
         """The ``rcl_interfaces/ParameterDescriptor`` the node declares this parameter with."""
         from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
         d = ParameterDescriptor(name=self.name, description=self.description, read_only=self.read_only)
-        d.type = _parameter_type(self.default, ParameterType)
+        d.type = _parameter_type(self.default, ParameterType, self.item_type)
         if self.choices:
             d.additional_constraints = "one of: " + ", ".join(self.choices)
         if self.range is not None and not isinstance(self.default, bool):
@@ -49,7 +51,7 @@ class ParamSpec:
         return d
 
 
-def _parameter_type(value: Any, types) -> int:
+def _parameter_type(value: Any, types, item_type: type = float) -> int:
     if isinstance(value, bool):
         return types.PARAMETER_BOOL
     if isinstance(value, int):
@@ -58,8 +60,10 @@ def _parameter_type(value: Any, types) -> int:
         return types.PARAMETER_DOUBLE
     if isinstance(value, str):
         return types.PARAMETER_STRING
-    if isinstance(value, (list, tuple)) and (not value or all(isinstance(v, float) for v in value)):
-        return types.PARAMETER_DOUBLE_ARRAY  # an empty default is a double array (the only one is gravity)
+    if isinstance(value, (list, tuple)) and not value:
+        return types.PARAMETER_STRING_ARRAY if item_type is str else types.PARAMETER_DOUBLE_ARRAY
+    if isinstance(value, (list, tuple)) and all(isinstance(v, float) for v in value):
+        return types.PARAMETER_DOUBLE_ARRAY
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         return types.PARAMETER_STRING_ARRAY
     raise TypeError(f"no ROS parameter type for {value!r}")
@@ -168,6 +172,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "them; 0 = as received)", range=(0, 16384)),
     ParamSpec("torch_threads", 0, "torch intra-op threads for the pipeline (torch.set_num_threads; 0 = torch's "
               "default, every core): fewer leaves a core for intake", read_only=True, range=(0, 256)),
+    # --- scene memory and known objects (issue 25) ---
+    ParamSpec("fixed_frame", "", "Scene memory: frame the objects are remembered in (odom, map); every "
+              "reconstruction is placed there through TF at the image stamp, and ~/scene carries the memory "
+              "with stable ids ('' = memory off)", read_only=True),
+    ParamSpec("forget_after", 3, "Scene memory: a remembered object that should be visible but is not found in "
+              "this many consecutive reconstructions is forgotten (snapshots)", range=(1, 1000)),
+    ParamSpec("mesh_roots", [], "Directories (absolute) under which Reconstruct goal instances' file:// meshes "
+              "are read ([] = goals with instances are refused)", item_type=str),
 )
 PARAMETER_INDEX = {p.name: p for p in PARAMETERS}
 
@@ -200,7 +212,8 @@ def segmenter_thresholds(value_of: Callable[[str], Any], profile_segmenter=None)
 
 
 def check_parameter(name: str, value: Any) -> str | None:
-    """The reason ``value`` is not allowed for ``name`` (a choice, an export format, a gravity vector), or None.
+    """The reason ``value`` is not allowed for ``name`` (a choice, an export format, a gravity vector, a
+    mesh root that is not an existing absolute directory), or None.
 
     Types and numeric ranges are enforced by ROS through the descriptors.
     """
@@ -214,6 +227,10 @@ def check_parameter(name: str, value: Any) -> str | None:
             check_gravity(value)
         except GravityError as exc:
             return f"gravity must be [] or a unit-able [x, y, z] in the camera optical frame: {exc}"
+    if name == "mesh_roots":
+        bad = [r for r in value if not (os.path.isabs(r) and os.path.isdir(r))]
+        if bad:
+            return f"mesh_roots: {bad} not absolute paths to existing directories"
     if name == "export_formats":
         bad = [f for f in value if f not in EXPORT_FORMATS]
         if bad:

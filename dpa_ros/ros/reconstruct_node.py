@@ -65,8 +65,9 @@ class ReconstructNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        for spec in PARAMETERS:  # an empty array default (gravity) is declared by its type, unset
-            default = spec.default if spec.default != [] else Parameter.Type.DOUBLE_ARRAY
+        for spec in PARAMETERS:  # an empty array default (gravity, mesh_roots) is declared by its type, unset
+            default = spec.default if spec.default != [] else (
+                Parameter.Type.STRING_ARRAY if spec.item_type is str else Parameter.Type.DOUBLE_ARRAY)
             self.declare_parameter(spec.name, default, spec.descriptor())
         for spec in PARAMETERS:
             reason = check_parameter(spec.name, self._p(spec.name))
