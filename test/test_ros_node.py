@@ -583,10 +583,10 @@ def test_pipeline_errors_fail_the_request_and_the_node_keeps_serving(node, clien
     status, result = client.result(handle, 30.0)
     assert status == GoalStatus.STATUS_ABORTED and "profile 'paper' is not loaded" in result.message
 
-    # known objects in the goal: refused with the reason until the node fits them
+    # known objects in the goal: refused with the reason while the node has no mesh_roots
     handle, _ = client.send_goal(instances=[Instance(label="chair")])
     status, result = client.result(handle, 30.0)
-    assert status == GoalStatus.STATUS_ABORTED and "goal instances are not fitted by this node yet" in result.message
+    assert status == GoalStatus.STATUS_ABORTED and "set the mesh_roots parameter" in result.message
 
 
 def _wait_first_feedback(feedback, timeout_s=60.0):

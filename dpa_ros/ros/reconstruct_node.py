@@ -20,6 +20,7 @@ small CPU, the executor's intake threads keep a core; ``max_image_size`` downsca
 from __future__ import annotations
 
 import collections
+import threading
 import time
 from typing import Any
 
@@ -43,7 +44,9 @@ from dpa_ros.ros import log_bridge
 from dpa_ros.ros.frame_buffer import CAMERA_INFO, DEPTH, IMAGE, FrameBuffer, FrameUnavailable
 from dpa_ros.ros.gravity_sources import GravitySources, GravityUnavailable
 from dpa_ros.ros.inputs import Frame, InputError, frame_from_messages
+from dpa_ros.ros.instances import InstancesError, checked_roots, instances_from_goal
 from dpa_ros.ros.params import MAX_QUEUE_LIMIT, PARAMETER_INDEX, PARAMETERS, check_parameter, segmenter_thresholds
+from dpa_ros.ros.scene_memory import NodeMemory
 from dpa_ros.ros.scene_publisher import ScenePublisher
 from dpa_ros.ros.scheduler import (
     Busy,
@@ -55,6 +58,8 @@ from dpa_ros.ros.scheduler import (
     Scheduler,
     gravity_note,
 )
+from dpa_ros.ros.tf_buffer import TfLookupError
+from dpa_ros.srv import Forget
 
 NODE_NAME = "dpa_reconstructor"
 CONTINUOUS_TICK_S = 0.05
@@ -105,14 +110,21 @@ class ReconstructNode(Node):
         self._frames = FrameBuffer(self._p("use_depth"), self._p("input_depth"),
                                    clock_ns=lambda: self.get_clock().now().nanoseconds, topics=topics)
 
-        # outputs
+        # outputs; the scene memory (fixed_frame set) is published instead of each view's scene
         self._outputs = ScenePublisher(self, self._p)
+        self._publish_lock = threading.Lock()  # the worker and the memory services both publish
+        self._memory = NodeMemory(self._p("fixed_frame"), int(self._p("forget_after"))) \
+            if self._p("fixed_frame") else None
+        self._last_memory: tuple | None = None  # (Remembered, frame, view) last published
+        if self._memory is not None:
+            self._gravity.listen()  # every view is placed in fixed_frame through TF
 
         # work: the pipeline is loaded and run on the scheduler's worker thread
         self._loader = PipelineLoader(self.profile, self._build_pipeline, self.get_logger())
-        reconstruct = Reconstructor(self._loader, self._outputs.publish, conv.summarize_scene_msg, self._gravity_note,
+        reconstruct = Reconstructor(self._loader, self._publish, conv.summarize_scene_msg, self._gravity_note,
                                     self._thresholds, self._feedback, lambda job: self._scheduler.should_stop(job),
-                                    self.get_logger(), images_received=lambda: self._frames.received(IMAGE))
+                                    self.get_logger(), images_received=lambda: self._frames.received(IMAGE),
+                                    remember=self._remember if self._memory is not None else None)
         self._scheduler = Scheduler(reconstruct,
                                     on_start=self._loader.load_on_start if self._p("load_on_start") else None)
 
@@ -122,13 +134,17 @@ class ReconstructNode(Node):
                                     goal_callback=self._on_goal, cancel_callback=self._on_cancel,
                                     callback_group=requests, result_timeout=300)
         self._snapshot = self.create_service(Trigger, "~/snapshot", self._on_snapshot, callback_group=requests)
+        self._clear_memory = self.create_service(Trigger, "~/clear_memory", self._on_clear_memory,
+                                                 callback_group=requests)
+        self._forget = self.create_service(Forget, "~/forget", self._on_forget, callback_group=requests)
+        memory = f"; memory in {self._p('fixed_frame')}" if self._memory is not None else ""
         self._timer = self.create_timer(CONTINUOUS_TICK_S, self._on_timer,
                                         callback_group=MutuallyExclusiveCallbackGroup())
         imu = f"; imu {self._gravity.imu_topic}" if self._gravity.imu_topic else ""
         self.get_logger().info(
             f"ready: profile '{self.profile}', inputs {' + '.join(s.topic_name for s in subs)}; "
             f"mode {self._p('mode')}, busy_policy {self._p('busy_policy')}; tf backend {self._outputs.tf.backend}, "
-            f"tf listener {self._gravity.tf_backend}{imu}"
+            f"tf listener {self._gravity.tf_backend}{imu}{memory}"
             + "".join(f"; publishes {t}" for t in self._outputs.planning_topics))
 
     # ------------------------------------------------------------------------------ parameters
@@ -182,18 +198,47 @@ class ReconstructNode(Node):
             raise InputError(f"cannot use the input frame: {type(exc).__name__}: {exc}") from exc
 
     # -------------------------------------------------------------------------------- requests
-    def _request(self, ticket, kind: str, prompt: str | None, goal_handle=None) -> Job:
+    def _fixed_from_camera(self, frame: Frame) -> np.ndarray | None:
+        """With the memory on, T fixed_frame <- camera optical frame at the image stamp (4×4, metres),
+        else None; InputError when TF cannot give it: the view is refused, never placed by guess."""
+        if self._memory is None:
+            return None
+        fixed = self._memory.fixed_frame
+        try:
+            return self._gravity.listen().lookup(fixed, frame.frame_id, frame.stamp_ns,
+                                                 float(self._p("tf_tolerance_s")), float(self._p("tf_wait_s")))
+        except TfLookupError as exc:
+            raise InputError(f"scene memory: no transform {fixed} <- {frame.frame_id} at the image stamp: {exc}") \
+                from exc
+
+    def _goal_instances(self, entries, frame: Frame) -> list | None:
+        """A goal's ``instances`` as layout instances for ``frame`` (None when there are none); InputError."""
+        if not entries:
+            return None
+        try:
+            roots = checked_roots(list(self._p("mesh_roots")))
+            return instances_from_goal(entries, frame.camera.width, frame.camera.height, roots)
+        except (InstancesError, ValueError) as exc:
+            raise InputError(f"goal instances refused: {exc}") from exc
+
+    def _request(self, ticket, kind: str, prompt: str | None, goal_handle=None, instances=()) -> Job:
         """Capture the frame and queue a job in ``ticket``'s place; InputError releases the place."""
         try:
+            if instances and not list(self._p("mesh_roots")):  # refused before waiting for a frame
+                raise InputError("goal instances refused: this node reads no meshes: set the mesh_roots "
+                                 "parameter to send instances")
             frame = self.capture_frame()
             gravity = self._resolve_gravity(frame)
+            layout_instances = self._goal_instances(instances, frame)
+            T_fixed_camera = self._fixed_from_camera(frame)
         except InputError:
             ticket.release()
             raise
         for note in frame.notes:
             self.get_logger().warning(note)
         cancel = (lambda: goal_handle.is_cancel_requested) if goal_handle is not None else (lambda: False)
-        return ticket.submit(Job(kind, Request(frame, gravity, self._prompt(prompt), goal_handle),
+        return ticket.submit(Job(kind, Request(frame, gravity, self._prompt(prompt), goal_handle,
+                                               instances=layout_instances, T_fixed_camera=T_fixed_camera),
                                  cancel_requested=cancel))
 
     def _prompt(self, prompt: str | None) -> str | None:
@@ -236,11 +281,8 @@ class ReconstructNode(Node):
                 ticket.release()
                 raise InputError(f"profile '{goal.profile}' is not loaded (this node runs '{self.profile}'; "
                                  "start another node for it)")
-            if goal.instances:
-                ticket.release()
-                raise InputError("goal instances are not fitted by this node yet; leave them empty "
-                                 "(dpa-reconstruct --instances fits known objects offline)")
-            job = self._request(ticket, "action", goal.prompt or None, goal_handle=goal_handle)
+            job = self._request(ticket, "action", goal.prompt or None, goal_handle=goal_handle,
+                                instances=goal.instances)
         except InputError as exc:
             self.get_logger().warning(f"~/reconstruct failed: {exc}")
             result.success, result.message = False, str(exc)
@@ -281,11 +323,12 @@ class ReconstructNode(Node):
         try:
             frame = self._convert(chosen)
             gravity = self._resolve_gravity(frame)
+            T_fixed_camera = self._fixed_from_camera(frame)
         except InputError as exc:
             ticket.release()
             self.get_logger().warning(f"continuous: skipped frame {chosen.image.stamp_ns / 1e9:.3f} s: {exc}")
             return
-        ticket.submit(Job("continuous", Request(frame, gravity, self._prompt(None))))
+        ticket.submit(Job("continuous", Request(frame, gravity, self._prompt(None), T_fixed_camera=T_fixed_camera)))
 
     # ------------------------------------------------------------------------------------ work
     def _build_pipeline(self):
@@ -301,6 +344,51 @@ class ReconstructNode(Node):
         return mod.Pipeline.from_profile(self.profile, config_path=self._p("config_path") or None,
                                          weights_dir=self._p("weights_dir") or None,
                                          device=self._p("device") or None, seed=None if seed < 0 else seed)
+
+    def _publish(self, scene, frame, view=None):
+        with self._publish_lock:
+            return self._outputs.publish(scene, frame, view)
+
+    def _remember(self, scene, request: Request) -> tuple[Any, str]:
+        """Merge a view into the memory (worker thread); (the memory's scene in fixed_frame, note)."""
+        frame = request.frame
+        masks = [inst.mask for inst in request.instances] if request.instances else None
+        remembered = self._memory.observe(scene, request.T_fixed_camera, frame.depth, masks,
+                                          forget_after=int(self._p("forget_after")))
+        self._last_memory = (remembered, frame, scene)
+        return remembered.scene, remembered.summary(self._memory.fixed_frame)
+
+    def _republish_memory(self) -> str:
+        """Publish the memory after a forget or clear (from the last view); a note for the reply."""
+        last = self._last_memory
+        if last is None:
+            return "nothing published yet"
+        remembered, frame, view = last
+        now = self._memory.current(remembered)
+        self._publish(now.scene, frame, view)
+        return f"republished {now.summary(self._memory.fixed_frame)}"
+
+    def _on_clear_memory(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        if self._memory is None:
+            response.success, response.message = False, "scene memory is off (fixed_frame is empty)"
+            return response
+        dropped = self._memory.clear()
+        response.success = True
+        response.message = f"forgot {len(dropped)} object(s) {dropped}; {self._republish_memory()}"
+        self.get_logger().info(f"~/clear_memory: {response.message}")
+        return response
+
+    def _on_forget(self, request: Forget.Request, response: Forget.Response) -> Forget.Response:
+        if self._memory is None:
+            response.success, response.message = False, "scene memory is off (fixed_frame is empty)"
+        elif not self._memory.forget(request.id):
+            response.success = False
+            response.message = f"no remembered object has id {request.id} (remembered: {self._memory.ids()})"
+        else:
+            response.success = True
+            response.message = f"forgot object {request.id}; {self._republish_memory()}"
+            self.get_logger().info(f"~/forget: {response.message}")
+        return response
 
     def _thresholds(self) -> dict[str, float]:
         """Set threshold parameters win; the others (negative) take the loaded profile's segmenter values."""

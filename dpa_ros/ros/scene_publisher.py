@@ -3,7 +3,9 @@
 :class:`ScenePublisher` owns the node's output publishers and the output policy (which outputs are
 on, what the markers and the cloud look like), all read from the node's parameters at each scene,
 so a parameter set at run time applies from the next scene. Every message carries the image's
-stamp and its optical frame (camera optical frame, REP 103, metres).
+stamp and the scene's frame: the camera optical frame (REP 103, metres), or ``fixed_frame`` when
+the scene is the node's memory (:mod:`dpa_ros.ros.scene_memory`; the overlay is then drawn from
+the view's own reconstruction).
 """
 from __future__ import annotations
 
@@ -60,15 +62,20 @@ class ScenePublisher:
         """The Detection3DArray / CollisionObject topics published (none when both are off)."""
         return self.planning.topics if self.planning else []
 
-    def publish(self, scene, frame) -> tuple[SceneMsg, list[str]]:
-        """Export (with ``export_dir``) and publish one scene on every output; (Scene message, notes)."""
+    def publish(self, scene, frame, view=None) -> tuple[SceneMsg, list[str]]:
+        """Export (with ``export_dir``) and publish one scene on every output; (Scene message, notes).
+
+        ``view``: this frame's reconstruction (optical frame) when ``scene`` is the memory (in
+        ``scene.frame_id``); None when ``scene`` is the reconstruction itself.
+        """
         log = self._node.get_logger()
         notes: list[str] = []
         uris: dict[int, str] = {}
         overlay = None
+        frame_id = scene.frame_id if view is not None else frame.frame_id
         if self._overlay_pub is not None or self._p("export_dir"):
             try:
-                overlay = draw_overlay(frame.rgb, scene)
+                overlay = draw_overlay(frame.rgb, view if view is not None else scene)
             except Exception as exc:  # a picture must never cost the scene
                 log.warning(f"no overlay for this scene: {type(exc).__name__}: {exc}")
         if self._p("export_dir"):
@@ -79,7 +86,7 @@ class ScenePublisher:
             uris = exported.mesh_uris
             notes += ([f"exported to {exported.directory}"] if exported.directory else []) + exported.warnings
         stamp = conv.ns_to_stamp(frame.stamp_ns)
-        scene_msg = conv.scene_to_msg(scene, stamp=stamp, frame_id=frame.frame_id, mesh_uris=uris)
+        scene_msg = conv.scene_to_msg(scene, stamp=stamp, frame_id=frame_id, mesh_uris=uris)
         mesh_mode = self._p("marker_mesh")
         if mesh_mode == "mesh_resource" and not uris:
             notes.append("marker_mesh mesh_resource needs export_dir: sent triangle lists")
@@ -87,13 +94,13 @@ class ScenePublisher:
                                         text_height=float(self._p("label_height_m")))
         points, colors = subsample_evenly(np.asarray(scene.cloud_points), np.asarray(scene.cloud_colors),
                                           int(self._p("cloud_max_points")))
-        cloud = conv.cloud_to_pointcloud2(points, colors, frame.frame_id, stamp)
+        cloud = conv.cloud_to_pointcloud2(points, colors, frame_id, stamp)
         self.tf.publish(conv.scene_to_transforms(scene_msg, self._p("frame_prefix")), replace=True)
         self._marker_pub.publish(markers)
         self._cloud_pub.publish(cloud)
         if self.planning is not None:
             self.planning.publish(scene_msg, self._p("frame_prefix"))
         if self._overlay_pub is not None and overlay is not None:
-            self._overlay_pub.publish(conv.numpy_to_image(overlay, "rgb8", frame.frame_id, stamp))
+            self._overlay_pub.publish(conv.numpy_to_image(overlay, "rgb8", frame.frame_id, stamp))  # image's frame
         self._scene_pub.publish(scene_msg)
         return scene_msg, notes

@@ -234,13 +234,18 @@ class Request:
     ``frame`` is the converted :class:`dpa_ros.ros.inputs.Frame`, ``gravity`` the (unit vector in
     the camera optical frame or None, source, detail) of :mod:`dpa_ros.ros.gravity_sources`,
     ``prompt`` the text prompt (None: the profile's default) and ``goal_handle`` the action goal that
-    gets feedback (None for the service and continuous mode).
+    gets feedback (None for the service and continuous mode). ``instances``: a goal's known objects
+    (:class:`dpa_ros.assemble.Instance`, masks the frame's size): when given, they are fitted instead
+    of running the learned stages. ``T_fixed_camera``: with the scene memory on, the 4×4 camera
+    optical frame → ``fixed_frame`` transform at the image stamp (metres).
     """
 
     frame: Any
     gravity: tuple
     prompt: str | None
     goal_handle: Any = None
+    instances: list | None = None
+    T_fixed_camera: Any = None
 
 
 class ContinuousTrigger:
@@ -292,11 +297,21 @@ class PipelineLoader:
         self._build = build
         self._log = logger
         self.pipeline: Any = None
+        self._built: Any = None
+
+    def built(self) -> Any:
+        """The pipeline, built but not necessarily loaded: its layout and physics settings fit goal
+        instances without the models. Raises what building raised."""
+        if self.pipeline is not None:
+            return self.pipeline
+        if self._built is None:
+            self._built = self._build()
+        return self._built
 
     def load(self) -> None:
         """Build and load the pipeline; raises what loading raised."""
         t0 = time.monotonic()
-        pipeline = self._build()
+        pipeline = self._built if self._built is not None else self._build()
         times = pipeline.load() or {}
         self.pipeline = pipeline
         detail = ", ".join(f"{k} {float(v):.2f} s" for k, v in times.items())
@@ -326,8 +341,9 @@ class Reconstructor:
 
     Args:
         loader: the :class:`PipelineLoader`.
-        publish: ``publish(scene, frame) -> (result, notes)`` exports and publishes the scene;
-            ``result`` becomes ``job.result`` (the Scene message).
+        publish: ``publish(scene, frame, view) -> (result, notes)`` exports and publishes the scene
+            (``view``: the reconstruction of this frame, in its optical frame, when ``scene`` is the
+            memory); ``result`` becomes ``job.result`` (the Scene message).
         summarize: one line describing ``result`` (object count and labels).
         gravity_note: ``gravity_note(scene, request.gravity) -> str``, where the gravity came from.
         thresholds: the segmenter's current thresholds (applied at every run).
@@ -336,12 +352,16 @@ class Reconstructor:
         logger: has ``info`` and ``warning``.
         images_received: the count of images taken in so far; the images taken in per second while
             the pipeline ran (the intake rate) is then logged and told in the job's message.
+        remember: with the scene memory on, ``remember(scene, request) -> (memory scene, note)``
+            merges the reconstruction into the memory; the memory scene is published instead.
     """
 
     def __init__(self, loader: PipelineLoader, publish: Callable, summarize: Callable[[Any], str],
                  gravity_note: Callable[[Any, tuple], str], thresholds: Callable[[], dict],
                  feedback: Callable[[Request, str, float], None], should_stop: Callable[[Job], bool],
-                 logger: Any, images_received: Callable[[], int] | None = None) -> None:
+                 logger: Any, images_received: Callable[[], int] | None = None,
+                 remember: Callable[[Any, Request], tuple[Any, str]] | None = None) -> None:
+        self._remember = remember
         self._loader, self._publish, self._summarize = loader, publish, summarize
         self._gravity_note, self._thresholds, self._feedback = gravity_note, thresholds, feedback
         self._should_stop, self._log, self._images_received = should_stop, logger, images_received
@@ -358,32 +378,26 @@ class Reconstructor:
             job.fail(reason)
             log.warning(f"{what} failed: {reason}")
 
-        if self._loader.pipeline is None:
+        if not request.instances and self._loader.pipeline is None:
             self._feedback(request, "load", 0.0)
             reason = self._loader.ensure_loaded()
             if reason:
                 fail(reason)
                 return
-        pipeline = self._loader.pipeline
-        segmenter = getattr(pipeline, "segmenter", None)
-        if segmenter is not None:  # thresholds apply from the next request (read at every call)
-            segmenter.set_thresholds(**self._thresholds())
         timer = StageTimer(log.info, lambda stage, fraction: self._feedback(request, stage, fraction))
         depth_text = "with sensor depth" if frame.depth is not None else "without sensor depth"
-        log.info(f"{what} ({frame.source}, {frame.camera.width}x{frame.camera.height}, {depth_text}, "
-                 f"prompt {request.prompt or 'profile default'!r})")
+        given = f"{len(request.instances)} goal instance(s)" if request.instances else \
+            f"prompt {request.prompt or 'profile default'!r}"
+        log.info(f"{what} ({frame.source}, {frame.camera.width}x{frame.camera.height}, {depth_text}, {given})")
         t0 = time.monotonic()
         received0 = self._images_received() if self._images_received else 0
         try:
-            gravity, source, _ = request.gravity
-            scene = pipeline.run(frame.rgb, frame.camera, frame.depth, prompt=request.prompt,
-                                 progress=timer, cancel=lambda: self._should_stop(job),
-                                 gravity=gravity, gravity_source=source)
+            scene = self._fit_instances(job, timer) if request.instances else self._run_pipeline(job, timer)
         except mod.Cancelled as exc:
             job.cancelled, job.message = True, f"cancelled: {exc}"
             log.info(f"{job.kind} reconstruction cancelled ({exc})")
             return
-        except mod.ReconstructionError as exc:
+        except (mod.ReconstructionError, ValueError) as exc:  # ValueError: goal instances the layout refuses
             fail(str(exc))
             return
         except Exception as exc:  # any pipeline exception: report, keep serving
@@ -396,8 +410,18 @@ class Reconstructor:
             taken = self._images_received() - received0
             intake = [f"intake {taken / elapsed:.1f} images/s during the reconstruction ({taken} in {elapsed:.2f} s)"]
         scene.stamp_ns = frame.stamp_ns
-        job.result, notes = self._publish(scene, frame)
-        notes = [self._gravity_note(scene, request.gravity)] + notes + intake
+        notes = [self._gravity_note(scene, request.gravity)]
+        if self._remember is not None:
+            try:
+                published, memory_note = self._remember(scene, request)
+            except ValueError as exc:
+                fail(f"scene memory: {exc}")
+                return
+            notes.append(memory_note)
+            job.result, published_notes = self._publish(published, frame, scene)
+        else:
+            job.result, published_notes = self._publish(scene, frame, None)
+        notes += published_notes + intake
         sec, nsec = divmod(frame.stamp_ns, 1_000_000_000)
         job.success = True
         job.message = (f"reconstructed {self._summarize(job.result)} of frame {sec}.{nsec:09d} s "
@@ -406,6 +430,39 @@ class Reconstructor:
         n = len(scene.objects)
         log.info(f"{job.kind} reconstruction done: {n} object{'s' if n != 1 else ''} in {elapsed:.2f} s "
                  f"({timings}); {len(scene.cloud_points)} cloud points" + "".join(f"; {x}" for x in notes))
+
+    def _run_pipeline(self, job: Job, timer: StageTimer):
+        """The full pipeline on the job's frame (scene in its optical frame)."""
+        request: Request = job.payload
+        frame, pipeline = request.frame, self._loader.pipeline
+        segmenter = getattr(pipeline, "segmenter", None)
+        if segmenter is not None:  # thresholds apply from the next request (read at every call)
+            segmenter.set_thresholds(**self._thresholds())
+        gravity, source, _ = request.gravity
+        return pipeline.run(frame.rgb, frame.camera, frame.depth, prompt=request.prompt, progress=timer,
+                            cancel=lambda: self._should_stop(job), gravity=gravity, gravity_source=source)
+
+    def _fit_instances(self, job: Job, timer: StageTimer):
+        """The goal's instances fitted to the frame's sensor depth with the profile's layout and
+        physics settings (``dpa-reconstruct --instances``; no model is loaded). Raises
+        ReconstructionError without sensor depth, ValueError naming an instance the layout refuses."""
+        from dpa_ros import pipeline as mod
+        from dpa_ros.assemble import assemble_scene
+
+        request: Request = job.payload
+        frame = request.frame
+        if frame.depth is None:
+            raise mod.ReconstructionError("goal instances are fitted to sensor depth: this frame has none "
+                                          "(set use_depth true and publish depth)")
+        if self._should_stop(job):
+            raise mod.Cancelled("cancelled before stage 'background'")
+        settings = self._loader.built()
+        stages = ("background", "layout", "physics", "assemble")
+        gravity, source, _ = request.gravity
+        return assemble_scene(frame.rgb, frame.depth, frame.camera, request.instances,
+                              config=settings.layout_config, physics=settings.profile.physics,
+                              progress=lambda stage, f: timer(stage, (stages.index(stage) + f) / len(stages)),
+                              profile="instances", gravity=gravity, gravity_source=source)
 
 
 def gravity_note(scene: Any, gravity: tuple, warn_deg: float, warn: Callable[[str], None]) -> str:
