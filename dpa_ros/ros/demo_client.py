@@ -3,6 +3,11 @@
     python -m dpa_ros.ros.demo_client                    # ~/snapshot (std_srvs/Trigger)
     python -m dpa_ros.ros.demo_client --action --prompt "cup. plate."   # ~/reconstruct, with feedback
     python -m dpa_ros.ros.demo_client --json             # machine-readable summary on stdout
+    python -m dpa_ros.ros.demo_client --instances samples/room/instances.json   # goal with known objects
+
+``--instances`` reads a ``dpa-reconstruct --instances`` file (label, mask PNG, mesh proposals, up)
+and sends its entries as the goal's ``instances`` (``dpa_ros/msg/Instance``: mono8 masks,
+absolute ``file://`` mesh URIs, which the node reads only under its ``mesh_roots``).
 
 It waits for the node's service/action (``--wait-node`` s), subscribes to ``<node>/scene``,
 ``<node>/markers``, ``<node>/scene_cloud``, ``<node>/overlay`` and ``/tf_static`` (transient-local,
@@ -35,9 +40,9 @@ from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import Marker, MarkerArray
 
 from dpa_ros.action import Reconstruct
-from dpa_ros.msg import Scene
+from dpa_ros.msg import Instance, Scene
 from dpa_ros.overlay import write_png
-from dpa_ros.ros.conversions import image_to_rgb
+from dpa_ros.ros.conversions import image_to_rgb, numpy_to_image
 
 LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -85,6 +90,31 @@ def _exported_files(message: str, scene: Scene | None) -> tuple[str | None, list
     return str(folder), sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
 
+def goal_instances(path: Path) -> list[Instance]:
+    """The entries of an instances JSON file (as ``dpa-reconstruct --instances`` reads it: ``label``,
+    ``mask`` PNG and ``meshes`` paths relative to the file, optional ``up``) as goal ``Instance``
+    messages; ValueError naming an unusable entry."""
+    from dpa_ros.assemble import load_mask_png
+
+    path = Path(path).resolve()
+    entries = json.loads(path.read_text())
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"{path}: expected a non-empty JSON list of instances")
+    out = []
+    for i, e in enumerate(entries):
+        try:
+            mask = load_mask_png(path.parent / e["mask"])
+            uris = [(path.parent / m).resolve().as_uri() for m in e["meshes"]]
+        except (KeyError, TypeError, OSError) as exc:
+            raise ValueError(f"{path}: instance {i}: {type(exc).__name__}: {exc}") from exc
+        msg = Instance(label=str(e.get("label", "")), mask=numpy_to_image(mask.astype("uint8") * 255, "mono8"),
+                       mesh_uris=uris)
+        if e.get("up"):
+            msg.up = str(e["up"])
+        out.append(msg)
+    return out
+
+
 def _summary(scene: Scene | None, markers: MarkerArray | None, cloud: PointCloud2 | None,
              tf: TFMessage | None, frame_prefix_hint: str = "object_") -> dict:
     out: dict = {"objects": [], "frames": [], "cloud": None, "markers": {}, "timings_s": {},
@@ -123,14 +153,18 @@ def _summary(scene: Scene | None, markers: MarkerArray | None, cloud: PointCloud
 
 
 def run_demo(node_name: str = "/dpa_reconstructor", use_action: bool = False, prompt: str = "",
-             wait_node_s: float = 60.0, timeout_s: float = 600.0, log=print, save_overlay: Path | None = None) -> dict:
+             wait_node_s: float = 60.0, timeout_s: float = 600.0, log=print, save_overlay: Path | None = None,
+             instances: list[Instance] | None = None) -> dict:
     """Trigger one reconstruction on ``node_name`` and collect what it published.
+
+    ``instances`` (goal ``Instance`` messages, :func:`goal_instances`) are sent in an action goal.
 
     Returns a dict with ``success``, ``message``, ``objects``, ``frames``, ``cloud``, ``markers``,
     ``overlay``, ``exported_dir``, ``exported_files``, ``feedback`` and ``timings_s``; ``success`` is
     None when the node did not answer in time. With ``save_overlay`` the received ``~/overlay`` image
     is written there as a PNG. Calls ``rclpy.init`` itself when no context is initialised.
     """
+    use_action = use_action or bool(instances)
     own_context = not rclpy.ok()
     if own_context:
         rclpy.init()
@@ -150,7 +184,8 @@ def run_demo(node_name: str = "/dpa_reconstructor", use_action: bool = False, pr
                 result["feedback"].append((fb.feedback.stage, round(float(fb.feedback.progress), 3)))
                 log(f"  feedback: {fb.feedback.stage:<10s} {100 * fb.feedback.progress:5.1f} %")
 
-            send = client.action.send_goal_async(Reconstruct.Goal(prompt=prompt), feedback_callback=on_feedback)
+            goal = Reconstruct.Goal(prompt=prompt, instances=list(instances or []))
+            send = client.action.send_goal_async(goal, feedback_callback=on_feedback)
             if not client.spin_until(send.done, 30.0):
                 result["message"] = "no answer to the goal within 30 s"
                 return result
@@ -256,10 +291,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the reconstruction")
     ap.add_argument("--json", action="store_true", help="print the summary as JSON")
     ap.add_argument("--save-overlay", type=Path, help="write the received ~/overlay image to this PNG")
+    ap.add_argument("--instances", type=Path, help="instances JSON (as dpa-reconstruct --instances): send its "
+                    "known objects in a ~/reconstruct goal (implies --action)")
     args = ap.parse_args(argv)
     log = (lambda s: print(s, file=sys.stderr)) if args.json else print
+    try:
+        instances = goal_instances(args.instances) if args.instances else None
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     r = run_demo(args.node, args.action, args.prompt, args.wait_node, args.timeout, log=log,
-                 save_overlay=args.save_overlay)
+                 save_overlay=args.save_overlay, instances=instances)
     print(json.dumps(r, indent=2) if args.json else format_report(r), flush=True)
     if r["success"] is None:
         return 2
