@@ -87,3 +87,25 @@ def test_refusals_name_what_is_wrong(scene, roots, tmp_path):
     with pytest.raises(ValueError, match="not an absolute path to an existing directory"):
         checked_roots(["relative/dir"])
     assert mesh_path(ok, r) == roots / "mesh0.obj"
+
+
+def test_demo_client_sends_the_sample_instances_the_node_accepts():
+    """make demo's goal: samples/room/instances.json as Instance messages, read back by the node's
+    conversion under the sample's mesh directory (as the demo node's mesh_roots)."""
+    from pathlib import Path
+
+    from dpa_ros.assemble import load_instances_json
+    from dpa_ros.ros.demo_client import goal_instances
+
+    sample = Path(__file__).resolve().parents[1] / "samples" / "room"
+    entries = [deserialize_message(serialize_message(m), InstanceMsg)
+               for m in goal_instances(sample / "instances.json")]
+    expected = load_instances_json(sample / "instances.json")
+    h, w = expected[0].mask.shape
+    got = instances_from_goal(entries, w, h, checked_roots([str(sample / "meshes")]))
+    assert [g.label for g in got] == [e.label for e in expected] == ["chair", "cabinet", "box"]
+    for g, e in zip(got, expected):
+        assert np.array_equal(g.mask, e.mask) and g.up == e.up
+        assert [len(m.faces) for m in g.meshes] == [len(m.faces) for m in e.meshes]
+    with pytest.raises(InstancesError, match="outside the mesh_roots"):
+        instances_from_goal(entries, w, h, checked_roots([str(sample / "masks")]))
