@@ -148,3 +148,25 @@ def test_clear_forget_and_settings():
     assert not labels_compatible(other.label, "chair") and labels_compatible(" Chair", "chair")
     a = np.array([[0.0, 0, 0], [1, 1, 1]])
     assert box_overlap(a, a + 0.5) == pytest.approx(0.125) and box_overlap(a, a + 2) == 0.0
+
+
+def test_the_nodes_masks_from_the_placed_meshes_match_the_rendered_ones():
+    """dpa_ros.ros.scene_memory (the node's memory, ROS-free): without goal masks, an object's pixels
+    are where its placed mesh is the nearest surface and agrees with the depth."""
+    from dpa_ros.ros.scene_memory import NodeMemory, visible_masks
+
+    objects = sv.default_objects()
+    view = sv.render_view(objects, sv.camera_pose(0.0, 0.0, 0.0))
+    scene, masks = ground_truth(view, objects)
+    got, depth = visible_masks(scene, view.depth)
+    assert depth is not None
+    for g, m in zip(got, masks):
+        assert (g & m).sum() / (g | m).sum() > 0.9
+    _, rendered = visible_masks(scene, None)
+    assert not np.isfinite(rendered[~np.logical_or.reduce(masks)]).any()  # no object: no rendered depth
+    memory = NodeMemory("odom", forget_after=2)
+    first = memory.observe(scene, view.T_world_camera, view.depth)
+    assert first.scene.frame_id == "odom" and first.update.added == [0, 1, 2]
+    assert memory.observe(scene, view.T_world_camera, None).update.kept == [0, 1, 2]
+    assert memory.forget(1) and memory.ids() == [0, 2] and memory.clear() == [0, 2]
+    assert "memory in odom: 0 object(s) []" in memory.current(first).summary("odom")

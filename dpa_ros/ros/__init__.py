@@ -15,10 +15,15 @@ Everything ROS lives in this subpackage; ``import dpa_ros`` never imports it (do
 - :mod:`dpa_ros.ros.frame_buffer`: the newest complete input frame, matched by stamp.
 - :mod:`dpa_ros.ros.inputs`: the chosen frame's messages → the pipeline's inputs, validated.
 - :mod:`dpa_ros.ros.scheduler`: admission, queue, one worker thread, cancellation, stage timing.
+- :mod:`dpa_ros.ros.instances`: a Reconstruct goal's known objects → layout instances (meshes read
+  only under ``mesh_roots``).
+- :mod:`dpa_ros.ros.scene_memory`: each reconstruction merged into the scene memory in ``fixed_frame``.
+- :mod:`dpa_ros.ros.scene_publisher`: every output of one scene (export, topics, TF, planning).
 - :mod:`dpa_ros.ros.log_bridge`: the library's Python logging → the node's ROS log.
 - :mod:`dpa_ros.ros.demo_client`: a small client that triggers a reconstruction and prints the outputs.
 - :mod:`dpa_ros.ros.bag_player`: plays a rosbag's frames as live, re-stamped topics.
 
 Importing this package itself imports nothing from ROS; ``params``, ``frame_buffer``, ``scheduler``,
-``tf_buffer``, ``imu`` and ``log_bridge`` import no rclpy either (they are unit-tested without DDS); the others do.
+``tf_buffer``, ``imu``, ``scene_memory`` and ``log_bridge`` import no rclpy either (they are unit-tested
+without DDS); the others do.
 """

@@ -181,8 +181,11 @@ def run_demo(node_name: str = "/dpa_reconstructor", use_action: bool = False, pr
         t0 = time.monotonic()
         if use_action:
             def on_feedback(fb):
-                result["feedback"].append((fb.feedback.stage, round(float(fb.feedback.progress), 3)))
-                log(f"  feedback: {fb.feedback.stage:<10s} {100 * fb.feedback.progress:5.1f} %")
+                stage, progress = fb.feedback.stage, round(float(fb.feedback.progress), 3)
+                previous = result["feedback"][-1] if result["feedback"] else ("", -1.0)
+                result["feedback"].append((stage, progress))
+                if stage != previous[0] or progress >= 1.0 or int(progress * 10) != int(previous[1] * 10):
+                    log(f"  feedback: {stage:<10s} {100 * progress:5.1f} %")  # each stage, every 10 %
 
             goal = Reconstruct.Goal(prompt=prompt, instances=list(instances or []))
             send = client.action.send_goal_async(goal, feedback_callback=on_feedback)
