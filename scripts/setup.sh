@@ -65,7 +65,7 @@ if ! stamp_ok editable "$(hash_of setup.py)"; then
 fi
 
 # 4. Messages: colcon build of this package (and the ros_shims/ stand-ins that are missing) into install/.
-build_inputs=$(find msg action ros_shims CMakeLists.txt package.xml scripts launch config -type f 2>/dev/null | sort || true)
+build_inputs=$(find msg srv action ros_shims CMakeLists.txt package.xml scripts launch config -type f 2>/dev/null | sort || true)
 build_hash=$(hash_of $build_inputs requirements/lock.txt)
 if ! stamp_ok build "$build_hash" || [ ! -f install/setup.bash ]; then
   # colcon builds the package through a symlink (build/.pkgsrc/dpa_ros -> the repo): CMake refuses
