@@ -27,6 +27,7 @@ from moveit_msgs.msg import CollisionObject  # noqa: E402
 from scipy.spatial.transform import Rotation  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from test_ros_node import ROOT, Client, start_node, stop_node, wait_until  # noqa: E402
+from tf2_msgs.msg import TFMessage  # noqa: E402
 
 from dpa_ros.assemble import Instance as LayoutInstance  # noqa: E402
 from dpa_ros.assemble import assemble_scene  # noqa: E402
@@ -75,12 +76,26 @@ class MemoryClient(Client):
         self.collision: list[CollisionObject] = []
         # the node's own QoS (depth 100): one scene's REMOVEs and ADDs come in a burst
         self.node.create_subscription(CollisionObject, "/collision_object", self._collision, COLLISION_OBJECT_QOS)
+        self.tf_static: list[TFMessage] = []
+        self.node.create_subscription(TFMessage, "/tf_static", self._tf, COLLISION_OBJECT_QOS)
         self.clear_client = self.node.create_client(Trigger, f"{NODE}/clear_memory")
         self.forget_client = self.node.create_client(Forget, f"{NODE}/forget")
 
     def _collision(self, msg) -> None:
         with self.lock:
             self.collision.append(msg)
+
+    def _tf(self, msg) -> None:
+        with self.lock:
+            self.tf_static.append(msg)
+
+    def object_frames(self) -> dict[str, str]:
+        """{child: parent} of the object frames in the node's last /tf_static message."""
+        with self.lock:
+            for m in reversed(self.tf_static):
+                if all(t.child_frame_id.startswith("dpa_object_") for t in m.transforms):
+                    return {t.child_frame_id: t.header.frame_id for t in m.transforms}
+        return {}
 
     def removed(self) -> list[str]:
         with self.lock:
@@ -230,6 +245,8 @@ def test_views_keep_ids_fuse_poses_forget_a_removed_object_and_follow_a_moved_on
     assert wait_until(lambda: client.got["scene"] and client.got["scene"][-1][1].header.frame_id == FIXED, 5.0)
     prefix = "dpa_"
     box = ids_by_label["box"]
+    frames = {f"{prefix}object_{k}": FIXED for k in ids_by_label.values()}
+    assert wait_until(lambda: client.object_frames() == frames, 5.0), client.object_frames()
 
     # the box taken away, seen from where it stood: forgotten after FORGET_AFTER views
     without_box = objects[:2]
@@ -243,6 +260,8 @@ def test_views_keep_ids_fuse_poses_forget_a_removed_object_and_follow_a_moved_on
         else:
             assert remembered == {k: v for k, v in ids_by_label.items() if k != "box"}, remembered
     assert wait_until(lambda: client.removed() == [f"{prefix}object_{box}"], 5.0), client.removed()
+    del frames[f"{prefix}object_{box}"]
+    assert wait_until(lambda: client.object_frames() == frames, 5.0), client.object_frames()
 
     # the chair moved 0.46 m and turned: same id, at its new pose
     moved = list(without_box)
