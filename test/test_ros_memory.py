@@ -26,7 +26,7 @@ from action_msgs.msg import GoalStatus  # noqa: E402
 from moveit_msgs.msg import CollisionObject  # noqa: E402
 from scipy.spatial.transform import Rotation  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
-from test_ros_node import ROOT, Client, start_node, stop_node, wait_until  # noqa: E402
+from test_ros_node import CAMERA, RGB, ROOT, Client, start_node, stop_node, table_depth_mm, wait_until  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
 
 from dpa_ros.assemble import Instance as LayoutInstance  # noqa: E402
@@ -287,6 +287,29 @@ def test_views_keep_ids_fuse_poses_forget_a_removed_object_and_follow_a_moved_on
     assert wait_until(lambda: client.got["scene"][-1][1].objects == [], 5.0)
     assert wait_until(lambda: f"{prefix}object_{chair.id}" in client.removed(), 5.0)
     assert node.proc.poll() is None
+
+
+def test_full_pipeline_snapshots_are_remembered_with_stable_ids(node, client, odom):
+    """The learned path (smoke models on test/assets/coffee.png, masks from the placed meshes): two
+    snapshots of the same frame from the same pose give the same remembered ids in odom."""
+    assert Client._wait(client.clear_client.call_async(Trigger.Request()), 10.0).success
+    T = sv.camera_pose(0.0, 0.0, 0.0)
+    camera = dataclasses.replace(CAMERA, frame_id=FRAME)
+    replies = []
+    for _ in range(2):
+        odom.move_to(T)
+        stamp = time.time_ns()
+        client.publish({"image": conv.numpy_to_image(RGB, "rgb8", FRAME, stamp),
+                        "info": conv.camera_info_from_model(camera, stamp=stamp),
+                        "depth": conv.numpy_to_image(table_depth_mm(), "16UC1", FRAME, stamp)})
+        res = client.snapshot(TIMEOUT)
+        assert res.success and f"memory in {FIXED}" in res.message, res.message
+        assert wait_until(lambda s=stamp: conv.stamp_to_ns(client.got["scene"][-1][1].header.stamp) == s, 10.0)
+        replies.append((res.message, client.got["scene"][-1][1]))
+    (first_message, first), (second_message, second) = replies
+    assert first.header.frame_id == second.header.frame_id == FIXED and first.objects
+    assert "added" in first_message and "added" not in second_message, second_message
+    assert [o.id for o in second.objects] == [o.id for o in first.objects]
 
 
 def test_a_node_without_memory_answers_the_memory_services_with_the_reason(tmp_path):
