@@ -109,3 +109,21 @@ def test_demo_client_sends_the_sample_instances_the_node_accepts():
         assert [len(m.faces) for m in g.meshes] == [len(m.faces) for m in e.meshes]
     with pytest.raises(InstancesError, match="outside the mesh_roots"):
         instances_from_goal(entries, w, h, checked_roots([str(sample / "masks")]))
+
+
+def test_a_mask_of_the_received_size_is_downscaled_with_the_image_by_max_image_size(scene, roots):
+    import cv2
+
+    from dpa_ros.ros.inputs import processed_size
+
+    w, h = scene.camera.width, scene.camera.height
+    big = cv2.resize(scene.masks[0].astype(np.uint8), (2 * w, 2 * h), interpolation=cv2.INTER_NEAREST) > 0
+    assert processed_size(2 * w, 2 * h, max(w, h)) == (w, h)
+    entries = [entry("chair", big, [f"file://{roots}/mesh0.obj"])]
+    r = checked_roots([str(roots)])
+    got = instances_from_goal(entries, w, h, r, max_image_size=max(w, h))
+    assert got[0].mask.shape == (h, w) and np.array_equal(got[0].mask, scene.masks[0])
+    with pytest.raises(InstancesError, match=f"mask is {2 * w}x{2 * h}, the image is {w}x{h}"):
+        instances_from_goal(entries, w, h, r)  # no max_image_size: the sizes must agree
+    with pytest.raises(InstancesError, match="mask is"):
+        instances_from_goal(entries, w, h, r, max_image_size=max(w, h) + 10)

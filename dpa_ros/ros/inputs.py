@@ -38,6 +38,14 @@ class Frame:
     notes: list[str] = field(default_factory=list)
 
 
+def processed_size(width: int, height: int, max_size: int) -> tuple[int, int]:
+    """(width, height) in px of a ``width`` × ``height`` image after :func:`downscale` to ``max_size``."""
+    if max_size <= 0 or max(height, width) <= max_size:
+        return width, height
+    factor = max_size / max(height, width)
+    return max(1, round(width * factor)), max(1, round(height * factor))
+
+
 def downscale(rgb: np.ndarray, depth: np.ndarray | None, camera: CameraModel,
               max_size: int) -> tuple[np.ndarray, np.ndarray | None, CameraModel]:
     """(rgb, depth, camera) with the long side at most ``max_size`` px (0: unchanged).
@@ -47,10 +55,9 @@ def downscale(rgb: np.ndarray, depth: np.ndarray | None, camera: CameraModel,
     same factors per axis (pixel centres kept: c' = (c + 0.5) * s - 0.5).
     """
     h, w = rgb.shape[:2]
-    if max_size <= 0 or max(h, w) <= max_size:
+    new_w, new_h = processed_size(w, h, max_size)
+    if (new_w, new_h) == (w, h):
         return rgb, depth, camera
-    factor = max_size / max(h, w)
-    new_w, new_h = max(1, round(w * factor)), max(1, round(h * factor))
     sx, sy = new_w / w, new_h / h
     rgb = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_AREA)
     if depth is not None:

@@ -12,12 +12,14 @@ import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import cv2
 import numpy as np
 import trimesh
 
 from dpa_ros.assemble import Instance
 from dpa_ros.geometry.mesh_frames import check_up
 from dpa_ros.ros.conversions import ConversionError, image_to_numpy
+from dpa_ros.ros.inputs import processed_size
 from dpa_ros.scene import SceneFormatError, read_mesh
 
 
@@ -64,9 +66,12 @@ def _load_mesh(path: Path, where: str) -> trimesh.Trimesh:
         raise InstancesError(f"{where}: {exc}") from exc
 
 
-def instances_from_goal(entries, width: int, height: int, mesh_roots: list[Path]) -> list[Instance]:
+def instances_from_goal(entries, width: int, height: int, mesh_roots: list[Path],
+                        max_image_size: int = 0) -> list[Instance]:
     """Goal ``Instance`` messages → :class:`dpa_ros.assemble.Instance` (score 1) for an image of
-    ``width`` × ``height`` pixels; ``mesh_roots`` from :func:`checked_roots`.
+    ``width`` × ``height`` pixels; ``mesh_roots`` from :func:`checked_roots`. A mask the size of
+    the received image that ``max_image_size`` (px, the node's parameter) downscaled to
+    ``width`` × ``height`` is downscaled with it (nearest pixel).
 
     Raises InstancesError: no mesh_roots, an empty label or mesh list, a mask that is not mono8 or
     not the image's size or empty, a URI outside the roots or of another scheme, a missing or
@@ -84,13 +89,16 @@ def instances_from_goal(entries, width: int, height: int, mesh_roots: list[Path]
             raise InstancesError(f"{where}: no mesh_uris")
         if entry.mask.encoding not in ("mono8", "8UC1"):
             raise InstancesError(f"{where}: mask encoding {entry.mask.encoding!r}, expected mono8")
-        if (entry.mask.width, entry.mask.height) != (width, height):
+        size = (entry.mask.width, entry.mask.height)
+        if size != (width, height) and processed_size(*size, max_image_size) != (width, height):
             raise InstancesError(f"{where}: mask is {entry.mask.width}x{entry.mask.height}, "
                                  f"the image is {width}x{height}")
         try:
             mask = image_to_numpy(entry.mask) > 0
         except ConversionError as exc:
             raise InstancesError(f"{where}: mask: {exc}") from exc
+        if size != (width, height):
+            mask = cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
         if not mask.any():
             raise InstancesError(f"{where}: empty mask")
         try:

@@ -217,7 +217,8 @@ class ReconstructNode(Node):
             return None
         try:
             roots = checked_roots(list(self._p("mesh_roots")))
-            return instances_from_goal(entries, frame.camera.width, frame.camera.height, roots)
+            return instances_from_goal(entries, frame.camera.width, frame.camera.height, roots,
+                                       int(self._p("max_image_size")))
         except (InstancesError, ValueError) as exc:
             raise InputError(f"goal instances refused: {exc}") from exc
 
