@@ -214,6 +214,11 @@ def test_refusals_name_the_reason_and_the_node_keeps_serving(node, client, odom,
     status, result, _ = send_view(client, odom, view, objects, mesh_root, uris={1: f"file://{mesh_root}/none.ply"})
     assert status == GoalStatus.STATUS_ABORTED and "instance 1 ('cabinet')" in result.message
     assert "no such file" in result.message
+    # no valid depth inside the chair's mask: the layout refuses that instance
+    holed = dataclasses.replace(view, depth=np.where(view.masks[0], np.nan, view.depth))
+    status, result, _ = send_view(client, odom, holed, objects, mesh_root)
+    assert status == GoalStatus.STATUS_ABORTED and "goal instances could not be fitted" in result.message
+    assert "'chair'" in result.message, result.message
     assert node.proc.poll() is None
 
 

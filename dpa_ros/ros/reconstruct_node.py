@@ -6,7 +6,10 @@ frames are matched by :mod:`dpa_ros.ros.frame_buffer` and converted by :mod:`dpa
 requests are admitted, loaded for, run and described by :mod:`dpa_ros.ros.scheduler` (also
 continuous mode's state), gravity for a request comes from :mod:`dpa_ros.ros.gravity_sources` (the
 ``gravity`` parameter, TF to ``gravity_frame``, or the IMU), the reconstruction is
-:mod:`dpa_ros.pipeline`, and :mod:`dpa_ros.ros.scene_publisher` exports and publishes the outputs.
+:mod:`dpa_ros.pipeline` (or, for a goal's known objects read by :mod:`dpa_ros.ros.instances`,
+:func:`dpa_ros.assemble.assemble_scene`), with ``fixed_frame`` set :mod:`dpa_ros.ros.scene_memory`
+merges it into the scene memory (camera pose from TF at the image stamp), and
+:mod:`dpa_ros.ros.scene_publisher` exports and publishes the outputs.
 docs/interfaces.md lists the topics, services, action, TF frames and parameters (``~`` is the node's private namespace).
 
 Threading: subscription callbacks only store the unconverted messages. A request waits (up to
@@ -137,10 +140,10 @@ class ReconstructNode(Node):
         self._clear_memory = self.create_service(Trigger, "~/clear_memory", self._on_clear_memory,
                                                  callback_group=requests)
         self._forget = self.create_service(Forget, "~/forget", self._on_forget, callback_group=requests)
-        memory = f"; memory in {self._p('fixed_frame')}" if self._memory is not None else ""
         self._timer = self.create_timer(CONTINUOUS_TICK_S, self._on_timer,
                                         callback_group=MutuallyExclusiveCallbackGroup())
         imu = f"; imu {self._gravity.imu_topic}" if self._gravity.imu_topic else ""
+        memory = f"; memory in {self._p('fixed_frame')}" if self._memory is not None else ""
         self.get_logger().info(
             f"ready: profile '{self.profile}', inputs {' + '.join(s.topic_name for s in subs)}; "
             f"mode {self._p('mode')}, busy_policy {self._p('busy_policy')}; tf backend {self._outputs.tf.backend}, "

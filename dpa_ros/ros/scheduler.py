@@ -397,7 +397,7 @@ class Reconstructor:
             job.cancelled, job.message = True, f"cancelled: {exc}"
             log.info(f"{job.kind} reconstruction cancelled ({exc})")
             return
-        except (mod.ReconstructionError, ValueError) as exc:  # ValueError: goal instances the layout refuses
+        except mod.ReconstructionError as exc:
             fail(str(exc))
             return
         except Exception as exc:  # any pipeline exception: report, keep serving
@@ -445,7 +445,7 @@ class Reconstructor:
     def _fit_instances(self, job: Job, timer: StageTimer):
         """The goal's instances fitted to the frame's sensor depth with the profile's layout and
         physics settings (``dpa-reconstruct --instances``; no model is loaded). Raises
-        ReconstructionError without sensor depth, ValueError naming an instance the layout refuses."""
+        ReconstructionError without sensor depth or naming an instance the layout refuses."""
         from dpa_ros import pipeline as mod
         from dpa_ros.assemble import assemble_scene
 
@@ -459,10 +459,13 @@ class Reconstructor:
         settings = self._loader.built()
         stages = ("background", "layout", "physics", "assemble")
         gravity, source, _ = request.gravity
-        return assemble_scene(frame.rgb, frame.depth, frame.camera, request.instances,
-                              config=settings.layout_config, physics=settings.profile.physics,
-                              progress=lambda stage, f: timer(stage, (stages.index(stage) + f) / len(stages)),
-                              profile="instances", gravity=gravity, gravity_source=source)
+        try:
+            return assemble_scene(frame.rgb, frame.depth, frame.camera, request.instances,
+                                  config=settings.layout_config, physics=settings.profile.physics,
+                                  progress=lambda stage, f: timer(stage, (stages.index(stage) + f) / len(stages)),
+                                  profile="instances", gravity=gravity, gravity_source=source)
+        except ValueError as exc:  # InstanceInputError: no valid depth in a mask, an unusable mesh
+            raise mod.ReconstructionError(f"goal instances could not be fitted: {exc}") from exc
 
 
 def gravity_note(scene: Any, gravity: tuple, warn_deg: float, warn: Callable[[str], None]) -> str:
