@@ -6,7 +6,7 @@ Configurations (5 instances × 6 proposals × 10 restarts each):
   cpu   — 300 iterations, 1000 points per side
   paper — 1000 iterations, 5000 points per side (the paper's sizes)
 
-The scene is synthetic (dpa_ros.geometry.synthetic): five objects on a floor, rendered at 640×480
+The scene is synthetic (dpa_testing.synthetic): five objects on a floor, rendered at 640×480
 with structured-light depth noise; each instance gets six proposals, its true shape (proposal 0)
 among five others; meshes in the glTF convention. v2 is :func:`dpa_ros.geometry.layout.solve_layout`
 with ``LayoutConfig(restarts, iterations, points)`` — its coarse-to-fine schedule is printed
@@ -45,9 +45,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _scene_and_problems(cfg: dict, seed: int):
-    from dpa_ros.geometry import synthetic
     from dpa_ros.geometry.layout import LayoutProblem
     from dpa_ros.geometry.targets import build_target
+    from dpa_testing import synthetic
 
     def stretched(builder, sx):
         def make():
@@ -75,8 +75,8 @@ def _peak_rss_mb() -> float:
 
 
 def _accuracy(scene, problems, results, instances) -> dict:
+    from dpa_ros.core.scene import Scene, SceneObject
     from dpa_ros.geometry.metrics import scene_metrics
-    from dpa_ros.scene import Scene, SceneObject
 
     errors, objects = [], []
     for k, (prob, res) in zip(instances, zip(problems, results)):

@@ -24,14 +24,14 @@ import numpy as np
 import trimesh
 from PIL import Image
 
-from dpa_ros.geometry.camera import CameraModel
+from dpa_ros.core.camera import CameraModel
+from dpa_ros.core.scene import Background, Scene, SceneObject
 from dpa_ros.geometry.gravity import check_gravity
 from dpa_ros.geometry.layout import LayoutConfig, LayoutProblem, solve_layout
 from dpa_ros.geometry.mesh_frames import check_up
 from dpa_ros.geometry.physics import PhysicsConfig, apply_results, object_surfaces, settle_objects
 from dpa_ros.geometry.planes import fit_background, supporting_pixels
 from dpa_ros.geometry.targets import InstanceInputError, build_target, check_mask, smooth_depth_in_masks
-from dpa_ros.scene import Background, Scene, SceneObject
 
 #: Most points kept in a scene's point cloud.
 MAX_CLOUD_POINTS = 60000

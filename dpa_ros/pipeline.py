@@ -32,7 +32,8 @@ from typing import Callable
 import numpy as np
 
 from dpa_ros.assemble import Instance, assemble_scene
-from dpa_ros.geometry.camera import CameraModel
+from dpa_ros.core.camera import CameraModel
+from dpa_ros.core.scene import Scene
 from dpa_ros.geometry.depth_alignment import DepthAlignmentError, align_depth, floor_depth
 from dpa_ros.priors.base import Cancelled, LazyModel, MissingWeightsError, ReconstructionError, select_device
 from dpa_ros.priors.config import Profile
@@ -43,7 +44,6 @@ from dpa_ros.priors.generator import ShapEGenerator
 from dpa_ros.priors.profiles import load_profile
 from dpa_ros.priors.scorer import ClipScorer
 from dpa_ros.priors.segmenter import GroundedSAM
-from dpa_ros.scene import Scene
 
 __all__ = ["STAGES", "Pipeline", "ReconstructionError", "Cancelled", "MissingWeightsError"]
 
@@ -87,7 +87,7 @@ class _Progress:
 
 
 class Pipeline:
-    """Image → :class:`~dpa_ros.scene.Scene` with the models of one profile.
+    """Image → :class:`~dpa_ros.core.scene.Scene` with the models of one profile.
 
     Args:
         profile: the typed profile (:func:`dpa_ros.priors.profiles.load_profile`), or a profile

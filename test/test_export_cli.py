@@ -12,8 +12,8 @@ import trimesh
 from export_scenes import gt_objects, make_scene
 from pxr import Sdf, Usd, UsdPhysics
 
-from dpa_ros.export.cli import main
-from dpa_ros.scene import write_scene
+from dpa_ros.cli.export import main
+from dpa_ros.core.scene import write_scene
 
 SCRIPT = Path(sys.executable).parent / "dpa-export"
 

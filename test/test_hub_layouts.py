@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 import torch
 
-from dpa_ros.priors import tiny, weights, weights_cli
+from dpa_ros.cli import weights as weights_cli
+from dpa_ros.priors import tiny, weights
 from dpa_ros.priors.base import MissingWeightsError
 from dpa_ros.priors.config import DepthModelConfig, SegmenterConfig
 from dpa_ros.priors.depth import MonocularDepth
@@ -344,7 +345,7 @@ def test_truncated_torch_checkpoint_is_reported(tmp_path):
 
 def test_check_paper_lists_every_model_with_its_size(wdir):
     """``dpa-weights check --profile paper`` as a user runs it: per model a size, the total, what is missing."""
-    proc = subprocess.run([sys.executable, "-m", "dpa_ros.priors.weights_cli", "check", "--profile", "paper",
+    proc = subprocess.run([sys.executable, "-m", "dpa_ros.cli.weights", "check", "--profile", "paper",
                            "--weights-dir", str(wdir)], capture_output=True, text=True, timeout=120, cwd=ROOT,
                           env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(wdir.parent / "hf"), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 1

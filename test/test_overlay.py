@@ -14,11 +14,11 @@ from scipy import ndimage
 from scipy.spatial import Delaunay
 from scipy.spatial.transform import Rotation
 
-from dpa_ros import cli
-from dpa_ros.geometry import synthetic
-from dpa_ros.geometry.camera import CameraModel
+from dpa_ros.cli import reconstruct
+from dpa_ros.core.camera import CameraModel
+from dpa_ros.core.scene import Scene, SceneObject, read_scene
 from dpa_ros.overlay import DEFAULT_ALPHA, PREVIEW_PNG, draw_overlay, object_colour
-from dpa_ros.scene import Scene, SceneObject, read_scene
+from dpa_testing import synthetic
 
 W, H = 320, 240
 CAMERA = CameraModel(K=np.array([[290.0, 0, 157.3], [0, 300.0, 121.9], [0, 0, 1]]), width=W, height=H,
@@ -154,7 +154,7 @@ def test_dpa_reconstruct_writes_preview_png_of_the_fitted_scene(tmp_path):
         entries.append({"label": label, "mask": f"priors/mask{i}.png", "meshes": [f"priors/mesh{i}.obj"]})
     (d / "instances.json").write_text(json.dumps(entries))
     out = tmp_path / "out"
-    assert cli.main(["--image", str(d / "rgb.png"), "--depth", str(d / "depth.npy"), "--camera-info",
+    assert reconstruct.main(["--image", str(d / "rgb.png"), "--depth", str(d / "depth.npy"), "--camera-info",
                      str(d / "cam.yaml"), "--instances", str(d / "instances.json"), "--config",
                      str(d / "layout.yaml"), "--out", str(out), "--export", "none", "--no-progress",
                      "--seed", "0", "--device", "cpu"]) == 0

@@ -8,7 +8,8 @@ import pytest
 import torch
 import yaml
 
-from dpa_ros.geometry.camera import CameraModel
+from dpa_ros.core.camera import CameraModel
+from dpa_ros.core.scene import read_scene, write_scene
 from dpa_ros.geometry.depth_alignment import DepthAlignmentError
 from dpa_ros.pipeline import (
     STAGES,
@@ -20,7 +21,6 @@ from dpa_ros.pipeline import (
     _median_scaled,
 )
 from dpa_ros.priors.depth import sensor_depth
-from dpa_ros.scene import read_scene, write_scene
 
 ASSET = Path(__file__).parent / "assets" / "coffee.png"
 
@@ -198,13 +198,13 @@ def test_load_reports_seconds_per_model():
 
 
 def test_cli_full_pipeline(tmp_path, camera):
-    from dpa_ros import cli
+    from dpa_ros.cli import reconstruct
 
     cam_yaml = tmp_path / "camera.yaml"
     cam_yaml.write_text(yaml.safe_dump(camera.to_camera_info_dict()))
     out = tmp_path / "out"
-    rc = cli.main(["--image", str(ASSET), "--camera-info", str(cam_yaml), "--profile", "smoke", "--out", str(out),
-                   "--export", "none", "--no-progress"])
+    rc = reconstruct.main(["--image", str(ASSET), "--camera-info", str(cam_yaml), "--profile", "smoke",
+                           "--out", str(out), "--export", "none", "--no-progress"])
     assert rc == 0
     scene = read_scene(out)
     assert len(scene.objects) > 0 and scene.profile == "smoke" and set(STAGES) <= set(scene.timings_s)
@@ -225,14 +225,14 @@ def test_bench_script_smoke(tmp_path, capsys):
 
 
 def test_cli_reports_pipeline_errors_in_one_line(tmp_path, camera, capsys, monkeypatch):
-    from dpa_ros import cli
+    from dpa_ros.cli import reconstruct
 
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.delenv("DPA_WEIGHTS_DIR", raising=False)
     cam_yaml = tmp_path / "camera.yaml"
     cam_yaml.write_text(yaml.safe_dump(camera.to_camera_info_dict()))
-    rc = cli.main(["--image", str(ASSET), "--camera-info", str(cam_yaml), "--profile", "paper", "--device", "cpu",
-                   "--out", str(tmp_path / "out"), "--export", "none", "--no-progress"])
+    rc = reconstruct.main(["--image", str(ASSET), "--camera-info", str(cam_yaml), "--profile", "paper",
+                           "--device", "cpu", "--out", str(tmp_path / "out"), "--export", "none", "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "\n" not in err and "missing weights" in err and "dpa-weights download --profile paper" in err
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from dpa_ros.geometry.planes import fit_background, fit_plane_lstsq, ransac_plane, robust_refit, supporting_pixels
-from dpa_ros.geometry.synthetic import make_scene
-from dpa_ros.geometry.synthetic_planes import StereoSensor, camera_pose, render_planes, room
+from dpa_testing.synthetic import make_scene
+from dpa_testing.synthetic_planes import StereoSensor, camera_pose, render_planes, room
 
 
 def _angle_deg(a, b):
@@ -64,7 +64,7 @@ def test_a_plane_an_object_stands_behind_does_not_support_it():
 
 
 # Floor, supports and walls from a pitched, rolled RGB-D camera under stereo depth noise
-# (dpa_ros.geometry.synthetic_planes: 640 × 480, fx 380 px, 5 cm baseline, 0.08 px disparity noise,
+# (dpa_testing.synthetic_planes: 640 × 480, fx 380 px, 5 cm baseline, 0.08 px disparity noise,
 # disparity and millimetre quantisation, 2 % outliers, flying pixels at depth edges, 2 % holes).
 
 TABLE_HEIGHT, TABLE_W, TABLE_D = 0.75, 1.0, 0.7

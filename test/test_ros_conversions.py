@@ -12,10 +12,10 @@ from rclpy.serialization import deserialize_message, serialize_message  # noqa: 
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField  # noqa: E402
 from visualization_msgs.msg import Marker  # noqa: E402
 
-from dpa_ros.geometry.camera import CameraModel  # noqa: E402
+from dpa_ros.core.camera import CameraModel  # noqa: E402
+from dpa_ros.core.scene import Background, Plane, Scene, SceneObject  # noqa: E402
 from dpa_ros.ros import conversions as cv  # noqa: E402
 from dpa_ros.ros.conversions import ConversionError  # noqa: E402
-from dpa_ros.scene import Background, Plane, Scene, SceneObject  # noqa: E402
 
 RNG = np.random.default_rng(1234)
 

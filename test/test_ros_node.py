@@ -49,12 +49,12 @@ from vision_msgs.msg import Detection3DArray  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from dpa_ros.action import Reconstruct  # noqa: E402
-from dpa_ros.geometry.camera import CameraModel  # noqa: E402
+from dpa_ros.core.camera import CameraModel  # noqa: E402
+from dpa_ros.core.scene import Scene as LibScene  # noqa: E402
 from dpa_ros.msg import Instance, Scene  # noqa: E402
 from dpa_ros.overlay import draw_overlay  # noqa: E402
 from dpa_ros.ros import conversions as conv  # noqa: E402
 from dpa_ros.ros.planning import COLLISION_OBJECT_TYPE_HASH, DETECTION3D_ARRAY_TYPE_HASH  # noqa: E402
-from dpa_ros.scene import Scene as LibScene  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "reconstruct.yaml"

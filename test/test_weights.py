@@ -3,7 +3,8 @@ import time
 
 import pytest
 
-from dpa_ros.priors import weights, weights_cli
+from dpa_ros.cli import weights as weights_cli
+from dpa_ros.priors import weights
 from dpa_ros.priors.base import MissingWeightsError, ReconstructionError
 from dpa_ros.priors.depth import MonocularDepth
 from dpa_ros.priors.enhancer import StableDiffusionEnhancer
@@ -140,7 +141,7 @@ def test_cli_download_in_a_fresh_process_offline(tmp_path):
     import sys
 
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
-    proc = subprocess.run([sys.executable, "-m", "dpa_ros.priors.weights_cli", "download", "--profile", "fast",
+    proc = subprocess.run([sys.executable, "-m", "dpa_ros.cli.weights", "download", "--profile", "fast",
                            "--weights-dir", str(tmp_path / "w"), "--timeout", "2.5"],
                           capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 1

@@ -36,6 +36,7 @@ from typing import Iterable
 import numpy as np
 import trimesh
 
+from dpa_ros.core.scene import Scene, read_scene
 from dpa_ros.export.collision import collision_shapes, support_slabs
 from dpa_ros.export.frames import WorldFrame, world_frame
 from dpa_ros.export.gazebo import write_gazebo
@@ -51,7 +52,6 @@ from dpa_ros.export.mjcf import write_mjcf
 from dpa_ros.export.options import ExportError, ExportOptions
 from dpa_ros.export.targets import check_target, write_directory
 from dpa_ros.export.usd import build_stage, write_usd
-from dpa_ros.scene import Scene, read_scene
 
 __all__ = ["FORMATS", "ExportError", "ExportOptions", "WorldFrame", "export_scene", "output_paths", "world_frame"]
 
@@ -112,7 +112,7 @@ def export_scene(scene_dir: str | Path, formats: Iterable[str] = FORMATS, option
     Raises:
         ExportError: bad format/option, an unusable object (named), or an existing target without
             ``overwrite`` (checked for every format before anything is written).
-        dpa_ros.scene.SceneFormatError: ``scene.json`` or a mesh it names cannot be read.
+        dpa_ros.core.scene.SceneFormatError: ``scene.json`` or a mesh it names cannot be read.
     """
     options = options or ExportOptions()
     wanted = _parse_formats(formats)

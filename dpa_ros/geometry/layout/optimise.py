@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from dpa_ros.geometry.camera import CameraModel
+from dpa_ros.core.camera import CameraModel
 from dpa_ros.geometry.layout.config import LayoutConfig, checked_config
 from dpa_ros.geometry.layout.data import _Data
 from dpa_ros.geometry.layout.objective import _objective, _SilhouetteTracker

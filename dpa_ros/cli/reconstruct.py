@@ -27,6 +27,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from dpa_ros.core.scene import Scene, write_scene
 from dpa_ros.export import FORMATS as EXPORT_FORMATS
 from dpa_ros.export import ExportOptions, export_scene
 from dpa_ros.geometry.gravity import GravityError, check_gravity
@@ -36,7 +37,6 @@ from dpa_ros.geometry.physics import PhysicsConfig
 from dpa_ros.geometry.rectify import DISTORTION_POLICIES, CameraInfo, rectify_frame
 from dpa_ros.overlay import PREVIEW_PNG, write_preview
 from dpa_ros.priors.config import ProfileError, layout_from_dict, physics_from_dict
-from dpa_ros.scene import Scene, write_scene
 
 log = logging.getLogger("dpa_ros.cli")
 
