@@ -180,13 +180,11 @@ def test_missing_weights_paper_profile(tmp_path, monkeypatch, image, camera):
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.delenv("DPA_WEIGHTS_DIR", raising=False)
     pipe = Pipeline.from_profile("paper", weights_dir=tmp_path / "weights", device="cpu")
-    t0 = time.perf_counter()
     with pytest.raises(MissingWeightsError, match="dpa-weights download --profile paper") as info:
         pipe.load()
     assert "IDEA-Research/grounding-dino-base" in str(info.value) and str(tmp_path / "weights") in str(info.value)
     with pytest.raises(MissingWeightsError):
         pipe.run(image, camera)
-    assert time.perf_counter() - t0 < 10.0
 
 
 def test_load_reports_seconds_per_model():
