@@ -58,6 +58,7 @@ __all__ = ["STAGES", "Pipeline", "ReconstructionError", "Cancelled", "MissingWei
 
 log = logging.getLogger(__name__)
 
+#: Every stage, as named in progress reports and ``Scene.timings_s``.
 STAGES = ("segment", "enhance", "score", "generate", "depth", "layout", "background", "physics", "assemble")
 
 #: the order stages actually run in (assemble_scene fits the background before the layout)

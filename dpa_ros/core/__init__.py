@@ -6,6 +6,6 @@
   background, and the ``scene.json`` directory format
 - :mod:`~dpa_ros.core.fileio` — files that appear complete or not at all
 
-Nothing here imports the rest of :mod:`dpa_ros` (``test/test_layering.py`` checks it), so every
+Nothing here imports the rest of ``dpa_ros`` (``test/test_layering.py`` checks it), so every
 other layer can depend on it.
 """

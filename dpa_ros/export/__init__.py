@@ -5,16 +5,16 @@ Everything is written in the z-up world frame described in :mod:`dpa_ros.export.
 turned (``ExportOptions.glb_z_up`` keeps z up). Every object is named
 :func:`dpa_ros.naming.object_name` (``dpa_object_<id>``), as its TF frame is. Outputs, inside the scene directory:
 
-=========== ============================== ==================================================
-format      path                           content
-=========== ============================== ==================================================
-``glb``     ``scene.glb``                  objects + plane patches, one node each; +Y up (glTF)
+=========== ================================== ======================================================
+format      path                               content
+=========== ================================== ======================================================
+``glb``     ``scene.glb``                      objects + plane patches, one node each; +Y up (glTF)
 ``obj``     ``obj_world/dpa_object_<id>.obj``  per object, world coordinates, vertex colours, + .mtl
-``ply``     ``scene_cloud_world.ply``      the scene cloud in the world frame, RGB
-``gazebo``  ``gazebo/``                    ``scene.sdf`` + one model folder per object
-``usd``     ``scene.usda`` (+ ``.usdc``)   USD stage for Isaac Sim
-``mjcf``    ``mujoco/``                    ``scene.xml`` + ``meshes/`` for MuJoCo
-=========== ============================== ==================================================
+``ply``     ``scene_cloud_world.ply``          the scene cloud in the world frame, RGB
+``gazebo``  ``gazebo/``                        ``scene.sdf`` + one model folder per object
+``usd``     ``scene.usda`` (+ ``.usdc``)       USD stage for Isaac Sim
+``mjcf``    ``mujoco/``                        ``scene.xml`` + ``meshes/`` for MuJoCo
+=========== ================================== ======================================================
 
 The simulator exports (gazebo, usd, mjcf) share one collision geometry per object, computed once
 (:mod:`dpa_ros.export.collision`: a convex hull for convex objects, a convex decomposition for
@@ -55,6 +55,7 @@ from dpa_ros.export.usd import build_stage, write_usd
 
 __all__ = ["FORMATS", "ExportError", "ExportOptions", "WorldFrame", "export_scene", "output_paths", "world_frame"]
 
+#: The export formats, in the order they are written (the table above says what each writes).
 FORMATS = ("glb", "obj", "ply", "gazebo", "usd", "mjcf")
 GLB_FILE = "scene.glb"
 OBJ_DIR = "obj_world"

@@ -267,7 +267,7 @@ def write_object_objs(out_dir: Path, objects: list[ExportObject], world: WorldFr
     return written
 
 
-#: World (z up) -> glTF (+Y up, REP 103 x stays x): (x, y, z) -> (x, z, -y), a -90 deg turn about x.
+#: World (z up) to glTF (+Y up, REP 103 x stays x), (x, y, z) -> (x, z, -y), a -90 deg turn about x.
 T_GLTF_WORLD = np.array([[1.0, 0.0, 0.0, 0.0],
                          [0.0, 0.0, 1.0, 0.0],
                          [0.0, -1.0, 0.0, 0.0],

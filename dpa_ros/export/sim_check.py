@@ -1,5 +1,6 @@
-"""Does the exported scene stand still in a physics engine? :func:`check_scene`; ``dpa-sim-check`` is
-:mod:`dpa_ros.cli.sim_check`.
+"""Does the exported scene stand still in a physics engine? :func:`~dpa_ros.export.sim_check.check_scene`.
+
+``dpa-sim-check`` is :mod:`dpa_ros.cli.sim_check`.
 
 The scene's MJCF model (``SCENE_DIR/mujoco/scene.xml``, :mod:`dpa_ros.export.mjcf`; written
 first from ``scene.json`` when it is missing, or always when asked) is loaded in MuJoCo and

@@ -27,7 +27,7 @@ LOCAL_OPTIMISED = 5
 #: A plane's polygon is drawn around its points within this many noise standard deviations of it
 #: (fewer than the refit's: flying pixels at a table's edge lie just off its plane, beyond its edge).
 POLYGON_SIGMAS = 2.0
-#: Planes closer than this to the camera centre (metres) are not fitted: they are seen edge-on.
+#: Planes closer than this to the camera centre (metres) are not fitted; they are seen edge-on.
 MIN_OFFSET = 1e-6
 #: A RANSAC hypothesis is scored on at most this many points (its inliers are then found on all).
 SCORE_POINTS = 3000

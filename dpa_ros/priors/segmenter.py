@@ -22,7 +22,10 @@ from dpa_ros.priors.weights import resolve, spec_for
 
 
 def parse_prompt(prompt: str) -> list[str]:
-    """Categories of a Grounding DINO prompt ``"sofa. chair. table."`` → ``["sofa", "chair", "table"]``."""
+    """The categories of a Grounding DINO prompt, lower case, each once.
+
+    ``"Sofa. chair. table."`` → ``["sofa", "chair", "table"]``.
+    """
     cats = [c.strip().lower() for c in prompt.replace(",", ".").split(".")]
     return list(dict.fromkeys(c for c in cats if c))
 

@@ -43,7 +43,7 @@ gravity is known) that places the proposal's surface in the optical frame (metre
   as they get denser.
 
 Normalised image units are ((u − cx)/fx, (v − cy)/fy). Each term costs O(N + M) per iteration
-except the silhouette search, which is bounded by 2 × ``silhouette_points``².
+except the silhouette search, which is bounded by 2 × ``silhouette_points`` squared.
 
 The gradient steps read closest points from the field; every score that chooses (between stages,
 the final objective, :func:`layout_objective`) uses exact closest points (point-triangle search),
