@@ -63,9 +63,9 @@ STAGES = ("segment", "enhance", "score", "generate", "depth", "layout", "backgro
 
 #: the order stages actually run in (assemble_scene fits the background before the layout)
 _RUN_ORDER = ("segment", "enhance", "score", "generate", "depth", "background", "layout", "physics", "assemble")
-#: relative cost of each stage, for the overall progress fraction: the paper's RTX 3090 seconds
-#: (docs/method.md, "Paper figures to compare with"); its layout's 97.2 s is split between
-#: background, layout, physics and assembly
+#: relative cost of each stage, for the overall progress fraction: the paper's seconds per stage
+#: (docs/method.md, "Paper figures to compare with"), its layout time split between background,
+#: layout, physics and assembly
 _STAGE_COST = {"segment": 0.93, "enhance": 33.6, "score": 0.05, "generate": 39.2, "depth": 0.21,
                "background": 2.0, "layout": 93.2, "physics": 1.0, "assemble": 1.0}
 
