@@ -282,3 +282,49 @@ def test_physics_stage_rests_objects_on_the_floor_and_can_be_turned_off(inputs, 
     args[args.index("--config") + 1] = str(d / "bad_physics.yaml")
     assert reconstruct.main(args) == 2
     assert "physics.max_shift: unknown key (did you mean 'max_shift_m'?)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scale", ["0", "-0.001"])
+def test_depth_scale_must_be_positive(inputs, tmp_path, capsys, scale):
+    d, _ = inputs
+    assert reconstruct.main(_args(d, tmp_path / "o", "--depth-scale", scale)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"dpa-reconstruct: error: --depth-scale must be positive, got {float(scale)}"
+    assert not (tmp_path / "o").exists()
+
+
+def test_unreadable_and_multi_channel_depth_are_one_line_errors(inputs, tmp_path, capsys):
+    d, _ = inputs
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not a png at all")
+    args = _args(d, tmp_path / "o")
+    args[args.index("--depth") + 1] = str(junk)
+    assert reconstruct.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"dpa-reconstruct: error: cannot read depth {junk}: ") and "\n" not in err
+
+    rgb_depth = tmp_path / "rgb_depth.png"
+    Image.open(d / "rgb.png").convert("RGB").save(rgb_depth)
+    args[args.index("--depth") + 1] = str(rgb_depth)
+    assert reconstruct.main(args) == 2
+    shape = np.asarray(Image.open(d / "rgb.png").convert("RGB")).shape
+    assert capsys.readouterr().err.strip() == (f"dpa-reconstruct: error: depth {rgb_depth} must be a single-channel "
+                                                f"image, got shape {shape}")
+
+
+@pytest.mark.parametrize("text,reason", [
+    ("layout: [1, 2\n", "cannot read config"),                       # not YAML
+    ("- layout\n", "must be a YAML mapping"),                       # a list
+    ("layout: 3\n", "'layout' must be a mapping"),
+    ("layout:\n  iters: 10\n", "layout.iters: unknown key (did you mean 'iterations'?)"),
+    ("layout:\n  restarts: 0\n", "restarts"),
+])
+def test_bad_config_yaml_on_the_instances_path_is_a_one_line_error(inputs, tmp_path, capsys, text, reason):
+    d, _ = inputs
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    args = _args(d, tmp_path / "o")
+    args[args.index("--config") + 1] = str(bad)
+    assert reconstruct.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dpa-reconstruct: error: ") and str(bad) in err and reason in err and "\n" not in err

@@ -79,8 +79,8 @@ def _config_sections(config_path: Path | None) -> dict:
         return {}
     try:
         data = yaml.safe_load(config_path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"cannot read config {config_path}: {exc}") from exc
+    except (OSError, yaml.YAMLError) as exc:  # a YAML error spans lines (the excerpt, a caret): one line here
+        raise UserError(f"cannot read config {config_path}: {' '.join(str(exc).split())}") from exc
     if not isinstance(data, dict):
         raise UserError(f"config {config_path} must be a YAML mapping")
     return data
