@@ -208,7 +208,7 @@ def assemble_scene(image_rgb: np.ndarray, metric_depth: np.ndarray, camera: Came
     for an empty mask, a mask of the wrong size, no valid depth inside a mask, or an unusable mesh,
     and for an image/depth that does not match the camera or has no valid depth.
     """
-    cfg = (config or LayoutConfig()).validate()
+    cfg = config or LayoutConfig()
     report = progress or (lambda stage, fraction: None)
     times = timings if timings is not None else {}
     depth = _check_inputs(np.asarray(image_rgb), metric_depth, camera)

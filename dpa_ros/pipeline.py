@@ -152,7 +152,7 @@ class Pipeline:
         if layout_config is None:
             layout_device = str(self.device) if self.device.type == "cuda" else "cpu"
             layout_config = dataclasses.replace(self.profile.layout, seed=self.seed, device=layout_device)
-        self.layout_config = layout_config.validate()
+        self.layout_config = layout_config
 
     @classmethod
     def from_profile(cls, profile: str | Profile | dict, config_path: str | Path | None = None,

@@ -100,3 +100,17 @@ def test_command_lines_report_a_misspelt_key_in_one_line(tmp_path, capsys):
                            "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode != 0
     assert "enhancer.stpes: unknown key (did you mean 'steps'?)" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_layout_config_is_frozen_and_checked_once_on_construction():
+    """A LayoutConfig that exists is valid: it cannot be changed in place, and a replace() or a
+    profile's ``layout:`` section with a bad value fails where it is made, naming the setting."""
+    cfg = load_profile("smoke").layout
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.restarts = 0
+    with pytest.raises(ValueError, match=r"^layout config needs restarts >= 1"):
+        dataclasses.replace(cfg, restarts=0)
+    with pytest.raises(ValueError, match=r"^layout dof must be 'auto', '5' or '7', got '6'"):
+        LayoutConfig(dof="6")
+    with pytest.raises(ProfileError, match=r"layout: layout config needs restarts >= 1"):
+        load_profile("smoke", overrides={"layout": {"restarts": 0}})
