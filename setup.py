@@ -13,6 +13,7 @@ setup(
     description="Zero-shot single-image 3D scene reconstruction by deep prior assembly, for ROS 2",
     license="Apache-2.0",
     python_requires=">=3.10",
+    # dpa_testing/ (synthetic test scenes for test/, bench/, scripts/) is not part of the install.
     packages=find_packages(include=["dpa_ros", "dpa_ros.*"]),
     # Versions that are known to work together are pinned in requirements/lock.txt.
     install_requires=[
@@ -27,11 +28,11 @@ setup(
                 ("share/dpa_ros/rviz", ["rviz/dpa.rviz"])],
     entry_points={
         "console_scripts": [
-            "dpa-reconstruct = dpa_ros.cli:main",
-            "dpa-eval = dpa_ros.geometry.eval_cli:main",
-            "dpa-export = dpa_ros.export.cli:main",
-            "dpa-sim-check = dpa_ros.export.sim_check:main",
-            "dpa-weights = dpa_ros.priors.weights_cli:main",
+            "dpa-reconstruct = dpa_ros.cli.reconstruct:main",
+            "dpa-eval = dpa_ros.cli.evaluate:main",
+            "dpa-export = dpa_ros.cli.export:main",
+            "dpa-sim-check = dpa_ros.cli.sim_check:main",
+            "dpa-weights = dpa_ros.cli.weights:main",
             "reconstruct_node = dpa_ros.ros.reconstruct_node:main",
         ]
     },

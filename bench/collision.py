@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
+from dpa_ros.core.camera import CameraModel
+from dpa_ros.core.scene import Background, Plane, Scene, SceneObject, write_scene
 from dpa_ros.export import ExportOptions, export_scene
 from dpa_ros.export.collision import decompose, fill_ratio
 from dpa_ros.export.sim_check import check_scene
-from dpa_ros.geometry.camera import CameraModel
-from dpa_ros.geometry.synthetic import look_at_level
-from dpa_ros.scene import Background, Plane, Scene, SceneObject, write_scene
+from dpa_testing.synthetic import look_at_level
 
 METHODS = ("convex_hull", "coacd", "vhacd")
 

@@ -161,8 +161,8 @@ def _floor_point(T_cw: np.ndarray, camera, u: float, v: float) -> np.ndarray | N
 
 def visible_fractions(scene) -> list[float]:
     """Per object, its mask's share of the silhouette it would have alone on an unbounded image."""
-    from dpa_ros.geometry import synthetic
-    from dpa_ros.geometry.camera import CameraModel
+    from dpa_ros.core.camera import CameraModel
+    from dpa_testing import synthetic
 
     cam = scene.camera
     K = cam.K.copy()
@@ -202,8 +202,8 @@ def make_heldout_scene(seed: int, noise: float, width: int = 320, height: int = 
 
 
 def _draw_scene(rng: np.random.Generator, width: int, height: int):
-    from dpa_ros.geometry import synthetic
-    from dpa_ros.geometry.camera import CameraModel
+    from dpa_ros.core.camera import CameraModel
+    from dpa_testing import synthetic
 
     cam_h, pitch = rng.uniform(0.8, 1.6), rng.uniform(10, 35)
     camera = CameraModel.from_fov(width, height, rng.uniform(60, 75))
@@ -249,7 +249,7 @@ def _draw_scene(rng: np.random.Generator, width: int, height: int):
 
 def write_inputs(scene, names, seed: int, out: Path) -> dict:
     """The scene as dpa-reconstruct inputs under ``out``; returns the bookkeeping for scoring."""
-    from dpa_ros.scene import write_scene
+    from dpa_ros.core.scene import write_scene
 
     rng = np.random.default_rng([seed, 99])
     out.mkdir(parents=True, exist_ok=True)
@@ -285,8 +285,8 @@ def write_inputs(scene, names, seed: int, out: Path) -> dict:
 
 
 def score(scene, book: dict, out_dir: Path) -> dict:
+    from dpa_ros.core.scene import read_scene
     from dpa_ros.geometry.metrics import scene_metrics
-    from dpa_ros.scene import read_scene
 
     pred = read_scene(out_dir)
     metrics = scene_metrics(pred, scene.ground_truth_scene(), count=20000)
@@ -310,15 +310,15 @@ def diagnose(scene, book: dict, result: dict, d: Path, config: Path | None) -> l
     objective at the returned pose, on the inputs ``dpa-reconstruct`` built from the files in ``d``.
     SEARCH: the truth scores lower (the solver missed its basin); OBJECTIVE: the returned pose scores
     lower (the objective's minimum is off the truth, e.g. under depth noise)."""
-    from dpa_ros import cli
     from dpa_ros.assemble import layout_problems, load_instances_json
-    from dpa_ros.geometry.camera import CameraModel
+    from dpa_ros.cli import reconstruct
+    from dpa_ros.core.camera import CameraModel
     from dpa_ros.geometry.layout import layout_objective
     from dpa_ros.geometry.planes import fit_background
 
-    cfg = cli.layout_config(config, None, None)
+    cfg = reconstruct.layout_config(config, None, None)
     camera = CameraModel.from_yaml(d / "cam.yaml")
-    depth = cli.load_depth(d / "depth.png", 0.001)
+    depth = reconstruct.load_depth(d / "depth.png", 0.001)
     instances = load_instances_json(d / "instances.json")
     masks = [inst.mask for inst in instances]
     background = fit_background(camera.backproject(depth, ~np.logical_or.reduce(masks)), seed=cfg.seed)
@@ -343,7 +343,7 @@ def diagnose(scene, book: dict, result: dict, d: Path, config: Path | None) -> l
 
 def run_scene(seed: int, noise: float, config: Path | None, subprocess_cli: bool, keep: Path | None,
               min_visible: float = 0.3, why: bool = False) -> dict:
-    from dpa_ros import cli
+    from dpa_ros.cli import reconstruct
 
     scene, names = make_heldout_scene(seed, noise, min_visible=min_visible)
     with tempfile.TemporaryDirectory(prefix="dpa_heldout_") as tmp:
@@ -356,10 +356,11 @@ def run_scene(seed: int, noise: float, config: Path | None, subprocess_cli: bool
             args += ["--config", str(config)]
         t0 = time.perf_counter()
         if subprocess_cli:
-            proc = subprocess.run([sys.executable, "-m", "dpa_ros.cli", *args], capture_output=True, text=True)
+            proc = subprocess.run([sys.executable, "-m", "dpa_ros.cli.reconstruct", *args],
+                                  capture_output=True, text=True)
             if proc.returncode != 0:
                 raise RuntimeError(proc.stderr)
-        elif cli.main(args) != 0:
+        elif reconstruct.main(args) != 0:
             raise RuntimeError(f"dpa-reconstruct failed on scene {seed}")
         seconds = time.perf_counter() - t0
         result = score(scene, book, d / "out")

@@ -1,4 +1,4 @@
-"""Layout solver benchmark: today's solver (legacy) vs v2, at the `cpu` and the `paper` sizes, in one run.
+"""Layout solver benchmark: the legacy solver vs v2, at the `cpu` and the `paper` sizes, in one run.
 
     .venv/bin/python bench/layout.py [--configs cpu,paper] [--device cpu|cuda|auto] [--threads N]
 
@@ -6,11 +6,11 @@ Configurations (5 instances × 6 proposals × 10 restarts each):
   cpu   — 300 iterations, 1000 points per side
   paper — 1000 iterations, 5000 points per side (the paper's sizes)
 
-The scene is synthetic (dpa_ros.geometry.synthetic): five objects on a floor, rendered at 640×480
+The scene is synthetic (dpa_testing.synthetic): five objects on a floor, rendered at 640×480
 with structured-light depth noise; each instance gets six proposals, its true shape (proposal 0)
 among five others; meshes in the glTF convention. v2 is :func:`dpa_ros.geometry.layout.solve_layout`
 with ``LayoutConfig(restarts, iterations, points)`` — its coarse-to-fine schedule is printed
-(restarts tried, iterations and points per stage). Today's solver is
+(restarts tried, iterations and points per stage). The legacy solver is
 :func:`dpa_ros.geometry.layout_legacy.solve_layout_legacy` (sample-to-sample Chamfer, all chains at
 full size for all iterations). It is slow (N × M per iteration), so it runs on a part of the work
 and its time is scaled to the whole, as the table says: at `cpu` on the first instance only (all
@@ -45,9 +45,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _scene_and_problems(cfg: dict, seed: int):
-    from dpa_ros.geometry import synthetic
     from dpa_ros.geometry.layout import LayoutProblem
     from dpa_ros.geometry.targets import build_target
+    from dpa_testing import synthetic
 
     def stretched(builder, sx):
         def make():
@@ -75,8 +75,8 @@ def _peak_rss_mb() -> float:
 
 
 def _accuracy(scene, problems, results, instances) -> dict:
+    from dpa_ros.core.scene import Scene, SceneObject
     from dpa_ros.geometry.metrics import scene_metrics
-    from dpa_ros.scene import Scene, SceneObject
 
     errors, objects = [], []
     for k, (prob, res) in zip(instances, zip(problems, results)):
@@ -155,7 +155,7 @@ def main(argv=None) -> int:
                     help="torch CPU threads for every run (default 0: torch's default, one per physical core, "
                          "as the solver's default config uses)")
     ap.add_argument("--legacy-paper-iterations", type=int, default=2,
-                    help="iterations today's solver runs at the paper sizes (time scaled to all)")
+                    help="iterations the legacy solver runs at the paper sizes (time scaled to all)")
     ap.add_argument("--skip-legacy", action="store_true", help="only v2")
     args = ap.parse_args(argv)
     report = {"host": platform.node(), "python": sys.version.split()[0], "device": args.device,
@@ -174,7 +174,7 @@ def main(argv=None) -> int:
         report["runs"][name] = {"settings": cfg, **runs}
 
     report["threads"] = sorted({r["v2"]["threads"] for r in report["runs"].values()})
-    print(f"layout benchmark: today's solver (legacy) vs v2, device {args.device}, "
+    print(f"layout benchmark: the legacy solver vs v2, device {args.device}, "
           f"{'/'.join(map(str, report['threads']))} torch thread(s)")
     for name, r in report["runs"].items():
         cfg, v2 = r["settings"], r["v2"]
@@ -183,7 +183,7 @@ def main(argv=None) -> int:
               f"{r['load_after']}")
         print("  v2 schedule (restarts per proposal, iterations, points): " +
               ", ".join(f"({k}, {t}, {n})" for k, t, n in v2["schedule"]))
-        rows = [("", "today's solver (legacy)", "v2")]
+        rows = [("", "the legacy solver", "v2")]
         lg = r.get("legacy")
 
         def acc(run, key, fmt):

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/memory.py [--noise 0.01] [--iterations 100] [--points 300] [--seed 0]
 
-One synthetic scene (dpa_ros.geometry.synthetic_views: a chair, an L-shaped cabinet and a box on a
+One synthetic scene (dpa_testing.synthetic_views: a chair, an L-shaped cabinet and a box on a
 floor before a wall), rendered at 160×120 from three camera poses 0.4 m apart (turned ±8°), with
 structured-light depth noise (``--noise`` m × depth²/4 m). Each view is fitted by the layout solver
 from its masks and the true meshes (dpa_ros.assemble.assemble_scene, as ``dpa-reconstruct
@@ -47,9 +47,9 @@ def main() -> int:
     args = ap.parse_args()
 
     from dpa_ros.assemble import Instance, assemble_scene
-    from dpa_ros.geometry import synthetic_views as sv
     from dpa_ros.geometry.layout import LayoutConfig
     from dpa_ros.memory import MemoryConfig, SceneMemory
+    from dpa_testing import synthetic_views as sv
 
     objects = sv.default_objects()
     layout = LayoutConfig(points=args.points, iterations=args.iterations, restarts=4, seed=args.seed)

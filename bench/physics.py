@@ -3,7 +3,7 @@
     .venv/bin/python bench/physics.py [--seeds 0-7] [--pitches 20,36,55] [--min-faces 2000] [--threads N]
                                       [--no-mujoco]
 
-Scenes (dpa_ros.geometry.synthetic shapes, 6 objects each, camera 1.3 m high at each pitch):
+Scenes (dpa_testing.synthetic shapes, 6 objects each, camera 1.3 m high at each pitch):
   stack   — a table instance with a mug and a box on its top, a box with a smaller box on it, a chair;
   cluster — six floor objects (boxes, cylinders, an L-shape, a chair) in two rows 1 cm apart.
 The true poses rest exactly on their supports. They are rendered (320×240, exact z-buffer) to get each
@@ -50,7 +50,7 @@ def _dense(mesh: trimesh.Trimesh, min_faces: int) -> trimesh.Trimesh:
 
 
 def _table() -> trimesh.Trimesh:
-    from dpa_ros.geometry import synthetic as syn
+    from dpa_testing import synthetic as syn
 
     box = syn._box
     parts = [box([1.2, 0.04, 0.8], [0, 0.73, 0])]
@@ -60,7 +60,7 @@ def _table() -> trimesh.Trimesh:
 
 def _layout(kind: str):
     """(label, builder, scale, world x, y, yaw, index of the object it stands on or -1)."""
-    from dpa_ros.geometry import synthetic as syn
+    from dpa_testing import synthetic as syn
 
     if kind == "stack":
         return [("table", _table, 1.0, 0.0, 2.8, 5.0, -1),
@@ -76,7 +76,7 @@ def _layout(kind: str):
 
 def _true_scene(kind: str, pitch: float, rng: np.random.Generator):
     """Meshes (own frame), true poses, true supports (index or -1) and the room's camera/world transform."""
-    from dpa_ros.geometry import synthetic as syn
+    from dpa_testing import synthetic as syn
 
     T_cw = syn.look_at_level(1.3, pitch)
     T_wc = np.linalg.inv(T_cw)
@@ -115,8 +115,8 @@ def _disturbed(kind, poses, below, T_cw, rng):
 
 
 def _observed(meshes, poses, T_cw):
-    from dpa_ros.geometry import synthetic as syn
-    from dpa_ros.geometry.camera import CameraModel
+    from dpa_ros.core.camera import CameraModel
+    from dpa_testing import synthetic as syn
 
     camera = CameraModel.from_fov(320, 240, 70.0)
     placed = []
@@ -175,8 +175,8 @@ def _centre_errors(meshes, poses, true_poses):
 
 def run_scene(kind: str, pitch: float, seed: int, min_faces: int, mujoco: bool = False,
               floor_error: float = 0.0) -> dict:
+    from dpa_ros.core.scene import Background, Plane, SceneObject
     from dpa_ros.geometry.physics import PhysicsConfig, settle_objects
-    from dpa_ros.scene import Background, Plane, SceneObject
 
     rng = np.random.default_rng([seed, int(round(pitch))])
     meshes, true_poses, below, T_cw = _true_scene(kind, pitch, rng)

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from dpa_ros.assemble import Instance, assemble_scene  # noqa: E402
-from dpa_ros.geometry.camera import CameraModel  # noqa: E402
+from dpa_ros.core.camera import CameraModel  # noqa: E402
 from dpa_ros.pipeline import STAGES, Pipeline  # noqa: E402
 from dpa_ros.priors.crops import white_canvas_crop  # noqa: E402
 from dpa_ros.priors.profiles import load_profile  # noqa: E402

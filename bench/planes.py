@@ -1,6 +1,6 @@
 """Floor and support fitting under stereo depth noise: found rate, errors and time per call.
 
-Renders :mod:`dpa_ros.geometry.synthetic_planes` rooms (a floor, a 1.0 × 0.7 m table top at
+Renders :mod:`dpa_testing.synthetic_planes` rooms (a floor, a 1.0 × 0.7 m table top at
 0.75 m that is no instance, a back and a side wall) from a camera 1.2–1.6 m high, rolled up to
 ±15°, pitched 0–75° down, under RealSense D435-like noise (640 × 480, fx 380 px, 5 cm baseline,
 0.08 px disparity noise, quantisation, 2 % outliers, flying pixels, 2 % holes), and fits them with
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from dpa_ros.geometry.planes import fit_background
-from dpa_ros.geometry.synthetic_planes import camera_pose, render_planes, room
+from dpa_testing.synthetic_planes import camera_pose, render_planes, room
 
 PITCHES = (0, 20, 36, 50, 70, 75)
 TABLE_HEIGHT = 0.75

@@ -51,11 +51,11 @@ RESULTS = ROOT / "bench" / "results"
 
 import heldout  # noqa: E402  (bench/heldout.py: the furniture scenes and their scoring)
 
-from dpa_ros.geometry import synthetic  # noqa: E402
-from dpa_ros.geometry.camera import CameraModel  # noqa: E402
+from dpa_ros.core.camera import CameraModel  # noqa: E402
+from dpa_ros.core.scene import Background, Plane, Scene, SceneObject, write_scene  # noqa: E402
 from dpa_ros.geometry.mesh_frames import rotation_to_gltf  # noqa: E402
-from dpa_ros.geometry.synthetic_planes import StereoSensor, camera_pose  # noqa: E402
-from dpa_ros.scene import Background, Plane, Scene, SceneObject, write_scene  # noqa: E402
+from dpa_testing import synthetic  # noqa: E402
+from dpa_testing.synthetic_planes import StereoSensor, camera_pose  # noqa: E402
 
 #: glTF object frame (+y up) from a z-up authoring frame
 GLTF_FROM_ZUP = np.eye(4)
@@ -306,8 +306,8 @@ def write_inputs(bs: BenchScene, seed: int, out: Path, mask_noise: int, aniso: f
 
 
 def score(bs: BenchScene, out_dir: Path) -> dict:
+    from dpa_ros.core.scene import read_scene
     from dpa_ros.geometry.metrics import scene_metrics
-    from dpa_ros.scene import read_scene
 
     pred = read_scene(out_dir)
     metrics = scene_metrics(pred, bs.truth, count=20000)
@@ -336,7 +336,7 @@ def simulate(scene_dir: Path) -> dict:
 
 
 def run_scene(family: str, seed: int, args, keep: Path | None) -> dict:
-    from dpa_ros import cli
+    from dpa_ros.cli import reconstruct
 
     bs = FAMILIES[family](seed, args.width, args.height)
     row: dict = {"family": family, "seed": seed, "labels": bs.labels, "pitch_deg": bs.pitch, **bs.extra}
@@ -353,7 +353,7 @@ def run_scene(family: str, seed: int, args, keep: Path | None) -> dict:
             if setting == "no_physics":
                 argv.append("--no-physics")
             t0 = time.perf_counter()
-            if cli.main(argv) != 0:
+            if reconstruct.main(argv) != 0:
                 raise RuntimeError(f"dpa-reconstruct failed on {family} scene {seed}")
             row[setting] = {"seconds": time.perf_counter() - t0, **score(bs, out), **simulate(out)}
     return row

@@ -24,14 +24,14 @@ import numpy as np
 import trimesh
 from PIL import Image
 
-from dpa_ros.geometry.camera import CameraModel
+from dpa_ros.core.camera import CameraModel
+from dpa_ros.core.scene import Background, Scene, SceneObject
 from dpa_ros.geometry.gravity import check_gravity
 from dpa_ros.geometry.layout import LayoutConfig, LayoutProblem, solve_layout
 from dpa_ros.geometry.mesh_frames import check_up
 from dpa_ros.geometry.physics import PhysicsConfig, apply_results, object_surfaces, settle_objects
 from dpa_ros.geometry.planes import fit_background, supporting_pixels
 from dpa_ros.geometry.targets import InstanceInputError, build_target, check_mask, smooth_depth_in_masks
-from dpa_ros.scene import Background, Scene, SceneObject
 
 #: Most points kept in a scene's point cloud.
 MAX_CLOUD_POINTS = 60000
@@ -208,7 +208,7 @@ def assemble_scene(image_rgb: np.ndarray, metric_depth: np.ndarray, camera: Came
     for an empty mask, a mask of the wrong size, no valid depth inside a mask, or an unusable mesh,
     and for an image/depth that does not match the camera or has no valid depth.
     """
-    cfg = (config or LayoutConfig()).validate()
+    cfg = config or LayoutConfig()
     report = progress or (lambda stage, fraction: None)
     times = timings if timings is not None else {}
     depth = _check_inputs(np.asarray(image_rgb), metric_depth, camera)

@@ -1,6 +1,6 @@
 """Scene memory: objects kept over many views in a fixed frame (``odom``, ``map``), with stable ids.
 
-Each reconstruction (a :class:`~dpa_ros.scene.Scene`, poses in the camera optical frame) is placed
+Each reconstruction (a :class:`~dpa_ros.core.scene.Scene`, poses in the camera optical frame) is placed
 in the fixed frame by ``T_fixed_camera`` (the camera pose at the image stamp, e.g. from TF) and
 merged into the memory by :meth:`SceneMemory.observe`:
 
@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import trimesh
 
-from dpa_ros.geometry.camera import CameraModel
+from dpa_ros.core.camera import CameraModel
+from dpa_ros.core.scene import Background, Scene, SceneObject
 from dpa_ros.geometry.fields import raycasting_scene
-from dpa_ros.scene import Background, Scene, SceneObject
 
 #: Surface samples per object for the visibility test.
 VISIBILITY_SAMPLES = 500

@@ -22,9 +22,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-from dpa_ros.fileio import atomic_write
-from dpa_ros.geometry.camera import CameraModel
-from dpa_ros.scene import Scene, SceneObject
+from dpa_ros.core.camera import CameraModel
+from dpa_ros.core.fileio import atomic_write
+from dpa_ros.core.scene import Scene, SceneObject
 
 # Sasha Trubetskoy's "20 simple, distinct colours" (first 12): distinguishable from one another,
 # and from most photographs' content, at a glance.

@@ -5,6 +5,12 @@
     pipe.load()                                    # optional: load every model now
     scene = pipe.run(image_rgb, camera, depth=None, progress=lambda stage, f: print(stage, f))
 
+    pipe = Pipeline.from_profile("fast", segmenter=MySegmenter())   # your own component for a stage
+
+Each model stage's component follows a protocol of :mod:`dpa_ros.priors.protocols`;
+:meth:`Pipeline.from_profile` builds the profile's adapters for the ones not passed in, and
+``Pipeline(segmenter=..., enhancer=..., scorer=..., generator=..., depth=...)`` takes them all.
+
 Stages, in :data:`STAGES` order: ``segment`` (Grounding DINO + SAM), ``enhance`` (Stable Diffusion
 img2img, M candidates per instance), ``score`` (OpenCLIP, top K), ``generate`` (Shap-E, N meshes per
 kept image), ``depth`` (monocular depth aligned to metres), then :func:`dpa_ros.assemble.assemble_scene`
@@ -23,39 +29,43 @@ Every failure a caller can act on is a :class:`ReconstructionError` with a one-l
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
 from dpa_ros.assemble import Instance, assemble_scene
-from dpa_ros.geometry.camera import CameraModel
+from dpa_ros.core.camera import CameraModel
+from dpa_ros.core.scene import Scene
 from dpa_ros.geometry.depth_alignment import DepthAlignmentError, align_depth, floor_depth
-from dpa_ros.priors.base import Cancelled, LazyModel, MissingWeightsError, ReconstructionError, select_device
+from dpa_ros.geometry.layout import LayoutConfig
+from dpa_ros.priors.base import Cancelled, MissingWeightsError, ReconstructionError, select_device
 from dpa_ros.priors.config import Profile
 from dpa_ros.priors.crops import white_canvas_crop
 from dpa_ros.priors.depth import MonocularDepth, sensor_depth
 from dpa_ros.priors.enhancer import StableDiffusionEnhancer
 from dpa_ros.priors.generator import ShapEGenerator
 from dpa_ros.priors.profiles import load_profile
+from dpa_ros.priors.protocols import DepthEstimator, Enhancer, Generator, Scorer, Segmenter
 from dpa_ros.priors.scorer import ClipScorer
 from dpa_ros.priors.segmenter import GroundedSAM
-from dpa_ros.scene import Scene
 
 __all__ = ["STAGES", "Pipeline", "ReconstructionError", "Cancelled", "MissingWeightsError"]
 
 log = logging.getLogger(__name__)
 
+#: Every stage, as named in progress reports and ``Scene.timings_s``.
 STAGES = ("segment", "enhance", "score", "generate", "depth", "layout", "background", "physics", "assemble")
 
 #: the order stages actually run in (assemble_scene fits the background before the layout)
 _RUN_ORDER = ("segment", "enhance", "score", "generate", "depth", "background", "layout", "physics", "assemble")
-#: relative cost of each stage, for the overall progress fraction: the paper's RTX 3090 seconds
-#: (docs/method.md, "Paper figures to compare with"); its layout's 97.2 s is split between
-#: background, layout, physics and assembly
+#: relative cost of each stage, for the overall progress fraction: the paper's seconds per stage
+#: (docs/method.md, "Paper figures to compare with"), its layout time split between background,
+#: layout, physics and assembly
 _STAGE_COST = {"segment": 0.93, "enhance": 33.6, "score": 0.05, "generate": 39.2, "depth": 0.21,
                "background": 2.0, "layout": 93.2, "physics": 1.0, "assemble": 1.0}
 
@@ -70,6 +80,9 @@ def _progress_offsets() -> dict[str, tuple[float, float]]:
 
 
 _OFFSETS = _progress_offsets()
+
+#: the keyword arguments of Pipeline that from_profile passes through
+_COMPONENTS = {"segmenter", "enhancer", "scorer", "generator", "depth", "metric_depth_model", "layout_config"}
 
 
 class _Progress:
@@ -87,52 +100,107 @@ class _Progress:
 
 
 class Pipeline:
-    """Image → :class:`~dpa_ros.scene.Scene` with the models of one profile.
+    """Image → :class:`~dpa_ros.core.scene.Scene` from one component per model stage.
+
+    The components follow the protocols of :mod:`dpa_ros.priors.protocols`; any object with their
+    methods will do (a custom segmenter needs no profile entry). :meth:`from_profile` builds the
+    ones not given from a profile. Nothing is loaded on construction.
 
     Args:
-        profile: the typed profile (:func:`dpa_ros.priors.profiles.load_profile`), or a profile
-            mapping, validated into one.
-        weights_dir: where weights are looked for before the Hugging Face cache.
+        segmenter: stage 1 (:class:`~dpa_ros.priors.protocols.Segmenter`).
+        enhancer: stage 2 (:class:`~dpa_ros.priors.protocols.Enhancer`); run with
+            ``profile.enhancer.candidates`` > 0 only.
+        scorer: stage 3 (:class:`~dpa_ros.priors.protocols.Scorer`).
+        generator: stage 4 (:class:`~dpa_ros.priors.protocols.Generator`).
+        depth: stage 5, the image's depth (:class:`~dpa_ros.priors.protocols.DepthEstimator`).
+        metric_depth_model: an optional second estimator with ``output == "metric"``, the metric
+            reference for frames without sensor depth (see the module docstring).
+        layout_config: the layout solver's settings; None: ``profile.layout`` with the pipeline's
+            seed and device.
+        profile: the settings of the stages (prompt, minimum image side, crop canvas, depth
+            references, physics) and the scene's ``profile`` name; None: :class:`Profile` defaults.
         device: torch device; None uses the profile's ``device`` (``auto``: CUDA when available).
         seed: seeds every stochastic stage; None uses the profile's ``seed``. Same seed, same inputs,
             same device → same scene.
+
+    Raises:
+        TypeError: a component lacks a method of its protocol (the message names it).
     """
 
-    def __init__(self, profile: Profile | dict, weights_dir: str | Path | None = None, device: str | None = None,
-                 seed: int | None = None) -> None:
+    def __init__(self, *, segmenter: Segmenter, enhancer: Enhancer, scorer: Scorer, generator: Generator,
+                 depth: DepthEstimator, metric_depth_model: DepthEstimator | None = None,
+                 layout_config: LayoutConfig | None = None, profile: Profile | dict | None = None,
+                 device: str | None = None, seed: int | None = None) -> None:
+        for name, component, protocol in (("segmenter", segmenter, Segmenter), ("enhancer", enhancer, Enhancer),
+                                          ("scorer", scorer, Scorer), ("generator", generator, Generator),
+                                          ("depth", depth, DepthEstimator),
+                                          ("metric_depth_model", metric_depth_model, DepthEstimator)):
+            if not (component is None and name == "metric_depth_model") and not isinstance(component, protocol):
+                raise TypeError(f"{name}: {type(component).__name__} does not follow the {protocol.__name__} "
+                                f"protocol (dpa_ros.priors.protocols)")
         self.profile = profile if isinstance(profile, Profile) else Profile.from_dict(profile)
         self.name = self.profile.name
         self.device = select_device(device if device is not None else self.profile.device)
         self.seed = int(seed if seed is not None else self.profile.seed)
-        args = dict(profile=self.name, weights_dir=weights_dir, device=self.device)
-        self.segmenter = GroundedSAM(self.profile.segmenter, **args)
-        self.enhancer = StableDiffusionEnhancer(self.profile.enhancer, **args)
-        self.scorer = ClipScorer(self.profile.scorer, **args)
-        self.generator = ShapEGenerator(self.profile.generator, **args)
+        self.segmenter = segmenter
+        self.enhancer = enhancer
+        self.scorer = scorer
+        self.generator = generator
+        self.depth_model = depth
+        self.metric_model = metric_depth_model
         self.depth_cfg = self.profile.depth
-        self.depth_model = MonocularDepth(self.depth_cfg, section="depth", **args)
-        metric_cfg = self.depth_cfg.metric_model
-        self.metric_model = (MonocularDepth(metric_cfg, section="depth.metric_model", **args)
-                             if metric_cfg is not None else None)
-        layout_device = str(self.device) if self.device.type == "cuda" else "cpu"
-        self.layout_config = dataclasses.replace(self.profile.layout, seed=self.seed, device=layout_device).validate()
+        if layout_config is None:
+            layout_device = str(self.device) if self.device.type == "cuda" else "cpu"
+            layout_config = dataclasses.replace(self.profile.layout, seed=self.seed, device=layout_device)
+        self.layout_config = layout_config
 
     @classmethod
-    def from_profile(cls, name: str, config_path: str | Path | None = None, overrides: dict | None = None,
-                     weights_dir: str | Path | None = None, device: str | None = None,
-                     seed: int | None = None) -> "Pipeline":
-        """A pipeline for profile ``name`` (``paper``, ``fast``, ``smoke`` or a custom one).
+    def from_profile(cls, profile: str | Profile | dict, config_path: str | Path | None = None,
+                     overrides: dict | None = None, weights_dir: str | Path | None = None, device: str | None = None,
+                     seed: int | None = None, **components) -> "Pipeline":
+        """A pipeline whose components are the adapters of ``profile``, except those passed in.
 
-        ``config_path`` (a YAML file refining the profile, or a directory of profiles) and
-        ``overrides`` (a nested dict) are applied as in :func:`dpa_ros.priors.profiles.load_profile`.
+        Args:
+            profile: a profile name (``paper``, ``fast``, ``smoke`` or a custom one), refined by
+                ``config_path`` (a YAML file, or a directory of profiles) and ``overrides`` (a nested
+                dict) as in :func:`dpa_ros.priors.profiles.load_profile`; or a typed :class:`Profile`
+                or a profile mapping (then ``config_path`` and ``overrides`` must be None).
+            weights_dir: where the adapters look for weights before the Hugging Face cache.
+            device, seed: as in :class:`Pipeline`.
+            components: any of the constructor's ``segmenter``, ``enhancer``, ``scorer``,
+                ``generator``, ``depth``, ``metric_depth_model``, ``layout_config``, used as given.
+
         Nothing is loaded yet.
         """
-        return cls(load_profile(name, config_path, overrides), weights_dir=weights_dir, device=device, seed=seed)
+        unknown = set(components) - _COMPONENTS
+        if unknown:
+            raise TypeError(f"from_profile: unknown component(s) {sorted(unknown)} (valid: {sorted(_COMPONENTS)})")
+        if isinstance(profile, str):
+            profile = load_profile(profile, config_path, overrides)
+        elif config_path is not None or overrides is not None:
+            raise TypeError("from_profile: config_path and overrides apply to a profile name only")
+        profile = profile if isinstance(profile, Profile) else Profile.from_dict(profile)
+        dev = select_device(device if device is not None else profile.device)
+        args = dict(profile=profile.name, weights_dir=weights_dir, device=dev)
+        builders = {
+            "segmenter": lambda: GroundedSAM(profile.segmenter, **args),
+            "enhancer": lambda: StableDiffusionEnhancer(profile.enhancer, **args),
+            "scorer": lambda: ClipScorer(profile.scorer, **args),
+            "generator": lambda: ShapEGenerator(profile.generator, **args),
+            "depth": lambda: MonocularDepth(profile.depth, section="depth", **args),
+            "metric_depth_model": lambda: (MonocularDepth(profile.depth.metric_model, section="depth.metric_model",
+                                                          **args) if profile.depth.metric_model is not None else None),
+        }
+        for name, build in builders.items():
+            if name not in components:
+                components[name] = build()
+        return cls(profile=profile, device=device, seed=seed, **components)
 
-    def models(self) -> dict[str, LazyModel]:
-        """The adapters by stage name (``depth_metric`` only when the profile has a metric model)."""
-        out: dict[str, LazyModel] = {"segment": self.segmenter, "score": self.scorer, "generate": self.generator,
-                                     "depth": self.depth_model}
+    def models(self) -> dict[str, object]:
+        """The components by stage name (``enhance`` only with enhancer candidates, ``depth_metric`` only
+        with a metric depth model)."""
+        out: dict[str, object] = {"segment": self.segmenter, "score": self.scorer, "generate": self.generator,
+                                  "depth": self.depth_model}
         if self.profile.enhancer.candidates > 0:
             out["enhance"] = self.enhancer
         if self.metric_model is not None:
@@ -140,11 +208,11 @@ class Pipeline:
         return {k: out[k] for k in ("segment", "enhance", "score", "generate", "depth", "depth_metric") if k in out}
 
     def load(self) -> dict[str, float]:
-        """Load every model now; seconds per model (0.0 for one already resident).
+        """Load every model now; seconds per model (0.0 for one already resident or without ``load``).
 
         Raises :class:`MissingWeightsError` for the first model whose weights are absent.
         """
-        return {name: model.load() for name, model in self.models().items()}
+        return {name: _load(model) for name, model in self.models().items()}
 
     # ------------------------------------------------------------------------------------------
 
@@ -232,57 +300,63 @@ class Pipeline:
             ReconstructionError: bad input, no detections, missing weights (:class:`MissingWeightsError`),
                 a stage failure; :class:`Cancelled` when ``cancel()`` said so.
         """
-        report = _Progress(progress)
         image = self._check_image(image_rgb, camera)
         sensor = sensor_depth(depth, camera)
         prompt = prompt if prompt is not None else self.profile.prompt
-        timings: dict[str, float] = {}
-        loading = 0.0
+        report = _Progress(progress)
+        clock = _StageClock(report, cancel)
 
-        def begin(stage: str, *models: LazyModel) -> float:
-            nonlocal loading
-            if cancel is not None and cancel():
-                raise Cancelled(f"cancelled before stage '{stage}'")
-            report(stage, 0.0)
-            loading += sum(model.load() for model in models)
-            return time.perf_counter()
-
-        def end(stage: str, t0: float) -> None:
-            timings[stage] = time.perf_counter() - t0
-            report(stage, 1.0)
-
-        t0 = begin("segment", self.segmenter)
-        detections = self.segmenter.segment(image, prompt)
-        end("segment", t0)
+        with clock.stage("segment", self.segmenter):
+            detections = self.segmenter.segment(image, prompt)
         if not detections:
             raise ReconstructionError(f"no objects detected for prompt '{prompt}'")
-        labels = [d.label for d in detections]
+        with clock.stage("enhance", *self._enhancer_models()):
+            canvases, candidates = self._enhance(image, detections)
+        with clock.stage("score", self.scorer):
+            kept, _ = self.scorer.select(canvases, candidates)
+        with clock.stage("generate", self.generator):
+            proposals = self.generator.generate(kept, seed=self.seed)
+        with clock.stage("depth", *self._depth_models(sensor)):  # complete sensor depth needs no model
+            metric = self._metric_depth_of_scene(image, camera, sensor, detections)
+        instances = self._instances(detections, proposals, canvases, metric)
+        clock.check_cancel("background")
+        try:  # background, layout, physics, assemble
+            scene = assemble_scene(image, metric, camera, instances, config=self.layout_config, progress=report,
+                                   timings=clock.timings, profile=self.name, gravity=gravity,
+                                   gravity_source=gravity_source, physics=self.profile.physics)
+        except ValueError as exc:  # InstanceInputError and other input problems of the geometry core
+            raise ReconstructionError(f"layout failed: {exc}") from exc
+        scene.timings_s = {stage: float(clock.timings.get(stage, 0.0)) for stage in STAGES}
+        if clock.loading > 0:
+            scene.timings_s["load"] = clock.loading
+        return scene
 
+    def _enhancer_models(self) -> list[object]:
+        return [self.enhancer] if self.profile.enhancer.candidates > 0 else []
+
+    def _enhance(self, image: np.ndarray, detections: list) -> tuple[list[np.ndarray], np.ndarray]:
+        """Each detection's white-canvas crop, and the enhancer's candidates of them."""
         ecfg = self.profile.enhancer
-        t0 = begin("enhance", *([self.enhancer] if ecfg.candidates > 0 else []))
         canvases = [white_canvas_crop(image, d.mask, ecfg.canvas_size, ecfg.fill) for d in detections]
-        candidates = self.enhancer.enhance(canvases, labels, seed=self.seed)
-        end("enhance", t0)
+        return canvases, self.enhancer.enhance(canvases, [d.label for d in detections], seed=self.seed)
 
-        t0 = begin("score", self.scorer)
-        kept, _ = self.scorer.select(canvases, candidates)
-        end("score", t0)
+    def _depth_models(self, sensor: np.ndarray | None) -> list[object]:
+        return [] if _sensor_complete(sensor) else [m for m in (self.depth_model, self.metric_model) if m]
 
-        t0 = begin("generate", self.generator)
-        proposals = self.generator.generate(kept, seed=self.seed)
-        end("generate", t0)
-
-        depth_models = [] if _sensor_complete(sensor) else [m for m in (self.depth_model, self.metric_model) if m]
-        t0 = begin("depth", *depth_models)  # a complete sensor depth needs no model (nor its weights)
+    def _metric_depth_of_scene(self, image: np.ndarray, camera: CameraModel, sensor: np.ndarray | None,
+                               detections: list) -> np.ndarray:
         objects_mask = np.logical_or.reduce([d.mask for d in detections])
         metric, reference = self.metric_depth(image, camera, sensor, objects_mask)
         log.info("metric depth from %s", reference)
-        end("depth", t0)
+        return metric
 
+    @staticmethod
+    def _instances(detections: list, proposals: list, canvases: list[np.ndarray], metric: np.ndarray) -> list[Instance]:
+        """The detections that can be placed: with at least one mesh and valid depth in their mask."""
         instances = []
         for det, meshes, canvas in zip(detections, proposals, canvases):
             if not meshes:
-                log.warning("dropping a %s: Shap-E gave no mesh", det.label)
+                log.warning("dropping a %s: the generator gave no mesh", det.label)
                 continue
             if np.isfinite(metric[det.mask]).sum() < 3:
                 log.warning("dropping a %s: no valid depth inside its mask", det.label)
@@ -291,18 +365,38 @@ class Pipeline:
         if not instances:
             raise ReconstructionError(f"none of the {len(detections)} detected objects could be placed "
                                       "(no mesh proposals or no valid depth)")
-        if cancel is not None and cancel():
-            raise Cancelled("cancelled before stage 'background'")
-        try:
-            scene = assemble_scene(image, metric, camera, instances, config=self.layout_config, progress=report,
-                                   timings=timings, profile=self.name, gravity=gravity,
-                                   gravity_source=gravity_source, physics=self.profile.physics)
-        except ValueError as exc:  # InstanceInputError and other input problems of the geometry core
-            raise ReconstructionError(f"layout failed: {exc}") from exc
-        scene.timings_s = {stage: float(timings.get(stage, 0.0)) for stage in STAGES}
-        if loading > 0:
-            scene.timings_s["load"] = loading
-        return scene
+        return instances
+
+
+def _load(component: object) -> float:
+    """``component.load()``'s seconds, 0.0 for a component without ``load``."""
+    load = getattr(component, "load", None)
+    return float(load()) if callable(load) else 0.0
+
+
+class _StageClock:
+    """Runs the stages' bookkeeping: cancel check, progress at 0 and 1, model loading, seconds per stage."""
+
+    def __init__(self, report: _Progress, cancel: Callable[[], bool] | None) -> None:
+        self.report = report
+        self.cancel = cancel
+        self.timings: dict[str, float] = {}
+        self.loading = 0.0
+
+    def check_cancel(self, stage: str) -> None:
+        if self.cancel is not None and self.cancel():
+            raise Cancelled(f"cancelled before stage '{stage}'")
+
+    @contextlib.contextmanager
+    def stage(self, stage: str, *models: object) -> Iterator[None]:
+        """Loads ``models`` (seconds counted as loading), then times the block as ``stage``."""
+        self.check_cancel(stage)
+        self.report(stage, 0.0)
+        self.loading += sum(_load(model) for model in models)
+        t0 = time.perf_counter()
+        yield
+        self.timings[stage] = time.perf_counter() - t0
+        self.report(stage, 1.0)
 
 
 def _sensor_complete(sensor: np.ndarray | None) -> bool:

@@ -2,7 +2,7 @@
 
     python scripts/make_sample.py [--out samples/room]
 
-The frame is rendered (dpa_ros.geometry.synthetic: exact z-buffer of known meshes at known
+The frame is rendered (dpa_testing.synthetic: exact z-buffer of known meshes at known
 poses, no learned model) so that the demo can show a layout fit against known ground truth:
 
     rgb.png              8-bit RGB, 320×240
@@ -25,8 +25,8 @@ import numpy as np
 import yaml
 from PIL import Image as PILImage
 
-from dpa_ros.geometry import synthetic
-from dpa_ros.scene import write_scene
+from dpa_ros.core.scene import write_scene
+from dpa_testing import synthetic
 
 FRAME_ID = "camera_color_optical_frame"
 TOPICS = {"image": "/camera/color/image_raw", "camera_info": "/camera/color/camera_info",

@@ -26,7 +26,7 @@ import rclpy
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
-from dpa_ros.geometry.camera import CameraModel
+from dpa_ros.core.camera import CameraModel
 from dpa_ros.ros import conversions as conv
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,6 @@
-"""Test-wide settings: no network, and ROS 2 traffic isolated to this machine and this run."""
+"""Test-wide settings: no network, ROS 2 traffic isolated to this machine and this run, and under
+``CI=true`` no ROS test skipped for want of rclpy."""
+import importlib
 import os
 import random
 from pathlib import Path
@@ -17,6 +19,24 @@ os.environ["ROS_DOMAIN_ID"] = os.environ.get("DPA_TEST_ROS_DOMAIN_ID") or str(ra
 
 
 PHOTO = Path(__file__).parent / "assets" / "coffee.png"
+
+#: what the ROS tests import (they skip, naming it, where it is missing); under CI=true, where
+#: `make setup` has installed and built them, a missing one fails the run instead
+CI_REQUIRED_MODULES = ("rclpy", "dpa_ros.msg", "dpa_ros.action")
+
+
+def pytest_sessionstart(session):
+    if os.environ.get("CI", "").lower() not in ("true", "1"):
+        return
+    missing = []
+    for name in CI_REQUIRED_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            missing.append(f"{name} ({exc})")
+    if missing:
+        pytest.exit(f"CI=true but {', '.join(missing)} cannot be imported: the ROS tests would be skipped. "
+                    "Run under `. ./activate.sh` after `make setup`.", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from dpa_ros.geometry.camera import CameraModel
-from dpa_ros.scene import Background, Plane, Scene, SceneObject
+from dpa_ros.core.camera import CameraModel
+from dpa_ros.core.scene import Background, Plane, Scene, SceneObject
 
 CAMERA_HEIGHT = 1.5
 PITCH_DEG = 20.0

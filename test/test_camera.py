@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import yaml
 
-from dpa_ros.geometry.camera import CameraInfoError, CameraModel
+from dpa_ros.core.camera import CameraInfoError, CameraModel
 
 CAMERA_INFO_YAML = """\
 image_width: 640

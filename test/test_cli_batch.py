@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from dpa_ros import cli
+from dpa_ros.cli import reconstruct
 from dpa_ros.geometry.rectify import CameraInfo, RectificationError, rectify_frame
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +40,8 @@ def test_batch_of_three_with_one_corrupt_writes_two_scenes_and_reports_one_failu
     (images / "notes.txt").write_text("not an image")  # a directory's non-image files are not taken
     camera = _camera_yaml(tmp_path / "cam.yaml")
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "dpa_ros.cli", "--images", str(images), "--camera-info", str(camera),
+    proc = subprocess.run([sys.executable, "-m", "dpa_ros.cli.reconstruct", "--images", str(images),
+                           "--camera-info", str(camera),
                            "--profile", "smoke", "--device", "cpu", "--export", "glb", "--out", str(out)],
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 1, proc.stderr[-3000:]  # the batch ran to the end; one image failed
@@ -65,16 +66,16 @@ def test_batch_loads_the_models_once(tmp_path, monkeypatch):
     images.mkdir()
     for name in ("x.png", "y.png"):
         shutil.copy(PHOTO, images / name)
-    monkeypatch.setattr(cli._PipelineCache, "pipeline", None)
+    monkeypatch.setattr(reconstruct._PipelineCache, "pipeline", None)
     seen = []
-    real_one = cli.reconstruct_one
+    real_one = reconstruct.reconstruct_one
 
     def spy(args, image, out, *rest, **kw):
-        seen.append((image.name, cli._PipelineCache.pipeline, {k: m.loaded for k, m in
-                                                               cli._PipelineCache.pipeline.models().items()}))
+        seen.append((image.name, reconstruct._PipelineCache.pipeline, {k: m.loaded for k, m in
+                                                               reconstruct._PipelineCache.pipeline.models().items()}))
         return real_one(args, image, out, *rest, **kw)
-    monkeypatch.setattr(cli, "reconstruct_one", spy)
-    code = cli.main(["--images", str(images / "*.png"), "--camera-info", str(_camera_yaml(tmp_path / "c.yaml")),
+    monkeypatch.setattr(reconstruct, "reconstruct_one", spy)
+    code = reconstruct.main(["--images", str(images / "*.png"), "--camera-info", str(_camera_yaml(tmp_path / "c.yaml")),
                      "--profile", "smoke", "--device", "cpu", "--export", "none", "--no-progress",
                      "--out", str(tmp_path / "out"), "--prompt", "cup. table."])
     assert code == 0
@@ -82,10 +83,12 @@ def test_batch_loads_the_models_once(tmp_path, monkeypatch):
     assert first is second
     assert not any(loaded_before_first.values()) and all(loaded_before_second.values())
     # a later call in the same process with another profile gets that profile, not the cached one
-    other = cli._pipeline(cli.parse_args(["--image", str(PHOTO), "--camera-info", str(tmp_path / "c.yaml"),
-                                          "--profile", "paper", "--device", "cpu", "--out", str(tmp_path / "paper")]))
+    other = reconstruct._pipeline(reconstruct.parse_args(["--image", str(PHOTO),
+                                                  "--camera-info", str(tmp_path / "c.yaml"),
+                                                  "--profile", "paper", "--device", "cpu",
+                                                  "--out", str(tmp_path / "paper")]))
     assert other is not first and other.profile.name == "paper"
-    monkeypatch.setattr(cli._PipelineCache, "pipeline", None)
+    monkeypatch.setattr(reconstruct._PipelineCache, "pipeline", None)
 
 
 def _grid_points() -> np.ndarray:
@@ -133,7 +136,8 @@ def test_a_distorted_camera_info_is_refused_on_request_and_an_unknown_model_alwa
     with pytest.raises(RectificationError, match="distortion model 'kannala_brandt_9'"):
         rectify_frame(odd, raw)
     # the command line: --distortion refuse is a one-line user error, exit 2
-    proc = subprocess.run([sys.executable, "-m", "dpa_ros.cli", "--image", str(PHOTO), "--camera-info", str(camera),
+    proc = subprocess.run([sys.executable, "-m", "dpa_ros.cli.reconstruct", "--image", str(PHOTO),
+                           "--camera-info", str(camera),
                            "--profile", "smoke", "--distortion", "refuse", "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 2

@@ -8,11 +8,11 @@ import pytest
 import yaml
 from PIL import Image
 
-from dpa_ros import cli
 from dpa_ros.assemble import InstancesFileError, load_instances_json
-from dpa_ros.geometry import synthetic
+from dpa_ros.cli import reconstruct
+from dpa_ros.core.scene import read_scene
 from dpa_ros.geometry.mesh_frames import rotation_to_gltf
-from dpa_ros.scene import read_scene
+from dpa_testing import synthetic
 
 LAYOUT_YAML = "layout:\n  points: 300\n  iterations: 100\n  restarts: 4\n"
 #: glTF (+y up) → z-up (+z up, front −y), as Blender/Shap-E/ROS assets are authored
@@ -54,7 +54,7 @@ def _args(d, out, *extra):
 def test_reconstruct_with_instances_writes_the_scene(inputs, tmp_path, caplog):
     d, scene = inputs
     caplog.set_level("INFO")
-    assert cli.main(_args(d, tmp_path / "out", "--seed", "0", "--device", "cpu")) == 0
+    assert reconstruct.main(_args(d, tmp_path / "out", "--seed", "0", "--device", "cpu")) == 0
     data = json.loads((tmp_path / "out" / "scene.json").read_text())
     assert [o["label"] for o in data["objects"]] == scene.labels
     assert all((tmp_path / "out" / o["mesh"]).exists() for o in data["objects"])
@@ -99,7 +99,7 @@ def test_z_up_meshes_with_mesh_up_or_per_instance_up(inputs, tmp_path):
     for name, extra in (("instances_zup.json", ["--mesh-up", "+z"]), ("instances_zup_entries.json", [])):
         args = _args(d, tmp_path / name, "--device", "cpu", *extra)
         args[args.index("--instances") + 1] = str(d / name)
-        assert cli.main(args) == 0
+        assert reconstruct.main(args) == 0
         got = read_scene(tmp_path / name)
         assert max(_centre_errors(scene, got, Z_UP_FROM_GLTF)) < 0.03, name
         written = got.objects[0].mesh
@@ -114,25 +114,25 @@ def test_bad_up_axis_is_a_one_line_error(inputs, tmp_path, capsys):
     (d / "instances_bad_up.json").write_text(json.dumps(entries))
     args = _args(d, tmp_path / "o")
     args[args.index("--instances") + 1] = str(d / "instances_bad_up.json")
-    assert cli.main(args) == 2
+    assert reconstruct.main(args) == 2
     err = capsys.readouterr().err.strip()
     assert "instance 1 ('cabinet')" in err and "up axis must be one of +y, +z, -y, -z, +x, -x" in err
     with pytest.raises(SystemExit):
-        cli.parse_args(_args(d, tmp_path / "o", "--mesh-up", "z-up"))
+        reconstruct.parse_args(_args(d, tmp_path / "o", "--mesh-up", "z-up"))
 
 
 def test_second_run_into_the_same_out_needs_force_and_then_replaces_the_exports(inputs, tmp_path, capsys):
     d, _ = inputs
     out = tmp_path / "out"
     args = [a if a != "none" else "glb,gazebo" for a in _args(d, out, "--seed", "0", "--device", "cpu")]
-    assert cli.main(args) == 0
+    assert reconstruct.main(args) == 0
     first = (out / "scene.glb").stat().st_mtime_ns
     capsys.readouterr()
-    assert cli.main(args) == 2
+    assert reconstruct.main(args) == 2
     err = capsys.readouterr().err.strip()
     assert "not empty" in err and "--force" in err and len(err.splitlines()) == 1
     assert (out / "scene.glb").stat().st_mtime_ns == first  # nothing was touched
-    assert cli.main([*args, "--force"]) == 0
+    assert reconstruct.main([*args, "--force"]) == 0
     assert (out / "scene.glb").stat().st_mtime_ns > first
     assert (out / "gazebo" / "scene.sdf").is_file()
 
@@ -140,8 +140,8 @@ def test_second_run_into_the_same_out_needs_force_and_then_replaces_the_exports(
 def test_depth_files_png_millimetres_and_npy_metres(inputs):
     d, scene = inputs
     valid = np.isfinite(scene.depth)
-    npy = cli.load_depth(d / "depth.npy", 0.001)
-    png = cli.load_depth(d / "depth.png", 0.001)
+    npy = reconstruct.load_depth(d / "depth.npy", 0.001)
+    png = reconstruct.load_depth(d / "depth.png", 0.001)
     np.testing.assert_array_equal(npy[valid], scene.depth[valid])
     assert np.abs(png[valid] - scene.depth[valid]).max() <= 0.0005
     assert np.isnan(png[~valid]).all() and np.isnan(npy[~valid]).all()
@@ -151,7 +151,7 @@ def test_export_formats_are_checked(inputs, tmp_path, capsys):
     d, _ = inputs
     args = _args(d, tmp_path / "o")
     args[args.index("--export") + 1] = "glb,stl"
-    assert cli.main(args) == 2
+    assert reconstruct.main(args) == 2
     assert "unknown format(s) stl" in capsys.readouterr().err
 
 
@@ -160,7 +160,7 @@ def test_instances_without_depth_is_a_one_line_error(inputs, tmp_path, capsys):
     args = _args(d, tmp_path / "o")
     i = args.index("--depth")
     del args[i:i + 2]
-    assert cli.main(args) == 2
+    assert reconstruct.main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err == "dpa-reconstruct: error: --instances needs --depth (metric depth from the sensor)"
 
@@ -176,7 +176,7 @@ def test_bad_instances_entry_is_named(inputs, tmp_path, capsys):
         load_instances_json(path)
     args = _args(d, tmp_path / "o")
     args[args.index("--instances") + 1] = str(path)
-    assert cli.main(args) == 2
+    assert reconstruct.main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "instance 1 ('cabinet')" in err
     bad[0] = {"mask": "priors/mask0.png", "meshes": []}
@@ -197,14 +197,14 @@ def test_empty_mask_file_fails_naming_the_instance(inputs, tmp_path, capsys):
     (tmp_path / "i.json").write_text(json.dumps(entries))
     args = _args(d, tmp_path / "o")
     args[args.index("--instances") + 1] = str(tmp_path / "i.json")
-    assert cli.main(args) == 2
+    assert reconstruct.main(args) == 2
     assert "instance 2 ('box'): mask is empty" in capsys.readouterr().err
 
 
 def test_console_script_reports_user_errors_without_traceback(inputs, tmp_path):
     d, _ = inputs
-    proc = subprocess.run([sys.executable, "-m", "dpa_ros.cli", "--image", str(d / "rgb.png"), "--camera-info",
-                           str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "o")],
+    proc = subprocess.run([sys.executable, "-m", "dpa_ros.cli.reconstruct", "--image", str(d / "rgb.png"),
+                           "--camera-info", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "o")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     missing = tmp_path / "missing.yaml"
@@ -214,16 +214,16 @@ def test_console_script_reports_user_errors_without_traceback(inputs, tmp_path):
 def test_one_list_of_export_formats_and_obj_is_accepted(inputs, tmp_path):
     """dpa-reconstruct --export and dpa-export take the exporter's own list; --export obj writes the
     per-object OBJ files that the exporter makes."""
+    from dpa_ros.cli.export import build_parser
     from dpa_ros.export import FORMATS
-    from dpa_ros.export.cli import build_parser
 
-    assert "obj" in FORMATS and cli.EXPORT_FORMATS is FORMATS
+    assert "obj" in FORMATS and reconstruct.EXPORT_FORMATS is FORMATS
     assert build_parser().get_default("format") == ",".join(FORMATS)
     d, scene = inputs
     args = _args(d, tmp_path / "out", "--seed", "0", "--device", "cpu")
-    assert cli.parse_args(args[: args.index("--export")]).export == ",".join(FORMATS)  # the default: all
+    assert reconstruct.parse_args(args[: args.index("--export")]).export == ",".join(FORMATS)  # the default: all
     args[args.index("--export") + 1] = "obj"
-    assert cli.main(args) == 0
+    assert reconstruct.main(args) == 0
     objs = sorted((tmp_path / "out" / "obj_world").glob("*.obj"))
     assert len(objs) == len(scene.labels)
     assert not (tmp_path / "out" / "scene.glb").exists()  # only what was asked for
@@ -236,14 +236,14 @@ def test_given_gravity_wins_over_the_floor_and_is_recorded(inputs, tmp_path):
     turn = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
     given = turn @ scene.gravity
     text = ",".join(f"{v:.9f}" for v in 3.0 * given)          # not unit length: it is normalised
-    assert cli.main(_args(d, tmp_path / "out", "--gravity", text)) == 0
+    assert reconstruct.main(_args(d, tmp_path / "out", "--gravity", text)) == 0
     placed = read_scene(tmp_path / "out")
     np.testing.assert_allclose(placed.background.gravity, given, atol=1e-8)
     assert placed.background.gravity_source == "given"
     for obj in placed.objects:        # 5 DoF about the given gravity: each mesh's +y (up) stays along -gravity
         up = obj.rotation @ np.array([0.0, 1.0, 0.0])
         assert np.degrees(np.arccos(np.clip(up @ -given, -1, 1))) < 0.01
-    assert cli.main(_args(d, tmp_path / "floor")) == 0
+    assert reconstruct.main(_args(d, tmp_path / "floor")) == 0
     fitted = read_scene(tmp_path / "floor").background
     assert fitted.gravity_source == "floor"
     assert np.degrees(np.arccos(np.clip(fitted.gravity @ scene.gravity, -1, 1))) < 1.0
@@ -253,7 +253,7 @@ def test_given_gravity_wins_over_the_floor_and_is_recorded(inputs, tmp_path):
 def test_bad_gravity_is_a_usage_error(inputs, tmp_path, capsys, value):
     d, _ = inputs
     with pytest.raises(SystemExit) as exc:
-        cli.main(_args(d, tmp_path / "out", "--gravity", value))
+        reconstruct.main(_args(d, tmp_path / "out", "--gravity", value))
     assert exc.value.code == 2
     assert "--gravity" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -261,7 +261,7 @@ def test_bad_gravity_is_a_usage_error(inputs, tmp_path, capsys, value):
 
 def test_physics_stage_rests_objects_on_the_floor_and_can_be_turned_off(inputs, tmp_path, capsys):
     d, scene = inputs
-    assert cli.main(_args(d, tmp_path / "on")) == 0
+    assert reconstruct.main(_args(d, tmp_path / "on")) == 0
     on = json.loads((tmp_path / "on" / "scene.json").read_text())
     assert [o["support"] for o in on["objects"]] == ["floor"] * len(scene.labels)
     for o in on["objects"]:
@@ -272,7 +272,7 @@ def test_physics_stage_rests_objects_on_the_floor_and_can_be_turned_off(inputs, 
         lowest = (obj.mesh_in_camera().vertices @ floor.normal + floor.offset).min()
         assert abs(lowest) < 0.002, (obj.label, lowest)
 
-    assert cli.main(_args(d, tmp_path / "off", "--no-physics")) == 0
+    assert reconstruct.main(_args(d, tmp_path / "off", "--no-physics")) == 0
     off = json.loads((tmp_path / "off" / "scene.json").read_text())
     assert [o["support"] for o in off["objects"]] == [""] * len(scene.labels)
     assert all(o["physics_shift_m"] == 0.0 and o["penetration_m"]["after"] is None for o in off["objects"])
@@ -280,5 +280,51 @@ def test_physics_stage_rests_objects_on_the_floor_and_can_be_turned_off(inputs, 
     (d / "bad_physics.yaml").write_text("physics:\n  max_shift: 0.1\n")
     args = _args(d, tmp_path / "bad")
     args[args.index("--config") + 1] = str(d / "bad_physics.yaml")
-    assert cli.main(args) == 2
+    assert reconstruct.main(args) == 2
     assert "physics.max_shift: unknown key (did you mean 'max_shift_m'?)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scale", ["0", "-0.001"])
+def test_depth_scale_must_be_positive(inputs, tmp_path, capsys, scale):
+    d, _ = inputs
+    assert reconstruct.main(_args(d, tmp_path / "o", "--depth-scale", scale)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"dpa-reconstruct: error: --depth-scale must be positive, got {float(scale)}"
+    assert not (tmp_path / "o").exists()
+
+
+def test_unreadable_and_multi_channel_depth_are_one_line_errors(inputs, tmp_path, capsys):
+    d, _ = inputs
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not a png at all")
+    args = _args(d, tmp_path / "o")
+    args[args.index("--depth") + 1] = str(junk)
+    assert reconstruct.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"dpa-reconstruct: error: cannot read depth {junk}: ") and "\n" not in err
+
+    rgb_depth = tmp_path / "rgb_depth.png"
+    Image.open(d / "rgb.png").convert("RGB").save(rgb_depth)
+    args[args.index("--depth") + 1] = str(rgb_depth)
+    assert reconstruct.main(args) == 2
+    shape = np.asarray(Image.open(d / "rgb.png").convert("RGB")).shape
+    assert capsys.readouterr().err.strip() == (f"dpa-reconstruct: error: depth {rgb_depth} must be a single-channel "
+                                                f"image, got shape {shape}")
+
+
+@pytest.mark.parametrize("text,reason", [
+    ("layout: [1, 2\n", "cannot read config"),                       # not YAML
+    ("- layout\n", "must be a YAML mapping"),                       # a list
+    ("layout: 3\n", "'layout' must be a mapping"),
+    ("layout:\n  iters: 10\n", "layout.iters: unknown key (did you mean 'iterations'?)"),
+    ("layout:\n  restarts: 0\n", "restarts"),
+])
+def test_bad_config_yaml_on_the_instances_path_is_a_one_line_error(inputs, tmp_path, capsys, text, reason):
+    d, _ = inputs
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    args = _args(d, tmp_path / "o")
+    args[args.index("--config") + 1] = str(bad)
+    assert reconstruct.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dpa-reconstruct: error: ") and str(bad) in err and reason in err and "\n" not in err

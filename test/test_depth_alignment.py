@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from dpa_ros.geometry.depth_alignment import DepthAlignmentError, align_depth, align_depth_to_floor, floor_depth
-from dpa_ros.geometry.synthetic import make_scene
+from dpa_testing.synthetic import make_scene
 
 
 @pytest.fixture(scope="module")

@@ -25,8 +25,8 @@ from lxml import etree
 from pxr import Sdf, Usd, UsdGeom, UsdPhysics, UsdValidation
 from scipy.spatial.transform import Rotation
 
+from dpa_ros.core.scene import SceneFormatError, SceneObject, read_scene, write_scene
 from dpa_ros.export import ExportError, ExportOptions, export_scene, world_frame
-from dpa_ros.scene import SceneFormatError, SceneObject, read_scene, write_scene
 
 DENSITY = 500.0
 GT = {i: (label, mesh, T_wo, s) for i, label, mesh, T_wo, s in gt_objects()}

@@ -12,8 +12,8 @@ import trimesh
 from export_scenes import gt_objects, make_scene
 from pxr import Sdf, Usd, UsdPhysics
 
-from dpa_ros.export.cli import main
-from dpa_ros.scene import write_scene
+from dpa_ros.cli.export import main
+from dpa_ros.core.scene import write_scene
 
 SCRIPT = Path(sys.executable).parent / "dpa-export"
 
@@ -97,3 +97,30 @@ def test_cli_mjcf_and_decomposer(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:  # argparse refuses an unknown decomposer
         main([str(tmp_path), "--format", "mjcf", "--force", "--decomposer", "qhull"])
     assert exit_info.value.code == 2 and "qhull" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".npy"])
+def test_T_world_camera_from_a_file(tmp_path, capsys, suffix):
+    """dpa-export --world matrix --T-world-camera FILE: the 4×4 read from a text or .npy file is the
+    world frame every export records, and the objects are placed by it."""
+    write_scene(make_scene(with_floor=False, with_cloud=False), tmp_path)
+    T = np.eye(4)
+    T[:3, :3] = [[0, 0, 1], [-1, 0, 0], [0, -1, 0]]  # optical → z-up: x forward, z up
+    T[:3, 3] = [0.5, -0.2, 1.3]                      # the camera 1.3 m above the world's origin
+    path = tmp_path / f"T{suffix}"
+    np.save(path, T) if suffix == ".npy" else np.savetxt(path, T)
+    assert main([str(tmp_path), "--format", "obj", "--world", "matrix", "--T-world-camera", str(path)]) == 0
+    header = (tmp_path / "obj_world" / "dpa_object_1.obj").read_text().splitlines()[1]
+    frame = json.loads(header.split("world_frame ", 1)[1])
+    np.testing.assert_allclose(frame["T_world_camera"], T)
+    _, _, box, _, _ = gt_objects()[0]
+    T_co = np.asarray(make_scene(with_floor=False, with_cloud=False).objects[0].T_camera_object)
+    placed = trimesh.load(tmp_path / "obj_world" / "dpa_object_1.obj", process=False, skip_materials=True)
+    np.testing.assert_allclose(placed.vertices, trimesh.transform_points(box.vertices, T @ T_co), atol=1e-5)
+    capsys.readouterr()
+
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 0 0\n0 1 0\n")
+    with pytest.raises(SystemExit) as info:  # argparse: a usage error naming the option
+        main([str(tmp_path), "--format", "obj", "--force", "--world", "matrix", "--T-world-camera", str(bad)])
+    assert info.value.code == 2 and "T_world_camera needs 16 numbers, got 6" in capsys.readouterr().err

@@ -10,10 +10,10 @@ from export_scenes import gt_T_world_camera, make_scene, run_sdf_check, sdformat
 from lxml import etree
 from pxr import Sdf, Usd, UsdGeom, UsdPhysics
 
+from dpa_ros.core.scene import Plane, SceneObject, write_scene
 from dpa_ros.export import FORMATS, ExportOptions, export_scene, world_frame
 from dpa_ros.export.collision import SLAB_THICKNESS_M, collision_shape
 from dpa_ros.export.meshes import prepare_objects
-from dpa_ros.scene import Plane, SceneObject, write_scene
 
 mujoco = pytest.importorskip("mujoco", reason="the MJCF tests load the model in MuJoCo (PyPI mujoco)")
 

@@ -6,12 +6,12 @@ import trimesh
 from scipy.spatial.transform import Rotation
 
 from dpa_ros.assemble import Instance, assemble_scene
-from dpa_ros.geometry import synthetic
 from dpa_ros.geometry.layout import LayoutConfig, LayoutProblem, depth_edges, layout_objective, solve_layout
 from dpa_ros.geometry.layout_legacy import solve_layout_legacy, solve_layout_loop
 from dpa_ros.geometry.mesh_frames import UP_AXES, rotation_to_gltf
 from dpa_ros.geometry.metrics import scene_metrics
 from dpa_ros.geometry.targets import InstanceInputError, build_target
+from dpa_testing import synthetic
 
 # Small enough for a 2-core CPU; the paper's sizes are LayoutConfig.paper().
 FAST = dict(points=400, iterations=120, restarts=4, field_resolution=32)

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from dpa_ros.assemble import Instance, assemble_scene
-from dpa_ros.geometry import synthetic_views as sv
+from dpa_ros.core.scene import Scene, SceneObject
 from dpa_ros.geometry.layout import LayoutConfig
 from dpa_ros.memory import MemoryConfig, SceneMemory, box_overlap, labels_compatible
-from dpa_ros.scene import Scene, SceneObject
+from dpa_testing import synthetic_views as sv
 
 LAYOUT = LayoutConfig(points=300, iterations=80, restarts=4, seed=0)
 #: the three camera poses (world x, y, yaw degrees) of the fusion test

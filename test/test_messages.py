@@ -19,13 +19,25 @@ HERE = Path(__file__).parent
 
 
 def test_message_fields_match_the_interface_contract():
-    obj = SceneObject()
-    for name in ("id", "label", "score", "mesh", "vertex_colors", "pose", "scale", "fit_error", "mesh_uri"):
-        assert hasattr(obj, name), name
-    assert type(obj.mesh).__name__ == "Mesh" and type(obj.pose).__name__ == "Pose"
-    scene = Scene()
-    for name in ("header", "objects", "background_planes", "gravity", "timings", "profile"):
-        assert hasattr(scene, name), name
+    """Every field's name, order and type as msg/*.msg and action/Reconstruct.action define them
+    (docs/interfaces.md), read from the generated classes."""
+    assert list(SceneObject.get_fields_and_field_types().items()) == [
+        ("id", "uint32"), ("label", "string"), ("score", "float"), ("mesh", "shape_msgs/Mesh"),
+        ("vertex_colors", "sequence<std_msgs/ColorRGBA>"), ("pose", "geometry_msgs/Pose"), ("scale", "double"),
+        ("fit_error", "double"), ("mesh_uri", "string")]
+    assert list(Scene.get_fields_and_field_types().items()) == [
+        ("header", "std_msgs/Header"), ("objects", "sequence<dpa_ros/SceneObject>"),
+        ("background_planes", "sequence<dpa_ros/BackgroundPlane>"), ("gravity", "geometry_msgs/Vector3"),
+        ("timings", "sequence<dpa_ros/StageTiming>"), ("profile", "string")]
+    assert list(Reconstruct.Goal.get_fields_and_field_types().items()) == [
+        ("prompt", "string"), ("profile", "string"), ("instances", "sequence<dpa_ros/Instance>")]
+    assert list(Reconstruct.Result.get_fields_and_field_types().items()) == [
+        ("success", "boolean"), ("message", "string"), ("scene", "dpa_ros/Scene")]
+    assert list(Reconstruct.Feedback.get_fields_and_field_types().items()) == [
+        ("stage", "string"), ("progress", "float")]
+    obj, scene = SceneObject(), Scene()
+    assert type(obj.mesh).__name__ == "Mesh" and type(obj.pose).__name__ == "Pose" and obj.vertex_colors == []
+    assert scene.objects == [] and scene.profile == ""
     goal, result, feedback = Reconstruct.Goal(), Reconstruct.Result(), Reconstruct.Feedback()
     assert (goal.prompt, goal.profile) == ("", "")
     assert result.success is False and isinstance(result.scene, Scene)

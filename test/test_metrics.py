@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import trimesh
 
-from dpa_ros.geometry import eval_cli, metrics, synthetic
-from dpa_ros.scene import write_scene
+from dpa_ros.cli import evaluate as eval_cli
+from dpa_ros.core.scene import write_scene
+from dpa_ros.geometry import metrics
+from dpa_testing import synthetic
 
 
 def test_known_distances():

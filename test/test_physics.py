@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import trimesh
 
-from dpa_ros.geometry import synthetic as syn
-from dpa_ros.geometry.camera import CameraModel
+from dpa_ros.core.camera import CameraModel
+from dpa_ros.core.scene import Background, Plane, Scene, SceneObject, read_scene, write_scene
 from dpa_ros.geometry.physics import PhysicsConfig, PhysicsConfigError, apply_results, object_surfaces, settle_objects
-from dpa_ros.scene import Background, Plane, Scene, SceneObject, read_scene, write_scene
+from dpa_testing import synthetic as syn
 
 GAP = PhysicsConfig().contact_gap_m
 

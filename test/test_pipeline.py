@@ -8,7 +8,8 @@ import pytest
 import torch
 import yaml
 
-from dpa_ros.geometry.camera import CameraModel
+from dpa_ros.core.camera import CameraModel
+from dpa_ros.core.scene import read_scene, write_scene
 from dpa_ros.geometry.depth_alignment import DepthAlignmentError
 from dpa_ros.pipeline import (
     STAGES,
@@ -20,7 +21,6 @@ from dpa_ros.pipeline import (
     _median_scaled,
 )
 from dpa_ros.priors.depth import sensor_depth
-from dpa_ros.scene import read_scene, write_scene
 
 ASSET = Path(__file__).parent / "assets" / "coffee.png"
 
@@ -93,11 +93,13 @@ def test_reproducible_under_seed(first_run, pipeline, image, camera):
 
 
 def test_sensor_depth_sets_the_metric_scale(pipeline, image, camera):
-    depth = np.full(image.shape[:2], 1.5, np.float32)
-    depth[:10] = 0.0  # invalid rows are filled from the aligned prediction
+    # a floor-like ramp, 1 m at the top row to 2 m at the bottom
+    depth = np.repeat(np.linspace(1.0, 2.0, image.shape[0], dtype=np.float32)[:, None], image.shape[1], axis=1)
+    depth[:10] = 0.0  # invalid rows are filled from the prediction aligned to the sensor
     metric, source = pipeline.metric_depth(image, camera, sensor_depth(depth, camera), np.zeros(image.shape[:2], bool))
-    assert source in ("sensor+model", "default_depth") and metric.shape == image.shape[:2]
-    np.testing.assert_allclose(metric[10:], 1.5)
+    assert source == "sensor+model" and metric.shape == image.shape[:2]
+    np.testing.assert_allclose(metric[10:], depth[10:], rtol=1e-6)
+    assert np.all(np.isfinite(metric[:10])) and np.all(metric[:10] > 0)
     full, source = pipeline.metric_depth(image, camera, np.full(image.shape[:2], 2.0), np.zeros(image.shape[:2], bool))
     assert source == "sensor" and np.all(full == 2.0)
 
@@ -113,9 +115,9 @@ def test_metric_depth_model_is_the_reference_without_sensor_depth(image, camera)
     valid = np.isfinite(metric)
     assert valid.mean() > 0.5 and 0 < np.nanmedian(metric) <= 20.0
     # the relative prediction is aligned to the metric model: same scale, not the floor's
-    assert abs(np.log(np.nanmedian(metric) / np.median(reference[reference > 0]))) < np.log(3)
+    np.testing.assert_allclose(np.nanmedian(metric), np.median(reference[reference > 0]), rtol=0.01)
     without, fallback = Pipeline.from_profile("smoke").metric_depth(image, camera, None, no_objects)
-    assert fallback in ("floor", "default_depth")
+    assert fallback == "floor" and np.isfinite(without).mean() > 0.5  # camera_height_m 1.2 below a level camera
 
 
 def test_alignment_helpers():
@@ -180,13 +182,11 @@ def test_missing_weights_paper_profile(tmp_path, monkeypatch, image, camera):
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.delenv("DPA_WEIGHTS_DIR", raising=False)
     pipe = Pipeline.from_profile("paper", weights_dir=tmp_path / "weights", device="cpu")
-    t0 = time.perf_counter()
     with pytest.raises(MissingWeightsError, match="dpa-weights download --profile paper") as info:
         pipe.load()
     assert "IDEA-Research/grounding-dino-base" in str(info.value) and str(tmp_path / "weights") in str(info.value)
     with pytest.raises(MissingWeightsError):
         pipe.run(image, camera)
-    assert time.perf_counter() - t0 < 10.0
 
 
 def test_load_reports_seconds_per_model():
@@ -198,13 +198,13 @@ def test_load_reports_seconds_per_model():
 
 
 def test_cli_full_pipeline(tmp_path, camera):
-    from dpa_ros import cli
+    from dpa_ros.cli import reconstruct
 
     cam_yaml = tmp_path / "camera.yaml"
     cam_yaml.write_text(yaml.safe_dump(camera.to_camera_info_dict()))
     out = tmp_path / "out"
-    rc = cli.main(["--image", str(ASSET), "--camera-info", str(cam_yaml), "--profile", "smoke", "--out", str(out),
-                   "--export", "none", "--no-progress"])
+    rc = reconstruct.main(["--image", str(ASSET), "--camera-info", str(cam_yaml), "--profile", "smoke",
+                           "--out", str(out), "--export", "none", "--no-progress"])
     assert rc == 0
     scene = read_scene(out)
     assert len(scene.objects) > 0 and scene.profile == "smoke" and set(STAGES) <= set(scene.timings_s)
@@ -225,14 +225,14 @@ def test_bench_script_smoke(tmp_path, capsys):
 
 
 def test_cli_reports_pipeline_errors_in_one_line(tmp_path, camera, capsys, monkeypatch):
-    from dpa_ros import cli
+    from dpa_ros.cli import reconstruct
 
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.delenv("DPA_WEIGHTS_DIR", raising=False)
     cam_yaml = tmp_path / "camera.yaml"
     cam_yaml.write_text(yaml.safe_dump(camera.to_camera_info_dict()))
-    rc = cli.main(["--image", str(ASSET), "--camera-info", str(cam_yaml), "--profile", "paper", "--device", "cpu",
-                   "--out", str(tmp_path / "out"), "--export", "none", "--no-progress"])
+    rc = reconstruct.main(["--image", str(ASSET), "--camera-info", str(cam_yaml), "--profile", "paper",
+                           "--device", "cpu", "--out", str(tmp_path / "out"), "--export", "none", "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "\n" not in err and "missing weights" in err and "dpa-weights download --profile paper" in err
 
@@ -271,8 +271,9 @@ def test_complete_sensor_depth_needs_no_depth_model(image, camera):
     depth = np.full(image.shape[:2], 1.2, np.float32)
     scene = pipe.run(image, camera, depth=depth)
     assert not pipe.depth_model.loaded and len(scene.objects) > 0
-    for obj in scene.objects:
-        assert 0.3 < obj.T_camera_object[2, 3] < 4.0  # placed around the 1.2 m the sensor saw
+    for obj in scene.objects:  # the front of each object on the 1.2 m the sensor saw
+        nearest = np.asarray(obj.mesh_in_camera().vertices)[:, 2].min()
+        assert abs(nearest - 1.2) < 0.2, (obj.label, nearest)
     np.testing.assert_allclose(np.median(scene.cloud_points[:, 2]), 1.2, rtol=1e-6)
 
 

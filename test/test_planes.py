@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from dpa_ros.geometry.planes import fit_background, fit_plane_lstsq, ransac_plane, robust_refit, supporting_pixels
-from dpa_ros.geometry.synthetic import make_scene
-from dpa_ros.geometry.synthetic_planes import StereoSensor, camera_pose, render_planes, room
+from dpa_testing.synthetic import make_scene
+from dpa_testing.synthetic_planes import StereoSensor, camera_pose, render_planes, room
 
 
 def _angle_deg(a, b):
@@ -64,7 +64,7 @@ def test_a_plane_an_object_stands_behind_does_not_support_it():
 
 
 # Floor, supports and walls from a pitched, rolled RGB-D camera under stereo depth noise
-# (dpa_ros.geometry.synthetic_planes: 640 × 480, fx 380 px, 5 cm baseline, 0.08 px disparity noise,
+# (dpa_testing.synthetic_planes: 640 × 480, fx 380 px, 5 cm baseline, 0.08 px disparity noise,
 # disparity and millimetre quantisation, 2 % outliers, flying pixels at depth edges, 2 % holes).
 
 TABLE_HEIGHT, TABLE_W, TABLE_D = 0.75, 1.0, 0.7
@@ -275,3 +275,24 @@ def test_supporting_pixels_leave_out_the_table_top():
     with_tables = supporting_pixels(scene.depth, scene.camera, bg.planes, np.ones(scene.depth.shape, bool),
                                     labels=("floor", "wall", "support"))
     assert with_tables[(scene.ids == 1) & measured].mean() > 0.97
+
+
+@pytest.mark.parametrize("points", [
+    np.zeros((0, 3)),                                              # no point
+    np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 1.0]]),                  # two
+    np.tile([[0.3, -0.2, 2.0]], (50, 1)),                          # one point, 50 times
+    np.linspace([0.0, 0.0, 1.0], [1.0, 0.5, 3.0], 40),             # collinear
+], ids=["empty", "two", "identical", "collinear"])
+def test_ransac_plane_on_points_without_a_plane_is_none(points):
+    assert ransac_plane(points, 0.01, 200, np.random.default_rng(0)) is None
+
+
+def test_ransac_plane_finds_the_plane_of_a_noisy_floor_with_outliers():
+    rng = np.random.default_rng(3)
+    floor = np.column_stack([rng.uniform(-1, 1, 400), np.full(400, 1.2), rng.uniform(1, 4, 400)])
+    floor[:, 1] += rng.normal(0, 0.002, 400)
+    outliers = rng.uniform([-1, -1, 1], [1, 1, 4], (100, 3))
+    normal, d, inliers = ransac_plane(np.vstack([floor, outliers]), 0.01, 200, rng)
+    sign = np.sign(normal[1])
+    np.testing.assert_allclose(sign * normal, [0, 1, 0], atol=0.01)
+    assert abs(sign * d + 1.2) < 0.005 and inliers[:400].mean() > 0.95 and inliers[400:].mean() < 0.2

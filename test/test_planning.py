@@ -15,10 +15,10 @@ from moveit_msgs.msg import CollisionObject  # noqa: E402
 from rclpy.serialization import deserialize_message, serialize_message  # noqa: E402
 from vision_msgs.msg import Detection3DArray  # noqa: E402
 
-from dpa_ros.geometry.camera import CameraModel  # noqa: E402
+from dpa_ros.core.camera import CameraModel  # noqa: E402
+from dpa_ros.core.scene import Scene, SceneObject  # noqa: E402
 from dpa_ros.ros import conversions as conv  # noqa: E402
 from dpa_ros.ros import planning  # noqa: E402
-from dpa_ros.scene import Scene, SceneObject  # noqa: E402
 
 FRAME = "rgbd_color_optical_frame"
 STAMP_NS = 1_733_000_123_456_789_012

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dpa_ros.geometry.camera import CameraModel
+from dpa_ros.core.camera import CameraModel
 from dpa_ros.priors.base import ReconstructionError
 from dpa_ros.priors.depth import MonocularDepth, sensor_depth
 from dpa_ros.priors.profiles import load_profile

@@ -97,8 +97,11 @@ def test_no_detections_above_threshold(segmenter, image):
 
 def test_grey_image_and_bad_inputs(segmenter):
     grey = np.full((64, 80, 3), 128, dtype=np.uint8)
-    for d in segmenter.segment(grey, PROMPT):
-        assert d.mask.shape == (64, 80)
+    # thresholds at zero keep every box the detector proposes, so there is something to check
+    detections = with_cfg(segmenter, {"box_threshold": 0.0, "text_threshold": 0.0}).segment(grey, PROMPT)
+    assert detections
+    for d in detections:
+        assert d.mask.shape == (64, 80) and d.mask.dtype == bool and d.label in parse_prompt(PROMPT)
     with pytest.raises(ReconstructionError, match="uint8"):
         segmenter.segment(grey.astype(np.float32), PROMPT)
     with pytest.raises(ReconstructionError, match="empty detection prompt"):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from dpa_ros.cli import weights as weights_cli
 from dpa_ros.geometry.layout import LayoutConfig
-from dpa_ros.priors import weights_cli
 from dpa_ros.priors.base import ReconstructionError
 from dpa_ros.priors.config import Profile, ProfileError, SegmenterConfig
 from dpa_ros.priors.profiles import PROFILE_NAMES, load_profile
@@ -94,8 +94,23 @@ def test_command_lines_report_a_misspelt_key_in_one_line(tmp_path, capsys):
                       "camera_matrix: {rows: 3, cols: 3, data: [50, 0, 32, 0, 50, 24, 0, 0, 1]}\n"
                       "distortion_model: plumb_bob\n"
                       "distortion_coefficients: {rows: 1, cols: 5, data: [0, 0, 0, 0, 0]}\n")
-    proc = subprocess.run([sys.executable, "-m", "dpa_ros.cli", "--image", str(ROOT / "test" / "assets" / "coffee.png"),
+    proc = subprocess.run([sys.executable, "-m", "dpa_ros.cli.reconstruct",
+                           "--image", str(ROOT / "test" / "assets" / "coffee.png"),
                            "--camera-info", str(camera), "--profile", "smoke", "--config", str(bad),
                            "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode != 0
     assert "enhancer.stpes: unknown key (did you mean 'steps'?)" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_layout_config_is_frozen_and_checked_once_on_construction():
+    """A LayoutConfig that exists is valid: it cannot be changed in place, and a replace() or a
+    profile's ``layout:`` section with a bad value fails where it is made, naming the setting."""
+    cfg = load_profile("smoke").layout
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.restarts = 0
+    with pytest.raises(ValueError, match=r"^layout config needs restarts >= 1"):
+        dataclasses.replace(cfg, restarts=0)
+    with pytest.raises(ValueError, match=r"^layout dof must be 'auto', '5' or '7', got '6'"):
+        LayoutConfig(dof="6")
+    with pytest.raises(ProfileError, match=r"layout: layout config needs restarts >= 1"):
+        load_profile("smoke", overrides={"layout": {"restarts": 0}})

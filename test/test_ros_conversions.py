@@ -9,13 +9,14 @@ pytestmark = pytest.mark.ros
 
 import trimesh  # noqa: E402
 from rclpy.serialization import deserialize_message, serialize_message  # noqa: E402
+from scipy.spatial.transform import Rotation  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField  # noqa: E402
 from visualization_msgs.msg import Marker  # noqa: E402
 
-from dpa_ros.geometry.camera import CameraModel  # noqa: E402
+from dpa_ros.core.camera import CameraModel  # noqa: E402
+from dpa_ros.core.scene import Background, Plane, Scene, SceneObject  # noqa: E402
 from dpa_ros.ros import conversions as cv  # noqa: E402
 from dpa_ros.ros.conversions import ConversionError  # noqa: E402
-from dpa_ros.scene import Background, Plane, Scene, SceneObject  # noqa: E402
 
 RNG = np.random.default_rng(1234)
 
@@ -376,13 +377,20 @@ def test_empty_scene_and_unknown_gravity():
 
 
 def test_transforms_one_per_object_child_of_the_image_frame():
-    msg = cv.scene_to_msg(_library_scene())
+    scene = _library_scene()
+    msg = cv.scene_to_msg(scene)
     tfs = cv.scene_to_transforms(msg, "robot1/")
     assert [t.child_frame_id for t in tfs] == ["robot1/object_3", "robot1/object_4"]
-    for t, o in zip(tfs, msg.objects):
+    for t, o, obj in zip(tfs, msg.objects, scene.objects):
         assert t.header.frame_id == "cam_optical" and t.header.stamp == msg.header.stamp
-        assert (t.transform.translation.x, t.transform.translation.z) == (o.pose.position.x, o.pose.position.z)
-        assert t.transform.rotation.w == o.pose.orientation.w
+        tr, rot, pos, ori = t.transform.translation, t.transform.rotation, o.pose.position, o.pose.orientation
+        assert (tr.x, tr.y, tr.z) == (pos.x, pos.y, pos.z)
+        assert (rot.x, rot.y, rot.z, rot.w) == (ori.x, ori.y, ori.z, ori.w)
+        # the object's pose itself: its translation, and its rotation without the scale
+        T = np.asarray(obj.T_camera_object)
+        np.testing.assert_allclose([tr.x, tr.y, tr.z], T[:3, 3], atol=1e-12)
+        np.testing.assert_allclose(Rotation.from_quat([rot.x, rot.y, rot.z, rot.w]).as_matrix(), T[:3, :3] / obj.scale,
+                                   atol=1e-9)
 
 
 def test_markers_triangle_list():

@@ -26,7 +26,7 @@ from rcl_interfaces.srv import SetParameters  # noqa: E402
 from robot_peer import OPTICAL_IN_LINK, head_rotation  # noqa: E402
 from test_ros_node import FRAME, RGB, ROOT, Client, good_frame, next_stamp, start_node, stop_node, table_depth_mm  # noqa: E402
 
-from dpa_ros.geometry.camera import CameraModel  # noqa: E402
+from dpa_ros.core.camera import CameraModel  # noqa: E402
 from dpa_ros.ros import conversions as conv  # noqa: E402
 
 NS = "/dpa_test_gravity"

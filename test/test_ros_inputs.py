@@ -7,7 +7,7 @@ pytestmark = pytest.mark.ros
 
 from rclpy.serialization import deserialize_message, serialize_message  # noqa: E402
 
-from dpa_ros.geometry.camera import CameraModel  # noqa: E402
+from dpa_ros.core.camera import CameraModel  # noqa: E402
 from dpa_ros.ros import conversions as conv  # noqa: E402
 from dpa_ros.ros.frame_buffer import FrameSet, Stamped  # noqa: E402
 from dpa_ros.ros.inputs import frame_from_messages  # noqa: E402

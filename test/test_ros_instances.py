@@ -12,10 +12,10 @@ pytestmark = pytest.mark.ros
 from rclpy.serialization import deserialize_message, serialize_message  # noqa: E402
 
 from dpa_ros.assemble import assemble_scene  # noqa: E402
-from dpa_ros.geometry import synthetic  # noqa: E402
 from dpa_ros.geometry.layout import LayoutConfig  # noqa: E402
 from dpa_ros.ros.conversions import numpy_to_image  # noqa: E402
 from dpa_ros.ros.instances import InstancesError, checked_roots, instances_from_goal, mesh_path  # noqa: E402
+from dpa_testing import synthetic  # noqa: E402
 
 InstanceMsg = pytest.importorskip("dpa_ros.msg", reason="dpa_ros messages not built: `make setup`").Instance
 

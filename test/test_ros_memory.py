@@ -3,7 +3,7 @@
 ``odom`` on /tf, and Reconstruct goals carrying each view's known objects (goal ``instances``, real
 mesh files under ``mesh_roots``).
 
-One rendered scene (dpa_ros.geometry.synthetic_views: chair, cabinet, box on a floor before a wall;
+One rendered scene (dpa_testing.synthetic_views: chair, cabinet, box on a floor before a wall;
 the world frame is ``odom``) is seen from three camera poses, then without the box from where it
 stood, then with the chair moved. Ground truth is the world objects' poses. The single-view
 baseline is the same fit the node runs (dpa_ros.assemble with the smoke profile's layout and
@@ -31,7 +31,7 @@ from tf2_msgs.msg import TFMessage  # noqa: E402
 
 from dpa_ros.assemble import Instance as LayoutInstance  # noqa: E402
 from dpa_ros.assemble import assemble_scene  # noqa: E402
-from dpa_ros.geometry import synthetic_views as sv  # noqa: E402
+from dpa_testing import synthetic_views as sv  # noqa: E402
 from dpa_ros.msg import Instance  # noqa: E402
 from dpa_ros.pipeline import Pipeline  # noqa: E402
 from dpa_ros.ros import conversions as conv  # noqa: E402

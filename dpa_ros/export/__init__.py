@@ -5,16 +5,16 @@ Everything is written in the z-up world frame described in :mod:`dpa_ros.export.
 turned (``ExportOptions.glb_z_up`` keeps z up). Every object is named
 :func:`dpa_ros.naming.object_name` (``dpa_object_<id>``), as its TF frame is. Outputs, inside the scene directory:
 
-=========== ============================== ==================================================
-format      path                           content
-=========== ============================== ==================================================
-``glb``     ``scene.glb``                  objects + plane patches, one node each; +Y up (glTF)
+=========== ================================== ======================================================
+format      path                               content
+=========== ================================== ======================================================
+``glb``     ``scene.glb``                      objects + plane patches, one node each; +Y up (glTF)
 ``obj``     ``obj_world/dpa_object_<id>.obj``  per object, world coordinates, vertex colours, + .mtl
-``ply``     ``scene_cloud_world.ply``      the scene cloud in the world frame, RGB
-``gazebo``  ``gazebo/``                    ``scene.sdf`` + one model folder per object
-``usd``     ``scene.usda`` (+ ``.usdc``)   USD stage for Isaac Sim
-``mjcf``    ``mujoco/``                    ``scene.xml`` + ``meshes/`` for MuJoCo
-=========== ============================== ==================================================
+``ply``     ``scene_cloud_world.ply``          the scene cloud in the world frame, RGB
+``gazebo``  ``gazebo/``                        ``scene.sdf`` + one model folder per object
+``usd``     ``scene.usda`` (+ ``.usdc``)       USD stage for Isaac Sim
+``mjcf``    ``mujoco/``                        ``scene.xml`` + ``meshes/`` for MuJoCo
+=========== ================================== ======================================================
 
 The simulator exports (gazebo, usd, mjcf) share one collision geometry per object, computed once
 (:mod:`dpa_ros.export.collision`: a convex hull for convex objects, a convex decomposition for
@@ -36,6 +36,7 @@ from typing import Iterable
 import numpy as np
 import trimesh
 
+from dpa_ros.core.scene import Scene, read_scene
 from dpa_ros.export.collision import collision_shapes, support_slabs
 from dpa_ros.export.frames import WorldFrame, world_frame
 from dpa_ros.export.gazebo import write_gazebo
@@ -51,10 +52,10 @@ from dpa_ros.export.mjcf import write_mjcf
 from dpa_ros.export.options import ExportError, ExportOptions
 from dpa_ros.export.targets import check_target, write_directory
 from dpa_ros.export.usd import build_stage, write_usd
-from dpa_ros.scene import Scene, read_scene
 
 __all__ = ["FORMATS", "ExportError", "ExportOptions", "WorldFrame", "export_scene", "output_paths", "world_frame"]
 
+#: The export formats, in the order they are written (the table above says what each writes).
 FORMATS = ("glb", "obj", "ply", "gazebo", "usd", "mjcf")
 GLB_FILE = "scene.glb"
 OBJ_DIR = "obj_world"
@@ -112,7 +113,7 @@ def export_scene(scene_dir: str | Path, formats: Iterable[str] = FORMATS, option
     Raises:
         ExportError: bad format/option, an unusable object (named), or an existing target without
             ``overwrite`` (checked for every format before anything is written).
-        dpa_ros.scene.SceneFormatError: ``scene.json`` or a mesh it names cannot be read.
+        dpa_ros.core.scene.SceneFormatError: ``scene.json`` or a mesh it names cannot be read.
     """
     options = options or ExportOptions()
     wanted = _parse_formats(formats)

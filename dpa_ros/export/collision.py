@@ -24,10 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 import trimesh
 
+from dpa_ros.core.scene import Scene
 from dpa_ros.export.frames import WorldFrame
 from dpa_ros.export.meshes import ExportObject, MassProperties, mass_properties
 from dpa_ros.export.options import ExportError, ExportOptions
-from dpa_ros.scene import Scene
 
 CONVEX_FILL = 0.95        # mesh volume / hull volume at or above which "auto" keeps one hull
 SLAB_THICKNESS_M = 0.025  # support planes become slabs this thick, extruded downward (world -z)

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dpa_ros.core.scene import Plane, Scene
 from dpa_ros.export.options import ExportError, ExportOptions
-from dpa_ros.scene import Plane, Scene
 
 CONVENTION = ("dpa_ros world frame: right-handed, z up, metres, gravity -z; x = camera viewing direction "
               "projected on the floor, y = z cross x; origin on the floor below the camera when the floor "

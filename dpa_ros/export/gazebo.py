@@ -30,11 +30,11 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
+from dpa_ros.core.fileio import atomic_write_text
 from dpa_ros.export.collision import CollisionShape, SupportSlab
 from dpa_ros.export.frames import WorldFrame
 from dpa_ros.export.meshes import ExportObject, frame_header, write_mesh_file, write_obj
 from dpa_ros.export.options import ExportOptions
-from dpa_ros.fileio import atomic_write_text
 from dpa_ros.geometry.transforms import rotation_to_rpy
 
 SDF_VERSION = "1.9"

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
+from dpa_ros.core.fileio import atomic_write, atomic_write_bytes, atomic_write_text
+from dpa_ros.core.scene import Scene, SceneObject
 from dpa_ros.export.frames import WorldFrame
 from dpa_ros.export.options import ExportError, ExportOptions
-from dpa_ros.fileio import atomic_write, atomic_write_bytes, atomic_write_text
 from dpa_ros.naming import object_name
-from dpa_ros.scene import Scene, SceneObject
 
 DEFAULT_RGBA = np.array([180, 180, 180, 255], np.uint8)
 PLANE_RGBA = np.array([128, 128, 128, 255], np.uint8)
@@ -267,7 +267,7 @@ def write_object_objs(out_dir: Path, objects: list[ExportObject], world: WorldFr
     return written
 
 
-#: World (z up) -> glTF (+Y up, REP 103 x stays x): (x, y, z) -> (x, z, -y), a -90 deg turn about x.
+#: World (z up) to glTF (+Y up, REP 103 x stays x), (x, y, z) -> (x, z, -y), a -90 deg turn about x.
 T_GLTF_WORLD = np.array([[1.0, 0.0, 0.0, 0.0],
                          [0.0, 0.0, 1.0, 0.0],
                          [0.0, -1.0, 0.0, 0.0],

@@ -28,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
+from dpa_ros.core.fileio import atomic_write_text
 from dpa_ros.export.collision import CollisionShape, SupportSlab
 from dpa_ros.export.frames import WorldFrame
 from dpa_ros.export.gazebo import GRAVITY_M_S2, ground_height
 from dpa_ros.export.meshes import ExportObject, frame_header, write_mesh_file
 from dpa_ros.export.options import ExportOptions
-from dpa_ros.fileio import atomic_write_text
 from dpa_ros.geometry.transforms import rotation_to_quaternion
 
 MODEL_FILE = "scene.xml"

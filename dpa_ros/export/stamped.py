@@ -14,8 +14,8 @@ from typing import Iterable
 
 import numpy as np
 
+from dpa_ros.core.scene import Scene, write_scene
 from dpa_ros.overlay import PREVIEW_PNG, write_png
-from dpa_ros.scene import Scene, write_scene
 
 log = logging.getLogger(__name__)
 

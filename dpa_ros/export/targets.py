@@ -1,6 +1,6 @@
 """Overwrite policy and all-or-nothing directory output for the exporters.
 
-Single files are written with :func:`dpa_ros.fileio.atomic_write`. A directory export (``gazebo/``,
+Single files are written with :func:`dpa_ros.core.fileio.atomic_write`. A directory export (``gazebo/``,
 ``obj_world/``) is built inside a hidden temporary sibling and renamed into place only when
 complete, so a failing writer leaves neither a partial directory nor temporary files.
 """

@@ -33,11 +33,11 @@ import numpy as np
 import trimesh
 from pxr import Gf, Usd, UsdGeom, UsdPhysics, Vt
 
+from dpa_ros.core.fileio import atomic_write
 from dpa_ros.export.collision import CollisionShape, SupportSlab
 from dpa_ros.export.frames import WorldFrame
 from dpa_ros.export.meshes import ExportObject
 from dpa_ros.export.options import ExportOptions
-from dpa_ros.fileio import atomic_write
 from dpa_ros.geometry.transforms import rotation_to_quaternion
 
 GRAVITY_M_S2 = 9.80665

@@ -72,9 +72,9 @@ def _linear_weights(coarse: int, fine: int) -> np.ndarray:
 
 
 def upsampled(values: np.ndarray, resolution: int) -> np.ndarray:
-    """Trilinear interpolation of a z-major grid ``values`` (D, D, D, C) at the nodes of a ``resolution``³ grid
-    over the same box, (resolution, resolution, resolution, C). Trilinear interpolation between two regular
-    grids is separable: one small interpolation matrix per axis."""
+    """Trilinear interpolation of a z-major grid ``values`` (D, D, D, C) at the nodes of a grid of
+    ``resolution`` cubed nodes over the same box, (resolution, resolution, resolution, C). Trilinear
+    interpolation between two regular grids is separable: one small interpolation matrix per axis."""
     D = values.shape[0]
     w = _linear_weights(D, resolution)
     out = np.tensordot(w, values, axes=(1, 0))                      # (R, D, D, C): z
@@ -97,7 +97,7 @@ def simplified(mesh: trimesh.Trimesh, max_faces: int) -> trimesh.Trimesh:
 
 def closest_point_field(mesh: trimesh.Trimesh, resolution: int = 48, margin: float = 0.25,
                         band_cells: float = 3.0) -> ClosestPointField:
-    """The closest-point field of ``mesh`` on a ``resolution``³ grid.
+    """The closest-point field of ``mesh`` on a grid of ``resolution`` cubed nodes.
 
     The grid box is the mesh's bounding box grown by ``margin`` × its longest side on every side.
     A coarse grid (a third of the resolution) gets exact closest points everywhere. Fine nodes

@@ -35,7 +35,7 @@ import torch
 import trimesh
 from scipy.spatial.transform import Rotation
 
-from dpa_ros.geometry.camera import CameraModel
+from dpa_ros.core.camera import CameraModel
 from dpa_ros.geometry.layout import LayoutConfig, LayoutProblem, LayoutResult, checked_config, gravity_alignment
 from dpa_ros.geometry.layout.optimise import learning_rate
 from dpa_ros.geometry.layout.poses import input_frame_pose, skew_exp, yaw_matrix

@@ -68,8 +68,3 @@ def rotation_to_gltf(up: str) -> np.ndarray:
 def rotation_input_to_internal(up: str = "+y") -> np.ndarray:
     """3×3 proper rotation from a mesh's own frame (up axis ``up``) to the solver's internal frame."""
     return R_INTERNAL_GLTF @ rotation_to_gltf(up)
-
-
-def input_to_internal(vertices: np.ndarray, up: str = "+y") -> np.ndarray:
-    """(V, 3) vertices in the input convention (up axis ``up``) → the internal frame (same units)."""
-    return np.asarray(vertices, dtype=np.float64) @ rotation_input_to_internal(up).T

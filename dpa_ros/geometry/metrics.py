@@ -16,7 +16,7 @@ import numpy as np
 import trimesh
 from scipy.spatial import cKDTree
 
-from dpa_ros.scene import Scene
+from dpa_ros.core.scene import Scene
 
 
 def sample_scene_points(scene: Scene, count: int, seed: int = 0) -> np.ndarray:

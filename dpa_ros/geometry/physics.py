@@ -39,9 +39,9 @@ import numpy as np
 import trimesh
 from scipy.spatial import ConvexHull, QhullError
 
+from dpa_ros.core.scene import Background, Plane, SceneObject
 from dpa_ros.geometry.fields import raycasting_scene
 from dpa_ros.geometry.gravity import check_gravity
-from dpa_ros.scene import Background, Plane, SceneObject
 
 _MIN_UP_COMPONENT = 0.5  # a floor or support plane whose normal is more than 60° off up supports nothing
 _FAR = 1.0               # m: how far outside a body a ray starts

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError
 
+from dpa_ros.core.scene import Background, Plane
 from dpa_ros.geometry.gravity import check_gravity
-from dpa_ros.scene import Background, Plane
 
 #: Optical-frame "up" for a level camera (y points down).
 LEVEL_UP = np.array([0.0, -1.0, 0.0])
@@ -27,7 +27,7 @@ LOCAL_OPTIMISED = 5
 #: A plane's polygon is drawn around its points within this many noise standard deviations of it
 #: (fewer than the refit's: flying pixels at a table's edge lie just off its plane, beyond its edge).
 POLYGON_SIGMAS = 2.0
-#: Planes closer than this to the camera centre (metres) are not fitted: they are seen edge-on.
+#: Planes closer than this to the camera centre (metres) are not fitted; they are seen edge-on.
 MIN_OFFSET = 1e-6
 #: A RANSAC hypothesis is scored on at most this many points (its inliers are then found on all).
 SCORE_POINTS = 3000
@@ -442,7 +442,7 @@ def supporting_pixels(depth: np.ndarray, camera, planes: list[Plane], outside: n
     default ``labels``: what is under a table is hidden by it. With ``points`` (an object's points,
     optical frame), only planes that most of them lie in front of count: a plane the object stands
     behind (a cabinet front fitted as a wall) may well hide it. ``camera`` is a
-    :class:`~dpa_ros.geometry.camera.CameraModel` of the depth image (metres, NaN/0 invalid).
+    :class:`~dpa_ros.core.camera.CameraModel` of the depth image (metres, NaN/0 invalid).
     """
     depth = np.asarray(depth, float)
     valid = np.isfinite(depth) & (depth > 0) & np.asarray(outside, bool)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from dpa_ros.geometry.camera import CameraModel
+from dpa_ros.core.camera import CameraModel
 
 #: ROS camera_info distortion models this module can undo.
 PINHOLE_MODELS = ("plumb_bob", "rational_polynomial")

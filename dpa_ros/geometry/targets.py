@@ -20,7 +20,7 @@ import numpy as np
 from scipy.ndimage import maximum_filter, minimum_filter, uniform_filter
 from scipy.spatial import cKDTree
 
-from dpa_ros.geometry.camera import CameraModel
+from dpa_ros.core.camera import CameraModel
 
 
 class InstanceInputError(ValueError):

@@ -7,7 +7,7 @@
 - :mod:`~dpa_ros.priors.depth` — DPT / Depth Anything, and sensor depth (stage 5)
 - :mod:`~dpa_ros.priors.tiny` — the ``smoke`` profile's tiny random models
 - :mod:`~dpa_ros.priors.random_models` — real-size architectures with random weights (benchmarks)
-- :mod:`~dpa_ros.priors.weights`, :mod:`~dpa_ros.priors.weights_cli` — ``dpa-weights``
+- :mod:`~dpa_ros.priors.weights`, :mod:`~dpa_ros.cli.weights` — ``dpa-weights``
 - :mod:`~dpa_ros.priors.profiles` — profile YAML loading
 
 Adapters load lazily (:class:`~dpa_ros.priors.base.LazyModel`) and never download. Each model

@@ -378,12 +378,9 @@ def _plain_from_dict(cls: type, data: dict | None, path: str):
 
 
 def layout_from_dict(data: dict | None, path: str = "layout") -> LayoutConfig:
-    """:class:`LayoutConfig` from a ``layout:`` mapping; unknown keys and invalid values are :class:`ProfileError`."""
-    config = _plain_from_dict(_layout_class(), data, path)
-    try:
-        return config.validate()
-    except ValueError as exc:
-        raise ProfileError(f"{path}: {exc}") from exc
+    """:class:`~dpa_ros.geometry.layout.config.LayoutConfig` from a ``layout:`` mapping; unknown keys and
+    invalid values are :class:`ProfileError`."""
+    return _plain_from_dict(_layout_class(), data, path)  # checked on construction
 
 
 def physics_from_dict(data: dict | None, path: str = "physics") -> PhysicsConfig:

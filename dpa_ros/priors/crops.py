@@ -15,7 +15,7 @@ def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
 
 
 def white_canvas_crop(image_rgb: np.ndarray, mask: np.ndarray, size: int = 512, fill: float = 0.6) -> np.ndarray:
-    """The masked instance, pixels outside the mask white, centred on a white ``size``² canvas.
+    """The masked instance, pixels outside the mask white, centred on a white ``size`` × ``size`` canvas.
 
     The crop is scaled (bicubic, aspect kept) so that its longer side is ``fill · size`` pixels.
     Returns a (size, size, 3) uint8 RGB image.

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from dpa_ros.geometry.camera import CameraModel
+from dpa_ros.core.camera import CameraModel
 from dpa_ros.priors import random_models, tiny
 from dpa_ros.priors.base import LazyModel, ReconstructionError
 from dpa_ros.priors.config import DepthModelConfig

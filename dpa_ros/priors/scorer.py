@@ -55,7 +55,7 @@ class ClipScorer(LazyModel):
             candidates: (n, M, S, S, 3) uint8 enhancer outputs (M may be 0).
 
         Returns:
-            (kept, similarity): ``kept[i]`` is a list of up to K images of instance i, best first;
+            The pair ``(kept, similarity)``: ``kept[i]`` is a list of up to K images of instance i, best first;
             ``similarity`` is (n, M + 1) float32 cosine similarity in [-1, 1] of [original,
             candidates...] to the original (column 0 is 1).
         """

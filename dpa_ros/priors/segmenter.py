@@ -4,7 +4,7 @@ Profile section ``segmenter``: :class:`dpa_ros.priors.config.SegmenterConfig` (t
 transformers layout, the SAM checkpoint of segment_anything, thresholds, NMS, limits).
 
 Both models run in float32 (Grounding DINO's deformable attention and SamPredictor's transforms
-expect it; the paper measured 0.93 s for the stage on an RTX 3090). ``source`` in each subsection:
+expect it). ``source`` in each subsection:
 ``weights`` (default; from weights_dir or the HF cache), ``tiny`` (:mod:`dpa_ros.priors.tiny`) or
 ``random`` (:mod:`dpa_ros.priors.random_models`; the detector's ``variant``, base or tiny, and SAM's
 ``type`` pick the size).
@@ -22,7 +22,10 @@ from dpa_ros.priors.weights import resolve, spec_for
 
 
 def parse_prompt(prompt: str) -> list[str]:
-    """Categories of a Grounding DINO prompt ``"sofa. chair. table."`` → ``["sofa", "chair", "table"]``."""
+    """The categories of a Grounding DINO prompt, lower case, each once.
+
+    ``"Sofa. chair. table."`` → ``["sofa", "chair", "table"]``.
+    """
     cats = [c.strip().lower() for c in prompt.replace(",", ".").split(".")]
     return list(dict.fromkeys(c for c in cats if c))
 

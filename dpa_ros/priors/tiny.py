@@ -266,7 +266,7 @@ def shap_e_img2img_pipeline(prior, image_encoder, renderer, image_size: int):
 def dpt_hybrid(seed: int = 0, image_size: int = 64):
     """A ``DPTForDepthEstimation`` in the DPT-Hybrid layout (BiT ResNet stem + ViT), as Omnidata's depth model.
 
-    Returns (model, image processor); the processor resizes to ``image_size``² pixels.
+    Returns (model, image processor); the processor resizes to ``image_size`` × ``image_size`` pixels.
     """
     from transformers import BitConfig, DPTConfig, DPTForDepthEstimation, DPTImageProcessor
 

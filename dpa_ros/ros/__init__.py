@@ -3,7 +3,7 @@
 Everything ROS lives in this subpackage; ``import dpa_ros`` never imports it (docs/interfaces.md).
 
 - :mod:`dpa_ros.ros.conversions`: pure functions between ROS messages and numpy / the library's
-  :class:`~dpa_ros.scene.Scene` (images, depth, CameraInfo, PointCloud2, Scene, markers, TF).
+  :class:`~dpa_ros.core.scene.Scene` (images, depth, CameraInfo, PointCloud2, Scene, markers, TF).
 - :mod:`dpa_ros.ros.tf`: a static TF publisher (tf2_ros when installed, else /tf_static directly)
   and a TF listener (tf2_ros's Buffer when installed, else :mod:`dpa_ros.ros.tf_buffer`).
 - :mod:`dpa_ros.ros.tf_buffer`: a TF buffer of /tf and /tf_static (history, interpolation, lookup).

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from dpa_ros.geometry.camera import CameraModel
+from dpa_ros.core.camera import CameraModel
 from dpa_ros.ros import conversions as conv
 from dpa_ros.ros.conversions import ConversionError
 from dpa_ros.ros.frame_buffer import FrameSet

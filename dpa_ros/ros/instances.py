@@ -17,10 +17,10 @@ import numpy as np
 import trimesh
 
 from dpa_ros.assemble import Instance
+from dpa_ros.core.scene import SceneFormatError, read_mesh
 from dpa_ros.geometry.mesh_frames import check_up
 from dpa_ros.ros.conversions import ConversionError, image_to_numpy
 from dpa_ros.ros.inputs import processed_size
-from dpa_ros.scene import SceneFormatError, read_mesh
 
 
 class InstancesError(ValueError):

@@ -69,6 +69,7 @@ def _parameter_type(value: Any, types, item_type: type = float) -> int:
     raise TypeError(f"no ROS parameter type for {value!r}")
 
 
+#: Every node parameter, in declaration order (config/reconstruct.yaml and docs/interfaces.md list the same).
 PARAMETERS: tuple[ParamSpec, ...] = (
     # models (fixed for the node's life: changing them means reloading every model)
     ParamSpec("profile", "paper", "Model profile: paper, fast, smoke, or a name under config_path", read_only=True),

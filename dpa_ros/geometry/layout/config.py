@@ -10,9 +10,12 @@ if TYPE_CHECKING:
     from dpa_ros.geometry.layout.problem import LayoutProblem
 
 
-@dataclass
+@dataclass(frozen=True)
 class LayoutConfig:
     """Layout solver settings. Defaults are sized for a CPU; :meth:`paper` gives the paper's sizes.
+
+    Frozen and checked once, on construction (:meth:`validate`; ``dataclasses.replace`` constructs
+    anew): a LayoutConfig that exists is valid, so its users do not check it again.
 
     Attributes:
         lambda_2d: weight λ of the 2D terms (normalised image units, see module docstring).
@@ -69,6 +72,9 @@ class LayoutConfig:
     threads: int | None = None
     block_elements: int | None = None
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     @classmethod
     def paper(cls, **overrides) -> "LayoutConfig":
         """The paper's sizes: 10 restarts, 1000 iterations, 5000 points per side (schedule: :meth:`schedule`),
@@ -77,6 +83,7 @@ class LayoutConfig:
                        **overrides)
 
     def validate(self) -> "LayoutConfig":
+        """``self``, or ValueError naming the setting that is out of range."""
         if self.restarts < 1 or self.iterations < 1 or self.points < 10:
             raise ValueError(f"layout config needs restarts >= 1, iterations >= 1, points >= 10: {self}")
         if self.dof not in ("auto", "5", "7"):
@@ -132,10 +139,10 @@ class LayoutConfig:
 
 def checked_config(problems: list[LayoutProblem], gravity, config: LayoutConfig | None
                    ) -> tuple[LayoutConfig, int, torch.device]:
-    """The validated config, the DoF it gives (5 with gravity under dof "auto", else 7) and the
-    torch device; raises ValueError for no problems or dof "5" without gravity. Shared with the
-    legacy solver, so both refuse the same inputs."""
-    cfg = (config or LayoutConfig()).validate()
+    """The config (default :class:`LayoutConfig`), the DoF it gives (5 with gravity under dof "auto",
+    else 7) and the torch device; raises ValueError for no problems or dof "5" without gravity.
+    Shared with the legacy solver, so both refuse the same inputs."""
+    cfg = config or LayoutConfig()
     if not problems:
         raise ValueError("layout needs at least one instance")
     if cfg.dof == "5" and gravity is None:

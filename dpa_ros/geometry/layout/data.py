@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dpa_ros.geometry.camera import CameraModel
+from dpa_ros.core.camera import CameraModel
 from dpa_ros.geometry.fields import raycasting_scene
 from dpa_ros.geometry.layout.config import LayoutConfig
 from dpa_ros.geometry.layout.problem import _InstanceData, _Proposal

@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from dpa_ros.geometry.camera import CameraModel
+from dpa_ros.core.camera import CameraModel
 from dpa_ros.geometry.layout.config import LayoutConfig, checked_config
 from dpa_ros.geometry.layout.data import _Data
 from dpa_ros.geometry.layout.objective import _objective, _SilhouetteTracker
@@ -90,7 +90,7 @@ def solve_layout(problems: list[LayoutProblem], camera: CameraModel, depth: np.n
     Returns one :class:`~dpa_ros.geometry.layout.problem.LayoutResult` per problem, in order. Raises
     :class:`~dpa_ros.geometry.targets.InstanceInputError` naming the instance for unusable meshes.
     """
-    cfg = (config or LayoutConfig()).validate()
+    cfg = config or LayoutConfig()
     with _cpu_threads(cfg):
         return _solve(problems, camera, depth, gravity, cfg, progress)
 
@@ -160,7 +160,7 @@ def layout_objective(problem: LayoutProblem, camera: CameraModel, depth: np.ndar
 
     Returns the objective per pose (len(poses),), float.
     """
-    cfg = (config or LayoutConfig()).validate()
+    cfg = config or LayoutConfig()
     up = check_up(problem.up)
     inst = _prepare_instance(problem, camera, depth, cfg, [cfg.seed, 1])
     prop = _prepare_proposal(problem.proposals[proposal], up, cfg, [cfg.seed, 2, proposal], problem.name,

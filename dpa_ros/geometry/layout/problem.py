@@ -10,7 +10,7 @@ import numpy as np
 import trimesh
 from scipy.ndimage import maximum_filter, minimum_filter
 
-from dpa_ros.geometry.camera import CameraModel
+from dpa_ros.core.camera import CameraModel
 from dpa_ros.geometry.fields import closest_point_field, filled_inverse_depth, mask_distance, simplified
 from dpa_ros.geometry.layout.config import LayoutConfig
 from dpa_ros.geometry.mesh_frames import rotation_input_to_internal

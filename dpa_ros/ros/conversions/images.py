@@ -1,4 +1,4 @@
-"""Images (raw and compressed), depth and camera_info <-> numpy / :class:`~dpa_ros.geometry.camera.CameraModel`.
+"""Images (raw and compressed), depth and camera_info <-> numpy / :class:`~dpa_ros.core.camera.CameraModel`.
 
 Images (``sensor_msgs/Image``): rgb8, bgr8, rgba8, bgra8, mono8 (also 8UC1/8UC3/8UC4 read as
 mono8/bgr8/bgra8, the OpenCV convention), 32FC1, 16UC1 (and mono16). ``step`` may include row
@@ -15,7 +15,7 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from dpa_ros.geometry.camera import CameraInfoError, CameraModel
+from dpa_ros.core.camera import CameraInfoError, CameraModel
 
 try:  # a full ROS install; the pip environment has neither
     from cv_bridge import CvBridge as _CvBridge  # type: ignore

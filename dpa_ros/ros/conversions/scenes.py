@@ -1,6 +1,6 @@
 """Meshes (shape_msgs/Mesh <-> trimesh), scenes (library Scene <-> dpa_ros/msg/Scene) and their TF transforms.
 
-Scenes: :func:`scene_to_msg` (library :class:`~dpa_ros.scene.Scene` → ``dpa_ros/msg/Scene``),
+Scenes: :func:`scene_to_msg` (library :class:`~dpa_ros.core.scene.Scene` → ``dpa_ros/msg/Scene``),
 :func:`object_from_msg` (back, for clients), :func:`scene_to_markers` (RViz MarkerArray),
 :func:`scene_to_transforms` (one ``TransformStamped`` per object). The object pose is the rigid part
 of ``T_camera_object``; its uniform scale travels separately (``SceneObject.scale``, the marker's
@@ -17,11 +17,11 @@ from geometry_msgs.msg import Point, Quaternion, TransformStamped, Vector3
 from shape_msgs.msg import Mesh, MeshTriangle
 from std_msgs.msg import ColorRGBA, Header
 
+from dpa_ros.core.scene import Scene as LibScene
+from dpa_ros.core.scene import SceneObject as LibSceneObject
 from dpa_ros.naming import object_name
 from dpa_ros.ros.conversions.geometry import matrix_to_pose, pose_to_matrix
 from dpa_ros.ros.conversions.stamps import ConversionError, make_header
-from dpa_ros.scene import Scene as LibScene
-from dpa_ros.scene import SceneObject as LibSceneObject
 
 
 # ------------------------------------------------------------------------------------------ scenes

@@ -27,6 +27,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from dpa_ros.core.scene import Scene, write_scene
 from dpa_ros.export import FORMATS as EXPORT_FORMATS
 from dpa_ros.export import ExportOptions, export_scene
 from dpa_ros.geometry.gravity import GravityError, check_gravity
@@ -36,7 +37,6 @@ from dpa_ros.geometry.physics import PhysicsConfig
 from dpa_ros.geometry.rectify import DISTORTION_POLICIES, CameraInfo, rectify_frame
 from dpa_ros.overlay import PREVIEW_PNG, write_preview
 from dpa_ros.priors.config import ProfileError, layout_from_dict, physics_from_dict
-from dpa_ros.scene import Scene, write_scene
 
 log = logging.getLogger("dpa_ros.cli")
 
@@ -79,8 +79,8 @@ def _config_sections(config_path: Path | None) -> dict:
         return {}
     try:
         data = yaml.safe_load(config_path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"cannot read config {config_path}: {exc}") from exc
+    except (OSError, yaml.YAMLError) as exc:  # a YAML error spans lines (the excerpt, a caret): one line here
+        raise UserError(f"cannot read config {config_path}: {' '.join(str(exc).split())}") from exc
     if not isinstance(data, dict):
         raise UserError(f"config {config_path} must be a YAML mapping")
     return data

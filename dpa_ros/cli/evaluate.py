@@ -1,7 +1,7 @@
 """``dpa-eval PRED GT``: score a reconstructed scene against a ground-truth scene.
 
 PRED and GT are scene directories (or their scene.json) written by ``dpa-reconstruct`` /
-:func:`dpa_ros.scene.write_scene`, or single mesh files already in the same frame (metres).
+:func:`dpa_ros.core.scene.write_scene`, or single mesh files already in the same frame (metres).
 Prints CD-L1, CD-L1-S and F-score at each τ; ``--json FILE`` also writes them.
 """
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import trimesh
 
-from dpa_ros.fileio import atomic_write_text
+from dpa_ros.core.fileio import atomic_write_text
+from dpa_ros.core.scene import SceneFormatError, read_scene
 from dpa_ros.geometry import metrics
-from dpa_ros.scene import SceneFormatError, read_scene
 
 
 def _points(path: Path, count: int, seed: int):

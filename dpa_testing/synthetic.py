@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import trimesh
 
-from dpa_ros.geometry.camera import CameraModel
-from dpa_ros.scene import Background, Plane, Scene, SceneObject
+from dpa_ros.core.camera import CameraModel
+from dpa_ros.core.scene import Background, Plane, Scene, SceneObject
 
 
 def _box(extents, center) -> trimesh.Trimesh:

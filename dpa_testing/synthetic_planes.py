@@ -7,7 +7,7 @@ with z²), disparity and millimetre quantisation, flying pixels at depth edges, 
 holes.
 
 Frames: the world is z-up with the floor at z = 0, x to the camera's right and y forward, as in
-:func:`dpa_ros.geometry.synthetic.look_at_level`; points and planes returned are in the camera
+:func:`dpa_testing.synthetic.look_at_level`; points and planes returned are in the camera
 optical frame (x right, y down, z forward), metres.
 """
 from __future__ import annotations
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dpa_ros.geometry.camera import CameraModel
-from dpa_ros.geometry.synthetic import look_at_level
+from dpa_ros.core.camera import CameraModel
+from dpa_testing.synthetic import look_at_level
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,10 @@
 """One synthetic scene seen from several camera poses, for the scene memory's tests and bench.
 
-The world is the z-up frame of :func:`dpa_ros.geometry.synthetic.look_at_level` (x right, y away
+The world is the z-up frame of :func:`dpa_testing.synthetic.look_at_level` (x right, y away
 from the first camera, z up; metres) with the floor (z = 0) and a back wall (y = 4.5). Objects are
 glTF-convention meshes with ground-truth ``T_world_object`` poses (scale included); each view is a
 camera pose ``T_world_camera`` (optical frame) rendered by the exact z-buffer of
-:func:`dpa_ros.geometry.synthetic.render`.
+:func:`dpa_testing.synthetic.render`.
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import trimesh
 
-from dpa_ros.geometry import synthetic
-from dpa_ros.geometry.camera import CameraModel
+from dpa_ros.core.camera import CameraModel
+from dpa_testing import synthetic
 
 
 @dataclass
@@ -55,7 +55,7 @@ def world_object(label: str, mesh: trimesh.Trimesh, scale: float, x: float, y: f
 
 
 def default_objects() -> list[WorldObject]:
-    """The chair, L-shaped cabinet and box of :func:`dpa_ros.geometry.synthetic.make_scene`."""
+    """The chair, L-shaped cabinet and box of :func:`dpa_testing.synthetic.make_scene`."""
     return [world_object("chair", synthetic.make_chair(), 0.8, -0.55, 2.6, 25.0),
             world_object("cabinet", synthetic.make_l_shape(), 0.9, 0.55, 2.9, -30.0),
             world_object("box", synthetic.make_box(), 0.5, 0.35, 2.0, 10.0)]
@@ -73,7 +73,7 @@ def camera_pose(x: float, y: float, yaw_deg: float, height: float = 1.2, pitch_d
 def render_view(objects: list[WorldObject], T_world_camera: np.ndarray, width: int = 160, height: int = 120,
                 hfov_deg: float = 70.0, noise_std: float = 0.0, seed: int = 0) -> View:
     """Render ``objects`` (plus floor and back wall) from ``T_world_camera``. ``noise_std`` adds
-    Gaussian depth noise (metres, times depth²/4 m, as :func:`dpa_ros.geometry.synthetic.make_scene`)."""
+    Gaussian depth noise (metres, times depth²/4 m, as :func:`dpa_testing.synthetic.make_scene`)."""
     camera = synthetic.CameraModel.from_fov(width, height, hfov_deg)
     T_cw = np.linalg.inv(T_world_camera)
     quad = [[0, 1, 2], [0, 2, 3]]

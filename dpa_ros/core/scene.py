@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from dpa_ros.fileio import atomic_write, atomic_write_text
-from dpa_ros.geometry.camera import CameraModel
+from dpa_ros.core.camera import CameraModel
+from dpa_ros.core.fileio import atomic_write, atomic_write_text
 
 SCENE_JSON = "scene.json"
 CLOUD_PLY = "scene_cloud.ply"

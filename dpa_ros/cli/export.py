@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dpa_ros.core.scene import SceneFormatError
 from dpa_ros.export import FORMATS, ExportError, ExportOptions, export_scene
 from dpa_ros.export.options import COLLISION_METHODS, DECOMPOSERS, WORLD_SOURCES
-from dpa_ros.scene import SceneFormatError
 
 
 def _matrix(text: str) -> np.ndarray:
