@@ -31,11 +31,11 @@ from tf2_msgs.msg import TFMessage  # noqa: E402
 
 from dpa_ros.assemble import Instance as LayoutInstance  # noqa: E402
 from dpa_ros.assemble import assemble_scene  # noqa: E402
-from dpa_testing import synthetic_views as sv  # noqa: E402
 from dpa_ros.msg import Instance  # noqa: E402
 from dpa_ros.pipeline import Pipeline  # noqa: E402
 from dpa_ros.ros import conversions as conv  # noqa: E402
 from dpa_ros.ros.planning import COLLISION_OBJECT_QOS  # noqa: E402
+from dpa_testing import synthetic_views as sv  # noqa: E402
 
 Forget = pytest.importorskip("dpa_ros.srv", reason="dpa_ros services not built: `make setup`").Forget
 
