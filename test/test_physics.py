@@ -316,6 +316,40 @@ def test_a_support_plane_on_a_table_instances_top_is_claimed_by_it_and_one_under
     assert object_surfaces([table, box], Background(planes=background.planes)) == []  # no gravity, no height
 
 
+@pytest.mark.parametrize("beyond,pitch", [(0.012, 40.0), (0.018, 60.0)])
+def test_an_object_whose_centre_lies_just_beyond_its_supports_edge_is_slid_onto_it(beyond, pitch):
+    """A generated table a little smaller than the real one leaves a box the camera saw standing on
+    it with its centre past the top's edge: the box keeps standing on the table, slid inside its
+    edge, instead of falling to the floor (or toppling in a simulator). The same for a support plane
+    whose seen polygon ends short of a mug on it."""
+    room = Room(pitch=pitch)
+    table_mesh = _make_table()
+    table = room.obj(0, table_mesh, 1.0, 0.0, 2.4)
+    top = room.world(table.T_camera_object, table_mesh)
+    top_z, edge_x = top[:, 2].max(), top[:, 0].max()
+    box = syn.make_box()
+    obj = room.obj(1, box, 0.12, edge_x + beyond, 2.4, z=top_z + GAP)
+    ra, rb = settle_objects([table, obj], room.background(), PhysicsConfig())
+    assert rb.support == "object_0"
+    placed = room.world(rb.T_camera_object, box)
+    centre_x = (placed[:, 0].min() + placed[:, 0].max()) / 2
+    assert edge_x - centre_x == pytest.approx(0.01, abs=1e-3)  # slid just inside the edge, no further
+    new_top = room.world(ra.T_camera_object, table_mesh)[:, 2].max()  # the table itself came to rest GAP up
+    assert placed[:, 2].min() == pytest.approx(new_top + GAP, abs=1e-3)
+    # a support plane whose polygon ends before the mug's centre
+    board = room.support(0.5, [[-0.5, 2.0], [0.3, 2.0], [0.3, 2.6], [-0.5, 2.6]])
+    mug = syn.make_cylinder()
+    cup = room.obj(0, mug, 0.08, 0.3 + beyond, 2.3, z=0.5 + GAP)
+    (r,) = settle_objects([cup], room.background(board), PhysicsConfig())
+    assert r.support == "plane_1"
+    placed = room.world(r.T_camera_object, mug)
+    assert 0.3 - (placed[:, 0].min() + placed[:, 0].max()) / 2 == pytest.approx(0.01, abs=1e-3)
+    # beyond its own half-width the object is not on the support: a box on the floor beside the board
+    far = room.obj(0, box, 0.12, 0.3 + 0.08, 2.3, z=0.5 + GAP)
+    (r,) = settle_objects([far], room.background(board), PhysicsConfig())
+    assert r.support == "none" and r.shift_m == 0.0
+
+
 def test_penetration_into_an_open_mesh_is_measured_and_removed():
     """A box with its top face missing (not watertight) still counts what is inside it."""
     room = Room(pitch=25.0)

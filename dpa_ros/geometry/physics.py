@@ -47,6 +47,8 @@ _MIN_UP_COMPONENT = 0.5  # a floor or support plane whose normal is more than 60
 _FAR = 1.0               # m: how far outside a body a ray starts
 _MISFIT_CAP_M = 0.05     # m: the most one observed point adds to a body's misfit
 _SURFACE_ABOVE_M = 0.03  # m: a support plane this far above an object's top may still be that top
+_ONTO_TOLERANCE_M = 0.02  # m: a body whose bottom is this close to a support's top stands on it ...
+_ONTO_MARGIN_M = 0.01     # m: ... and is slid this far inside its edge when its centre lies beyond it
 _MIN_OBSERVED = 20       # observed points below which the observation decides nothing about the shape
 
 
@@ -425,24 +427,34 @@ def _settle(bodies: list[_Body], surfaces: list[_Surface], objects: list[SceneOb
     for i in sorted(range(len(bodies)), key=lambda i: bodies[i].lo[2]):
         body = bodies[i]
         centre = body.centre_xy[None]
-        candidates = []   # (lift, support name, index of the body below or -1)
+        reach = min(_room(body, config), float(np.min(np.ptp(body.vertices[:, :2], axis=0))) / 2.0)
+        candidates = []   # (lift, support name, index of the body below or -1, horizontal slide onto it)
         for s in surfaces:
-            if s.covers(centre)[0]:
-                lift = _plane_lift(body, s, config.contact_gap_m)
-                if lift is not None and (s.is_floor or lift <= config.max_shift_m):
-                    candidates.append((lift, s.name, -1))
+            slide = np.zeros(2) if s.covers(centre)[0] else _slide_onto(s.hull, body.centre_xy, np.zeros(2), reach)
+            lift = None if slide is None else _plane_lift(body, s, config.contact_gap_m)
+            if lift is not None and (s.is_floor or lift <= config.max_shift_m) and _may_slide(slide, lift):
+                candidates.append((lift, s.name, -1, slide))
         for j in settled:
             other = bodies[j]
-            if other.footprint is None or not _in_hull(other.footprint, centre - other.position[:2])[0]:
+            if other.footprint is None:
                 continue
-            lift = _stack_lift(body, other, config)
-            if lift is not None and lift <= config.max_shift_m:
-                candidates.append((lift, f"object_{objects[j].id}", j))
+            slide = _slide_onto(other.footprint, body.centre_xy, other.position[:2], reach)
+            lift = None if slide is None else _stack_lift(body, other, config)
+            if lift is not None and lift <= config.max_shift_m and _may_slide(slide, lift):
+                candidates.append((lift, f"object_{objects[j].id}", j, slide))
         settled.append(i)
         if not candidates:
             body.support, body.below = "none", -1
             continue
-        lift, name, below = max(candidates, key=lambda c: c[0])
+        lift, name, below, slide = max(candidates, key=lambda c: c[0])
+        if np.any(slide):  # its bottom is at the support's top, its centre just beyond the support's edge
+            body.position[:2] += slide
+            lift = _plane_lift(body, next(s for s in surfaces if s.name == name), config.contact_gap_m) \
+                if below < 0 else _stack_lift(body, bodies[below], config)
+            if lift is None:  # nothing under it after all
+                body.position[:2] -= slide
+                body.support, body.below = "none", -1
+                continue
         moved = body.position[2] - body.start[2]
         if (body.carries and abs(lift) > config.contact_gap_m
                 or abs(lift) >= config.min_stretch_m and _observation_prefers_stretch(body, lift, config)) \
@@ -460,6 +472,37 @@ def _settle(bodies: list[_Body], surfaces: list[_Surface], objects: list[SceneOb
             continue
         body.position[2] = body.start[2] + moved + lift
         body.support, body.below = name, below
+
+
+def _slide_onto(hull: ConvexHull, centre_xy: np.ndarray, offset: np.ndarray, reach: float) -> np.ndarray | None:
+    """The shortest horizontal move (m, gravity frame) that puts ``centre_xy`` ``_ONTO_MARGIN_M`` inside
+    ``hull`` (whose coordinates are relative to ``offset``): zeros when the centre is inside already,
+    None when the move would exceed ``reach`` or the hull is too small to hold it."""
+    normals, offsets = hull.equations[:, :2], hull.equations[:, 2]   # unit outward normals: n·p + b ≤ 0 inside
+    c = np.asarray(centre_xy, float) - offset
+    if np.all(normals @ c + offsets <= 0):
+        return np.zeros(2)
+    b = offsets + _ONTO_MARGIN_M   # the hull shrunk by the margin
+    # the nearest point of the shrunk hull lies on one of its edge lines, or at a corner of two of them
+    points = [c - (normals @ c + b)[:, None] * normals]
+    i, j = np.triu_indices(len(normals), 1)
+    det = normals[i, 0] * normals[j, 1] - normals[i, 1] * normals[j, 0]
+    ok = np.abs(det) > 1e-9
+    i, j, det = i[ok], j[ok], det[ok]
+    points.append(np.column_stack([(-b[i] * normals[j, 1] + b[j] * normals[i, 1]) / det,
+                                   (-b[j] * normals[i, 0] + b[i] * normals[j, 0]) / det]))
+    points = np.concatenate(points)
+    points = points[np.all(points @ normals.T + b <= 1e-9, axis=1)]
+    if len(points) == 0:
+        return None
+    move = points[np.argmin(np.linalg.norm(points - c, axis=1))] - c
+    return move if np.linalg.norm(move) <= reach else None
+
+
+def _may_slide(slide: np.ndarray, lift: float) -> bool:
+    """A support whose edge the centre lies beyond carries the body only when the body's bottom is
+    already at its top (within ``_ONTO_TOLERANCE_M``): the observation put it there."""
+    return not np.any(slide) or abs(lift) <= _ONTO_TOLERANCE_M
 
 
 def _mark_carriers(bodies: list[_Body], config: PhysicsConfig) -> None:
