@@ -36,11 +36,15 @@ class _Body:
     carries: bool = False    # another body stands on its top (as placed by the layout)
     top: float = 0.0         # the given top (z relative to position) the stretch is anchored at
 
+    def stretched_z(self, z: np.ndarray, factor: float) -> np.ndarray:
+        """Heights ``z`` (relative to position) of this body stretched to ``factor`` × its given height,
+        the top held in place."""
+        return self.top - (self.top - z) * (factor / self.stretch)
+
     def stretch_to(self, factor: float) -> None:
         """Set the height along gravity to ``factor`` × the given one, the top held in place."""
-        k = factor / self.stretch
         for arr in (self.vertices, self.points):
-            arr[:, 2] = self.top - (self.top - arr[:, 2]) * k
+            arr[:, 2] = self.stretched_z(arr[:, 2], factor)
         self.scene = raycasting_scene(trimesh.Trimesh(self.vertices, self.faces, process=False))
         self.stretch = factor
 

@@ -137,18 +137,17 @@ def object_surfaces(objects: list[SceneObject], background: Background) -> list[
     if background.gravity is None:
         return []
     R = _gravity_frame(check_gravity(background.gravity, "background.gravity"))
+    extents = []  # per object: its lowest and highest height and its footprint, gravity frame
+    for obj in objects:
+        T = np.asarray(obj.T_camera_object, float)
+        v = np.asarray(obj.mesh.vertices, float) @ (R @ T[:3, :3]).T + R @ T[:3, 3]
+        extents.append((v[:, 2].min(), v[:, 2].max(), _hull_2d(v[:, :2])))
     claimed = []
     for k, plane in enumerate(background.planes):
         if plane.label != "support" or plane.polygon is None or len(plane.polygon) < 3:
             continue
         centre = np.asarray(plane.polygon, float).mean(0) @ R.T
-        for obj in objects:
-            T = np.asarray(obj.T_camera_object, float)
-            v = np.asarray(obj.mesh.vertices, float) @ (R @ T[:3, :3]).T + R @ T[:3, 3]
-            lo, hi = v[:, 2].min(), v[:, 2].max()
-            hull = _hull_2d(v[:, :2])
-            if hull is not None and lo + 0.25 * (hi - lo) < centre[2] <= hi + _SURFACE_ABOVE_M and \
-                    _in_hull(hull, centre[None, :2])[0]:
-                claimed.append(k)
-                break
+        if any(hull is not None and lo + 0.25 * (hi - lo) < centre[2] <= hi + _SURFACE_ABOVE_M
+               and _in_hull(hull, centre[None, :2])[0] for lo, hi, hull in extents):
+            claimed.append(k)
     return claimed

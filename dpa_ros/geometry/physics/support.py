@@ -173,9 +173,8 @@ def _observation_prefers_stretch(body: _Body, lift: float, config: PhysicsConfig
         return False
     seen = body.observed - body.position
     translated = _observation_misfit(body.scene, seen - np.array([0.0, 0.0, lift]))
-    k = factor / body.stretch
     vertices = body.vertices.copy()
-    vertices[:, 2] = body.top - (body.top - vertices[:, 2]) * k
+    vertices[:, 2] = body.stretched_z(vertices[:, 2], factor)
     stretched = _observation_misfit(raycasting_scene(trimesh.Trimesh(vertices, body.faces, process=False)), seen)
     return stretched < translated
 
