@@ -12,7 +12,15 @@ import time
 
 import pytest
 
-from dpa_ros.ros.frame_buffer import CAMERA_INFO, CAMERA_INFO_RING_FACTOR, DEPTH, IMAGE, FrameBuffer, FrameUnavailable
+from dpa_ros.ros.frame_buffer import (
+    CAMERA_INFO,
+    CAMERA_INFO_RING_FACTOR,
+    DEPTH,
+    IMAGE,
+    LATE_COMPANION_FACTOR,
+    FrameBuffer,
+    FrameUnavailable,
+)
 
 MS = 1_000_000
 T0 = 1_764_000_000 * 1_000_000_000  # a wall-clock-like stamp (Nov 2025), ns
@@ -191,10 +199,11 @@ def test_memory_is_bounded_by_the_ring_size():
     for k in range(1000):
         frame(buf, k)
         frame(buf, k)  # the same frame again (a repeated publish) replaces, does not grow
-    assert len(buf) == 4 + 4 + 4 * CAMERA_INFO_RING_FACTOR
+    held = 2 * 4 * LATE_COMPANION_FACTOR + 4 * CAMERA_INFO_RING_FACTOR
+    assert len(buf) == held
     assert buf.select(TOL).image.payload == "image@999"
     frame(buf, 3)  # older than the whole (full) ring: dropped
-    assert len(buf) == 4 + 4 + 4 * CAMERA_INFO_RING_FACTOR
+    assert len(buf) == held
     assert buf.select(TOL, newer_than_ns=T0 + 995 * 100 * MS).image.payload == "image@999"
 
 
@@ -206,6 +215,20 @@ def test_a_camera_info_outlives_the_images_that_overtake_it():
         buf.add(CAMERA_INFO, T0 + k * 100 * MS, f"camera_info@{k}")
     buf.add(IMAGE, stamp, "image@1")
     assert buf.select(TOL).camera_info.payload == "camera_info@1"
+
+
+def test_an_image_meets_a_depth_that_arrives_frames_behind_it():
+    """A loaded subscriber takes the depth stream two frames behind the images (fresh-clone CI met
+    this): with a queue depth of 2, the image of every depth that arrives must still be held, and the
+    newest image that has its depth is chosen, never the no-depth fallback."""
+    buf, _ = make(ring=2, now_k=30)
+    lag = 2 * LATE_COMPANION_FACTOR - 1  # the most frames the image ring bridges
+    for k in range(20):
+        frame(buf, k, streams=(IMAGE, CAMERA_INFO))
+        if k >= lag:
+            frame(buf, k - lag, streams=(DEPTH,))
+    got = buf.select(TOL, require_depth=True)
+    assert (got.image.payload, got.depth.payload, got.notes) == (f"image@{19 - lag}", f"depth@{19 - lag}", ())
 
 
 def test_newer_than_skips_frames_already_used():
@@ -247,4 +270,4 @@ def test_received_counts_every_stored_message_per_stream():
     for k in range(5):  # more than the ring holds: the count is of intake, not of what is kept
         frame(buf, k, streams=(IMAGE, CAMERA_INFO))
     assert (buf.received(IMAGE), buf.received(CAMERA_INFO), buf.received(DEPTH)) == (5, 5, 0)
-    assert len(buf) == 2 + 5
+    assert len(buf) == min(5, 2 * LATE_COMPANION_FACTOR) + 5

@@ -16,9 +16,12 @@ depth is used only when ``require_depth`` is false, after the wait, when no imag
 at all. A chosen set whose image is older than ``max_age_s`` (against ``clock_ns``, the stamps' time
 base) is refused with its age.
 
-Memory is bounded: images and depths keep their ``ring_size`` newest stamps, camera_info (a few
-hundred bytes each) ``CAMERA_INFO_RING_FACTOR`` times as many, because a large image can arrive
-hundreds of milliseconds after its small camera_info. A message with a stamp already held replaces
+Memory is bounded: images and depths keep ``LATE_COMPANION_FACTOR`` × ``ring_size`` stamps each, so
+that an image still meets a depth image that arrives several frames after it (a loaded subscriber
+takes the two large streams in turn, and one can fall a few frames behind the other; with only
+``ring_size`` images kept, every image whose depth has arrived may already be gone). camera_info (a
+few hundred bytes each) keeps ``CAMERA_INFO_RING_FACTOR`` × ``ring_size``, because a large image can
+arrive hundreds of milliseconds after its small camera_info. A message with a stamp already held replaces
 the held one; an out-of-order message older than everything in a full ring is dropped.
 """
 from __future__ import annotations
@@ -32,6 +35,7 @@ from typing import Any, Callable
 IMAGE, CAMERA_INFO, DEPTH = "image", "camera_info", "depth"
 STREAMS = (IMAGE, CAMERA_INFO, DEPTH)
 CAMERA_INFO_RING_FACTOR = 10
+LATE_COMPANION_FACTOR = 3
 
 
 class FrameUnavailable(LookupError):
@@ -97,7 +101,8 @@ class FrameBuffer:
 
     Args:
         use_depth: depth is part of a complete set.
-        ring_size: images and depths kept (camera_info: ``CAMERA_INFO_RING_FACTOR`` × as many).
+        ring_size: the subscriptions' queue depth; images and depths keep ``LATE_COMPANION_FACTOR`` × as
+            many, camera_info ``CAMERA_INFO_RING_FACTOR`` × as many.
         clock_ns: now, in the stamps' time base (the node's ROS clock), for frame ages.
         topics: topic name per stream, used in the reasons (``{"image": "/ns/image", ...}``).
     """
@@ -110,7 +115,8 @@ class FrameBuffer:
         self.ring_size = ring_size
         self._clock_ns = clock_ns
         self._topics = {s: s for s in STREAMS} | dict(topics or {})
-        self._rings = {s: _Ring(ring_size * (CAMERA_INFO_RING_FACTOR if s == CAMERA_INFO else 1)) for s in STREAMS}
+        self._rings = {s: _Ring(ring_size * (CAMERA_INFO_RING_FACTOR if s == CAMERA_INFO else LATE_COMPANION_FACTOR))
+                       for s in STREAMS}
         self._changed = threading.Condition()
         self._received = {s: 0 for s in STREAMS}
 
@@ -129,7 +135,8 @@ class FrameBuffer:
             self._changed.notify_all()
 
     def __len__(self) -> int:
-        """Messages held, all streams together (at most (2 + CAMERA_INFO_RING_FACTOR) × ring_size)."""
+        """Messages held, all streams together (at most (2 × LATE_COMPANION_FACTOR + CAMERA_INFO_RING_FACTOR) ×
+        ring_size)."""
         with self._changed:
             return sum(len(r.stamps) for r in self._rings.values())
 

@@ -99,8 +99,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("input_reliability", "best_effort", "QoS reliability of the input subscriptions "
               "(best_effort = sensor-data QoS, also receives from reliable publishers)", read_only=True,
               choices=("best_effort", "reliable")),
-    ParamSpec("input_depth", 5, "QoS history depth of the input subscriptions, and messages kept per input "
-              "for stamp matching", read_only=True, range=(1, 100)),
+    ParamSpec("input_depth", 5, "QoS history depth of the input subscriptions; images and depths keep 3x as "
+              "many for stamp matching, camera_info 10x", read_only=True, range=(1, 100)),
     ParamSpec("sync_tolerance_s", 0.02, "Largest stamp difference between an image and its camera_info and depth (s)",
               range=(0.0, 10.0)),
     ParamSpec("frame_wait_s", 0.5, "Longest wait of a request for the camera_info and depth of the newest image (s)",
