@@ -23,6 +23,7 @@ small CPU, the executor's intake threads keep a core; ``max_image_size`` downsca
 from __future__ import annotations
 
 import collections
+import sys
 import threading
 import time
 from typing import Any
@@ -66,6 +67,7 @@ from dpa_ros.srv import Forget
 
 NODE_NAME = "dpa_reconstructor"
 CONTINUOUS_TICK_S = 0.05
+GIL_SWITCH_INTERVAL_S = 0.0005  # CPython's default is 0.005
 
 
 class ReconstructNode(Node):
@@ -414,6 +416,9 @@ class ReconstructNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
+    # a thread that waits for the GIL gets it within this interval: the executor's intake threads
+    # take a frame's three messages in turn, each step under the GIL, while the worker runs Python
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     rclpy.init(args=args)
     node = None
     try:
