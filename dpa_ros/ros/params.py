@@ -173,6 +173,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "them; 0 = as received)", range=(0, 16384)),
     ParamSpec("torch_threads", 0, "torch intra-op threads for the pipeline (torch.set_num_threads; 0 = torch's "
               "default, every core): fewer leaves a core for intake", read_only=True, range=(0, 256)),
+    ParamSpec("compute_process", True, "Run the pipeline in a child process, so its Python never holds the "
+              "node's interpreter lock while frames arrive (false: in the node's process, e.g. under a debugger)",
+              read_only=True),
     # --- scene memory and known objects (issue 25) ---
     ParamSpec("fixed_frame", "", "Scene memory: frame the objects are remembered in (odom, map); every "
               "reconstruction is placed there through TF at the image stamp, and ~/scene carries the memory "

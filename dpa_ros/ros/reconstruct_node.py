@@ -45,6 +45,7 @@ from std_srvs.srv import Trigger
 from dpa_ros.action import Reconstruct
 from dpa_ros.ros import conversions as conv
 from dpa_ros.ros import log_bridge
+from dpa_ros.ros.compute import LocalCompute, ProcessCompute
 from dpa_ros.ros.frame_buffer import CAMERA_INFO, DEPTH, IMAGE, FrameBuffer, FrameUnavailable
 from dpa_ros.ros.gravity_sources import GravitySources, GravityUnavailable
 from dpa_ros.ros.inputs import Frame, InputError, frame_from_messages
@@ -338,18 +339,22 @@ class ReconstructNode(Node):
 
     # ------------------------------------------------------------------------------------ work
     def _build_pipeline(self):
-        """The unloaded pipeline of ``profile`` with the node's parameters (called on the worker)."""
+        """The unloaded pipeline of ``profile`` with the node's parameters, in its own process with
+        ``compute_process`` (called on the worker)."""
+        seed = int(self._p("seed"))
+        build = dict(profile=self.profile, config_path=self._p("config_path") or None,
+                     weights_dir=self._p("weights_dir") or None, device=self._p("device") or None,
+                     seed=None if seed < 0 else seed)
+        threads = int(self._p("torch_threads"))
+        if self._p("compute_process"):
+            return ProcessCompute(build, torch_threads=threads)
         from dpa_ros import pipeline as mod
 
-        threads = int(self._p("torch_threads"))
         if threads > 0:  # process-wide intra-op pool; the executor's intake threads keep the rest
             import torch
 
             torch.set_num_threads(threads)
-        seed = int(self._p("seed"))
-        return mod.Pipeline.from_profile(self.profile, config_path=self._p("config_path") or None,
-                                         weights_dir=self._p("weights_dir") or None,
-                                         device=self._p("device") or None, seed=None if seed < 0 else seed)
+        return LocalCompute(mod.Pipeline.from_profile(**build))
 
     def _publish(self, scene, frame, view=None):
         with self._publish_lock:
@@ -412,6 +417,7 @@ class ReconstructNode(Node):
     def shutdown(self, timeout_s: float = 10.0) -> None:
         """Stop the worker (a running reconstruction is cancelled at its next stage boundary)."""
         self._scheduler.shutdown(timeout_s)
+        self._loader.close()
         log_bridge.detach(self._log_handler)
 
 

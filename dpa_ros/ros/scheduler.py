@@ -288,7 +288,8 @@ class PipelineLoader:
 
     Args:
         profile: the profile's name (for messages).
-        build: returns the unloaded :class:`dpa_ros.pipeline.Pipeline` (the node's parameters applied).
+        build: returns the unloaded compute (:class:`dpa_ros.ros.compute.ProcessCompute` or
+            :class:`dpa_ros.ros.compute.LocalCompute`, the node's parameters applied).
         logger: has ``info`` and ``error`` (the node's logger).
     """
 
@@ -311,9 +312,9 @@ class PipelineLoader:
     def load(self) -> None:
         """Build and load the pipeline; raises what loading raised."""
         t0 = time.monotonic()
-        pipeline = self._built if self._built is not None else self._build()
-        times = pipeline.load() or {}
-        self.pipeline = pipeline
+        compute = self.built()  # kept when loading fails: the next request retries the same one
+        times = compute.load() or {}
+        self.pipeline = compute
         detail = ", ".join(f"{k} {float(v):.2f} s" for k, v in times.items())
         self._log.info(f"loaded profile '{self.profile}' in {time.monotonic() - t0:.2f} s ({detail})")
 
@@ -323,6 +324,12 @@ class PipelineLoader:
             self.load()
         except Exception as exc:
             self._log.error(f"cannot load profile '{self.profile}': {exc}")
+
+    def close(self) -> None:
+        """Stop the compute (its process, if it has one)."""
+        compute = self.pipeline if self.pipeline is not None else self._built
+        if compute is not None:
+            compute.close()
 
     def ensure_loaded(self) -> str | None:
         """Load when not loaded yet; None when loaded, else the reason it cannot be."""
@@ -432,40 +439,30 @@ class Reconstructor:
                  f"({timings}); {len(scene.cloud_points)} cloud points" + "".join(f"; {x}" for x in notes))
 
     def _run_pipeline(self, job: Job, timer: StageTimer):
-        """The full pipeline on the job's frame (scene in its optical frame)."""
+        """The full pipeline on the job's frame (scene in its optical frame); the segmenter's
+        thresholds are read at every call, so a changed parameter applies from the next request."""
         request: Request = job.payload
-        frame, pipeline = request.frame, self._loader.pipeline
-        segmenter = getattr(pipeline, "segmenter", None)
-        if segmenter is not None:  # thresholds apply from the next request (read at every call)
-            segmenter.set_thresholds(**self._thresholds())
+        frame = request.frame
         gravity, source, _ = request.gravity
-        return pipeline.run(frame.rgb, frame.camera, frame.depth, prompt=request.prompt, progress=timer,
-                            cancel=lambda: self._should_stop(job), gravity=gravity, gravity_source=source)
+        return self._loader.pipeline.run(frame.rgb, frame.camera, frame.depth, prompt=request.prompt,
+                                         thresholds=self._thresholds(), gravity=gravity, gravity_source=source,
+                                         progress=timer, cancel=lambda: self._should_stop(job))
 
     def _fit_instances(self, job: Job, timer: StageTimer):
         """The goal's instances fitted to the frame's sensor depth with the profile's layout and
         physics settings (``dpa-reconstruct --instances``; no model is loaded). Raises
         ReconstructionError without sensor depth or naming an instance the layout refuses."""
         from dpa_ros import pipeline as mod
-        from dpa_ros.assemble import assemble_scene
 
         request: Request = job.payload
         frame = request.frame
         if frame.depth is None:
             raise mod.ReconstructionError("goal instances are fitted to sensor depth: this frame has none "
                                           "(set use_depth true and publish depth)")
-        if self._should_stop(job):
-            raise mod.Cancelled("cancelled before stage 'background'")
-        settings = self._loader.built()
-        stages = ("background", "layout", "physics", "assemble")
         gravity, source, _ = request.gravity
-        try:
-            return assemble_scene(frame.rgb, frame.depth, frame.camera, request.instances,
-                                  config=settings.layout_config, physics=settings.profile.physics,
-                                  progress=lambda stage, f: timer(stage, (stages.index(stage) + f) / len(stages)),
-                                  profile="instances", gravity=gravity, gravity_source=source)
-        except ValueError as exc:  # InstanceInputError: no valid depth in a mask, an unusable mesh
-            raise mod.ReconstructionError(f"goal instances could not be fitted: {exc}") from exc
+        return self._loader.built().fit_instances(frame.rgb, frame.depth, frame.camera, request.instances,
+                                                  gravity=gravity, gravity_source=source, progress=timer,
+                                                  cancel=lambda: self._should_stop(job))
 
 
 def gravity_note(scene: Any, gravity: tuple, warn_deg: float, warn: Callable[[str], None]) -> str:
