@@ -1,5 +1,5 @@
 """The node under camera streams (real DDS between processes): 1920x1440 RGB-D from a camera process
-(test/camera_streamer.py) while snapshots run, and (later) requests that come while the models load.
+(test/camera_streamer.py) while snapshots run, and requests that come while the models load.
 
 The helpers (node process, client) are test_ros_node's.
 """
@@ -133,3 +133,35 @@ def test_back_to_back_snapshots_of_a_full_size_stream_take_fresh_frames_with_dep
     started = re.findall(r"service reconstruction of frame .*", handle.log())
     assert len(started) >= 7 and all("960x720, with sensor depth" in line for line in started[-7:]), started
 
+
+@pytest.mark.slow
+def test_a_goal_sent_while_the_models_load_waits_for_them_then_takes_the_newest_frame(tmp_path):
+    """The goal is sent as soon as the action server is up, while the models still load (load_on_start),
+    and only then does the camera start: frames are buffered during the load, the goal's feedback says
+    it waits for the load, and it then reconstructs a frame stamped after the load ended, with depth."""
+    ns = "/dpa_test_load_wait"
+    handle = start_node(tmp_path, ns, "use_depth:=true", "input_reliability:=reliable", "publish_overlay:=false",
+                        "cloud_max_points:=20000", "max_image_size:=960", "torch_threads:=1", export=False)
+    c = streamer = None
+    try:
+        c = Client(ns)
+        assert c.action.wait_for_server(timeout_sec=90.0), handle.log()[-3000:]
+        assert not re.search(r"loaded profile", handle.log()), "the models loaded before the goal could be sent"
+        goal, feedback = c.send_goal()
+        assert goal.accepted
+        streamer = start_streamer(ns, tmp_path / "streamer.json")
+        status, result = c.result(goal)
+    finally:
+        stop_streamer(streamer)
+        if c is not None:
+            c.close()
+        stop_node(handle)
+    log = handle.log()
+    assert result.success and " with sensor depth" in result.message, result.message
+    assert "request waits for the models of profile 'smoke' to load" in log
+    assert feedback and feedback[0][1] == "load"
+    loaded = re.search(r"\[(\d+\.\d+)\] \[[^\]]*\]: loaded profile 'smoke'", log)
+    stamp = float(re.search(r" of frame (\d+\.\d+) s", result.message).group(1))
+    # the newest frame after the load (a frame period and the companions' wait before it at most),
+    # not one taken before the load
+    assert stamp >= float(loaded.group(1)) - 0.6, (stamp, loaded.group(0))

@@ -82,6 +82,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               range=(-1, 2**31 - 1)),
     ParamSpec("load_on_start", True, "Load the models when the node starts (false: on the first request)",
               read_only=True),
+    ParamSpec("load_wait_s", 120.0, "A request that comes while the models load at start waits up to this for "
+              "the load, then takes the newest frame (s; longer: refused with the reason)", range=(0.0, 3600.0)),
     ParamSpec("box_threshold", -1.0, "Grounding DINO box threshold (applied from the next request on; "
               "negative = the profile's segmenter.box_threshold)", range=(-1.0, 1.0)),
     ParamSpec("text_threshold", -1.0, "Grounding DINO text threshold (applied from the next request on; "

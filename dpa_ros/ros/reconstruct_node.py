@@ -126,7 +126,8 @@ class ReconstructNode(Node):
             self._gravity.listen()  # every view is placed in fixed_frame through TF
 
         # work: the pipeline is loaded and run on the scheduler's worker thread
-        self._loader = PipelineLoader(self.profile, self._build_pipeline, self.get_logger())
+        self._loader = PipelineLoader(self.profile, self._build_pipeline, self.get_logger(),
+                                      loading_at_start=bool(self._p("load_on_start")))
         reconstruct = Reconstructor(self._loader, self._publish, conv.summarize_scene_msg, self._gravity_note,
                                     self._thresholds, self._feedback, lambda job: self._scheduler.should_stop(job),
                                     self.get_logger(), images_received=lambda: self._frames.received(IMAGE),
@@ -234,6 +235,7 @@ class ReconstructNode(Node):
             if instances and not list(self._p("mesh_roots")):  # refused before waiting for a frame
                 raise InputError("goal instances refused: this node reads no meshes: set the mesh_roots "
                                  "parameter to send instances")
+            self._wait_for_load(goal_handle)
             frame = self.capture_frame()
             gravity = self._resolve_gravity(frame)
             layout_instances = self._goal_instances(instances, frame)
@@ -247,6 +249,21 @@ class ReconstructNode(Node):
         return ticket.submit(Job(kind, Request(frame, gravity, self._prompt(prompt), goal_handle,
                                                instances=layout_instances, T_fixed_camera=T_fixed_camera),
                                  cancel_requested=cancel))
+
+    def _wait_for_load(self, goal_handle) -> None:
+        """While the models load (``load_on_start``), wait up to ``load_wait_s`` for them (a goal is told
+        in its feedback, stage ``load``), so that the request then takes the newest frame; InputError
+        when the load outlasts the wait."""
+        if not self._loader.loading:
+            return
+        if goal_handle is not None:
+            goal_handle.publish_feedback(Reconstruct.Feedback(stage="load", progress=0.0))
+        wait_s = float(self._p("load_wait_s"))
+        self.get_logger().info(f"request waits for the models of profile '{self.profile}' to load "
+                               f"(at most {wait_s:g} s, load_wait_s)")
+        if not self._loader.wait_loaded(wait_s):
+            raise InputError(f"the models of profile '{self.profile}' are still loading after {wait_s:g} s "
+                             "(load_wait_s); try again once the node logs 'loaded profile'")
 
     def _prompt(self, prompt: str | None) -> str | None:
         """The request's prompt, else the ``prompt`` parameter, else None (the profile's default)."""

@@ -291,14 +291,28 @@ class PipelineLoader:
         build: returns the unloaded compute (:class:`dpa_ros.ros.compute.ProcessCompute` or
             :class:`dpa_ros.ros.compute.LocalCompute`, the node's parameters applied).
         logger: has ``info`` and ``error`` (the node's logger).
+        loading_at_start: a load is about to start (``load_on_start``): :attr:`loading` is True from
+            now on, so that a request in the meantime waits for it (:meth:`wait_loaded`).
     """
 
-    def __init__(self, profile: str, build: Callable[[], Any], logger: Any) -> None:
+    def __init__(self, profile: str, build: Callable[[], Any], logger: Any, loading_at_start: bool = False) -> None:
         self.profile = profile
         self._build = build
         self._log = logger
         self.pipeline: Any = None
         self._built: Any = None
+        self._idle = threading.Event()  # no load in progress
+        if not loading_at_start:
+            self._idle.set()
+
+    @property
+    def loading(self) -> bool:
+        """A load is in progress (or, with ``loading_at_start``, about to start)."""
+        return not self._idle.is_set()
+
+    def wait_loaded(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for a load in progress to end (loaded or failed); False on timeout."""
+        return self._idle.wait(max(float(timeout_s), 0.0))
 
     def built(self) -> Any:
         """The pipeline, built but not necessarily loaded: its layout and physics settings fit goal
@@ -312,9 +326,13 @@ class PipelineLoader:
     def load(self) -> None:
         """Build and load the pipeline; raises what loading raised."""
         t0 = time.monotonic()
-        compute = self.built()  # kept when loading fails: the next request retries the same one
-        times = compute.load() or {}
-        self.pipeline = compute
+        self._idle.clear()
+        try:
+            compute = self.built()  # kept when loading fails: the next request retries the same one
+            times = compute.load() or {}
+            self.pipeline = compute
+        finally:
+            self._idle.set()
         detail = ", ".join(f"{k} {float(v):.2f} s" for k, v in times.items())
         self._log.info(f"loaded profile '{self.profile}' in {time.monotonic() - t0:.2f} s ({detail})")
 
