@@ -2,12 +2,13 @@
 
     python bench/snapshot_stream.py [--calls 6] [--out bench/results/snapshot_stream.json]
 
-For each node setting (torch_threads, max_image_size) it starts the node (smoke profile, reliable
-inputs, no overlay, no export) and test/camera_streamer.py in another process, makes one warm-up
-``~/snapshot`` call, then ``--calls`` calls back to back. Per call: success, sensor depth used, the
-latency (s, wall clock around the service call) and the node's reported intake rate (images stored
-per second while the pipeline ran) against the streamer's measured publish rate. Prints a table and
-writes the rows as JSON.
+For each node setting (compute_process, torch_threads, max_image_size) it starts the node (smoke
+profile, reliable inputs, no overlay, no export) and test/camera_streamer.py in another process,
+makes one warm-up ``~/snapshot`` call, then ``--calls`` calls back to back. Per call: success, sensor
+depth used, the latency (s, wall clock around the service call) and the node's reported intake rate
+(images stored per second while the pipeline ran) against the streamer's measured publish rate.
+The settings run one after the other in one invocation, so their ratios compare like with like.
+Prints a table and writes the rows as JSON.
 """
 from __future__ import annotations
 
@@ -25,17 +26,19 @@ import rclpy
 from std_srvs.srv import Trigger
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = [{"torch_threads": 0, "max_image_size": 0}, {"torch_threads": 1, "max_image_size": 0},
-            {"torch_threads": 1, "max_image_size": 960}]
+SETTINGS = [{"compute_process": False, "torch_threads": 1, "max_image_size": 960},
+            {"compute_process": True, "torch_threads": 1, "max_image_size": 960},
+            {"compute_process": True, "torch_threads": 0, "max_image_size": 0}]
 
 
-def run_setting(setting: dict, calls: int, tmp: Path) -> dict:
-    ns = f"/dpa_bench_stream_{setting['torch_threads']}_{setting['max_image_size']}"
+def run_setting(index: int, setting: dict, calls: int, tmp: Path) -> dict:
+    ns = f"/dpa_bench_stream_{index}"
     log = open(tmp / f"node{ns.replace('/', '_')}.log", "w")
     cmd = [sys.executable, str(ROOT / "scripts" / "reconstruct_node"), "--ros-args", "--params-file",
            str(ROOT / "config" / "reconstruct.yaml"), "-r", f"__ns:={ns}", "-p", "profile:=smoke",
            "-p", "use_depth:=true", "-p", "input_reliability:=reliable", "-p", "publish_overlay:=false",
-           "-p", "cloud_max_points:=20000"] + [x for k, v in setting.items() for x in ("-p", f"{k}:={v}")]
+           "-p", "cloud_max_points:=20000"]
+    cmd += [x for k, v in setting.items() for x in ("-p", f"{k}:={str(v).lower()}")]
     node = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
                             env=dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1"))
     streamer = None
@@ -56,7 +59,11 @@ def run_setting(setting: dict, calls: int, tmp: Path) -> dict:
             rclpy.spin_until_future_complete(client_node, future, timeout_sec=300.0)
             return future.result(), time.monotonic() - t0
 
-        call()  # warm-up (model loading)
+        warm, _ = call()  # warm-up (model loading); again while the stream's first messages are on their way
+        deadline = time.monotonic() + 60.0
+        while not (warm and warm.success and " with sensor depth" in warm.message) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            warm, _ = call()
         rows = []
         for _ in range(calls):
             res, latency = call()
@@ -84,19 +91,21 @@ def main() -> None:
     rclpy.init()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for setting in SETTINGS:
-            results.append(run_setting(setting, args.calls, Path(tmp)))
+        for index, setting in enumerate(SETTINGS):
+            results.append(run_setting(index, setting, args.calls, Path(tmp)))
     rclpy.shutdown()
-    print(f"{'torch_threads':>13} {'max_image_size':>14} {'ok+depth':>8} {'latency s (mean/max)':>21} "
-          f"{'intake Hz (min/mean)':>21} {'published Hz':>12}")
+    print(f"{'compute_process':>15} {'torch_threads':>13} {'max_image_size':>14} {'ok+depth':>8} "
+          f"{'latency s (mean/max)':>21} {'intake Hz (min/mean)':>21} {'published Hz':>12} "
+          f"{'intake/published min':>20}")
     for r in results:
         calls = r["calls"]
         good = sum(c["success"] and c["depth"] for c in calls)
         lat = [c["latency_s"] for c in calls]
         hz = [c["intake_hz"] for c in calls if c["intake_hz"] is not None] or [float("nan")]
-        print(f"{r['torch_threads']:>13} {r['max_image_size']:>14} {f'{good}/{len(calls)}':>8} "
-              f"{f'{sum(lat) / len(lat):.2f} / {max(lat):.2f}':>21} {f'{min(hz):.1f} / {sum(hz) / len(hz):.1f}':>21} "
-              f"{r['published_hz']:>12.1f}")
+        print(f"{str(r['compute_process']):>15} {r['torch_threads']:>13} {r['max_image_size']:>14} "
+              f"{f'{good}/{len(calls)}':>8} {f'{sum(lat) / len(lat):.2f} / {max(lat):.2f}':>21} "
+              f"{f'{min(hz):.1f} / {sum(hz) / len(hz):.1f}':>21} {r['published_hz']:>12.1f} "
+              f"{min(hz) / r['published_hz']:>20.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")

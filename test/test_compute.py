@@ -129,3 +129,14 @@ def test_known_meshes_are_fitted_in_the_child_as_here(local, child):
     assert stages[0][0] == "background" and stages[-1] == ("assemble", 1.0)
     with pytest.raises(Cancelled):
         child.fit_instances(view.rgb, view.depth, view.camera, instances, cancel=lambda: True)
+
+
+def test_close_stops_the_child_and_sigint_is_left_to_the_parent():
+    compute = ProcessCompute(BUILD)
+    pid = compute.pid
+    os.kill(pid, signal.SIGINT)  # Ctrl-C reaches the whole process group; the child waits for its parent
+    assert compute.profile.name == "smoke" and compute.pid == pid
+    compute.close()
+    assert compute.pid is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

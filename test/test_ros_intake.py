@@ -11,12 +11,13 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy missing: run under `. ./activate.sh` after `make setup`")
 
-from test_ros_node import REQUEST_TIMEOUT, ROOT, Client, start_node, stop_node  # noqa: E402
+from test_ros_node import REQUEST_TIMEOUT, ROOT, Client, start_node, stop_node, wait_until  # noqa: E402
 
 
 def start_streamer(ns: str, stats_path, rate_hz: float = 10.5) -> subprocess.Popen:
@@ -26,6 +27,14 @@ def start_streamer(ns: str, stats_path, rate_hz: float = 10.5) -> subprocess.Pop
                                 cwd=ROOT)
     assert streamer.stdout.readline().strip() == "READY"
     return streamer
+
+
+def _ended(pid: int) -> bool:
+    """The process is gone, or a zombie waiting to be reaped."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 def stop_streamer(streamer: subprocess.Popen | None) -> None:
@@ -151,11 +160,16 @@ def test_a_goal_sent_while_the_models_load_waits_for_them_then_takes_the_newest_
         assert goal.accepted
         streamer = start_streamer(ns, tmp_path / "streamer.json")
         status, result = c.result(goal)
+        node_pid = handle.proc.pid
+        children = [int(p) for task in Path(f"/proc/{node_pid}/task").iterdir()  # children of any thread
+                   for p in (task / "children").read_text().split()]
     finally:
         stop_streamer(streamer)
         if c is not None:
             c.close()
         stop_node(handle)
+    assert children  # the pipeline's process (and multiprocessing's resource tracker) end with the node
+    assert wait_until(lambda: all(_ended(pid) for pid in children), 15.0)
     log = handle.log()
     assert result.success and " with sensor depth" in result.message, result.message
     assert "request waits for the models of profile 'smoke' to load" in log

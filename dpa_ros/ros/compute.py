@@ -22,6 +22,7 @@ import logging
 import multiprocessing
 import os
 import pickle
+import signal
 import threading
 from typing import Any, Callable
 
@@ -193,26 +194,29 @@ class ProcessCompute:
             return self._receive(op, progress, cancel)
 
     def _send(self, op: str, kwargs: dict, cancel: Callable[[], bool] = _never) -> None:
+        process, conn = self._process, self._conn
         self._cancel.clear()
         if cancel():  # already cancelled: the child sees it at its first stage boundary
             self._cancel.set()
         try:
-            self._conn.send((op, kwargs))
+            conn.send((op, kwargs))
         except (OSError, ValueError) as exc:
-            raise self._died(op) from exc
+            raise self._died(op, process, conn) from exc
 
     def _receive(self, op: str, progress: Callable[[str, float], None] | None, cancel: Callable[[], bool]) -> Any:
+        process, conn = self._process, self._conn  # close() from another thread may drop them meanwhile
         while True:
             if not self._cancel.is_set() and cancel():
                 self._cancel.set()
-            if not self._conn.poll(POLL_S):
-                if not self._process.is_alive():
-                    raise self._died(op)
-                continue
             try:
-                kind, *body = self._conn.recv()
+                ready = conn.poll(POLL_S)
+                if not ready:
+                    if not process.is_alive():
+                        raise self._died(op, process, conn)
+                    continue
+                kind, *body = conn.recv()
             except (EOFError, OSError) as exc:
-                raise self._died(op) from exc
+                raise self._died(op, process, conn) from exc
             if kind == "progress" and progress is not None:
                 progress(*body)
             elif kind == "log":
@@ -223,12 +227,12 @@ class ProcessCompute:
             elif kind == "error":
                 raise _rebuilt(body[0])
 
-    def _died(self, op: str) -> ComputeProcessError:
-        process = self._process
+    def _died(self, op: str, process, conn) -> ComputeProcessError:
         process.join(1.0)
         code = process.exitcode
-        self._conn.close()
-        self._process = self._conn = None
+        conn.close()
+        if self._process is process:
+            self._process = self._conn = None
         how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
         return ComputeProcessError(f"the compute process {how} during '{op}' (out of memory, or a crash in a "
                                    "model's native code); a new one is started, models reloaded, at the next request")
@@ -273,7 +277,11 @@ def _rebuilt(sent: BaseException | tuple[type, str]) -> BaseException:
 
 
 def _child_main(conn, cancel_event, build: dict, torch_threads: int, niceness: int, parent_pid: int) -> None:
-    """The compute process: build the pipeline, then answer calls until ``stop`` or the parent is gone."""
+    """The compute process: build the pipeline, then answer calls until ``stop`` or the parent is gone.
+
+    Ctrl-C in a terminal (or ``ros2 launch`` stopping) signals the whole process group: the child
+    ignores SIGINT and is stopped by its parent (or ends when the parent's end of the pipe closes)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     root = logging.getLogger()
     root.handlers[:] = [_PipeLogHandler(conn)]
     root.setLevel(logging.INFO)
