@@ -2,7 +2,7 @@
 
 The messages are read from the source (not from a list kept by hand): every exception the node
 turns into a failed request (InputError, FrameUnavailable, GravityUnavailable, Busy,
-ReconstructionError) raised with a literal message in the node's modules and the pipeline, every
+ReconstructionError, ComputeProcessError) raised with a literal message in the node's modules and the pipeline, every
 ``fail(...)`` of the node's worker, the frame buffer's reasons for an incomplete frame, and the
 model loader's reason. A
 message's key is its longest literal piece (the text between placeholders); the table's first
@@ -14,8 +14,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT / "docs" / "troubleshooting.md"
 SOURCES = ["dpa_ros/ros/reconstruct_node.py", "dpa_ros/ros/inputs.py", "dpa_ros/ros/frame_buffer.py",
-           "dpa_ros/ros/gravity_sources.py", "dpa_ros/ros/scheduler.py", "dpa_ros/pipeline.py"]
-FAILURES = {"InputError", "FrameUnavailable", "GravityUnavailable", "Busy", "ReconstructionError"}
+           "dpa_ros/ros/gravity_sources.py", "dpa_ros/ros/scheduler.py", "dpa_ros/ros/compute.py",
+           "dpa_ros/pipeline.py"]
+FAILURES = {"InputError", "FrameUnavailable", "GravityUnavailable", "Busy", "ReconstructionError",
+            "ComputeProcessError"}
 # functions whose returned strings become a failure: frame_buffer's reasons for a FrameUnavailable, and the
 # scheduler's PipelineLoader.ensure_loaded (why the models cannot be loaded)
 REASON_FUNCTIONS = {"frame_buffer.py": {"_why_incomplete", "_missing", "select"}, "scheduler.py": {"ensure_loaded"}}

@@ -101,7 +101,7 @@ class ProcessCompute:
     building in this process would. ``torch_threads`` > 0 caps the child's torch intra-op pool;
     ``niceness`` is added to the child's scheduling niceness (``os.nice``; 0 keeps this process's).
     Calls are serialised; each blocks until the child answers, forwarding its progress and log
-    records, and passes ``cancel()`` on within :data:`POLL_S`.
+    records, and passes ``cancel()`` on within ``POLL_S`` seconds.
     """
 
     def __init__(self, build: dict[str, Any], torch_threads: int = 0, niceness: int = DEFAULT_NICENESS) -> None:
