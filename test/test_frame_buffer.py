@@ -271,3 +271,14 @@ def test_received_counts_every_stored_message_per_stream():
         frame(buf, k, streams=(IMAGE, CAMERA_INFO))
     assert (buf.received(IMAGE), buf.received(CAMERA_INFO), buf.received(DEPTH)) == (5, 5, 0)
     assert len(buf) == min(5, 2 * LATE_COMPANION_FACTOR) + 5
+
+
+def test_ages_are_measured_from_when_the_request_came():
+    """A request that waited (for the models to load) is not refused the frame that was fresh when it asked."""
+    buf, clock = make(now_k=2)
+    asked = clock.now_ns
+    frame(buf, 1)
+    clock.now_ns += 50 * 100 * MS  # 5 s of loading later
+    with pytest.raises(FrameUnavailable, match="5.10 s old"):
+        buf.select(TOL, max_age_s=2.0)
+    assert buf.select(TOL, max_age_s=2.0, asked_ns=asked).age_s == pytest.approx(0.1)

@@ -148,7 +148,7 @@ class FrameBuffer:
 
     # ------------------------------------------------------------------------------- selection
     def select(self, tolerance_s: float, wait_s: float = 0.0, max_age_s: float = 0.0, require_depth: bool = False,
-               newer_than_ns: int | None = None) -> FrameSet:
+               newer_than_ns: int | None = None, asked_ns: int | None = None) -> FrameSet:
         """The newest complete set (module docstring); raises :class:`FrameUnavailable` with the reason.
 
         Args:
@@ -157,6 +157,9 @@ class FrameBuffer:
             max_age_s: refuse a set whose image is older than this (s); 0 = any age.
             require_depth: with ``use_depth``, never fall back to a set without depth.
             newer_than_ns: only consider images stamped after this (continuous mode: never twice).
+            asked_ns: when the request came (``clock_ns`` time base); ages are measured against it, so
+                a request that waited for the models is not refused a frame that was fresh when it
+                asked (None: now).
         """
         tol = float(tolerance_s)
         deadline = time.monotonic() + max(float(wait_s), 0.0)
@@ -180,7 +183,7 @@ class FrameBuffer:
                     notes = (f"reconstructing without depth: {self._missing(best.image, DEPTH, tol)}",)
             if best is None:
                 raise FrameUnavailable(self._why_incomplete(tol, newer_than_ns))
-            age_s = (self._clock_ns() - best.image.stamp_ns) / 1e9
+            age_s = ((self._clock_ns() if asked_ns is None else asked_ns) - best.image.stamp_ns) / 1e9
             if max_age_s > 0 and age_s > max_age_s:
                 reason = (f"the newest complete frame (image stamped {best.image.stamp_ns / 1e9:.3f} s) is "
                           f"{age_s:.2f} s old (max_frame_age_s {max_age_s:g})")

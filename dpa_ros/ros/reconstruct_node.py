@@ -174,15 +174,17 @@ class ReconstructNode(Node):
     def _store(self, stream: str, msg, source: str = "") -> None:
         self._frames.add(stream, conv.stamp_to_ns(msg.header.stamp), (source, msg) if stream == IMAGE else msg)
 
-    def _choose(self, wait_s: float, newer_than_ns: int | None = None):
+    def _choose(self, wait_s: float, newer_than_ns: int | None = None, asked_ns: int | None = None):
         return self._frames.select(float(self._p("sync_tolerance_s")), wait_s=wait_s,
                                    max_age_s=float(self._p("max_frame_age_s")),
-                                   require_depth=bool(self._p("require_depth")), newer_than_ns=newer_than_ns)
+                                   require_depth=bool(self._p("require_depth")), newer_than_ns=newer_than_ns,
+                                   asked_ns=asked_ns)
 
-    def capture_frame(self) -> Frame:
-        """The newest complete frame (waiting up to ``frame_wait_s``), converted; raises InputError."""
+    def capture_frame(self, asked_ns: int | None = None) -> Frame:
+        """The newest complete frame (waiting up to ``frame_wait_s``), converted; raises InputError.
+        ``asked_ns``: when the request came (ROS clock), which frame ages are measured against."""
         try:
-            chosen = self._choose(float(self._p("frame_wait_s")))
+            chosen = self._choose(float(self._p("frame_wait_s")), asked_ns=asked_ns)
         except FrameUnavailable as exc:
             raise InputError(str(exc)) from exc
         return self._convert(chosen)
@@ -235,8 +237,9 @@ class ReconstructNode(Node):
             if instances and not list(self._p("mesh_roots")):  # refused before waiting for a frame
                 raise InputError("goal instances refused: this node reads no meshes: set the mesh_roots "
                                  "parameter to send instances")
+            asked_ns = self.get_clock().now().nanoseconds
             self._wait_for_load(goal_handle)
-            frame = self.capture_frame()
+            frame = self.capture_frame(asked_ns)
             gravity = self._resolve_gravity(frame)
             layout_instances = self._goal_instances(instances, frame)
             T_fixed_camera = self._fixed_from_camera(frame)
