@@ -2,7 +2,8 @@
 
 :func:`dpa_ros.priors.profiles.load_profile` merges the YAML files and overrides into a dict and
 hands it to :meth:`Profile.from_dict`. Every key is checked here: an unknown key is a
-:class:`~dpa_ros.priors.base.ReconstructionError` naming the key, where it is, and the nearest
+:class:`ProfileError` (a :class:`~dpa_ros.priors.base.ReconstructionError` and a
+:class:`~dpa_ros.core.errors.ConfigError`) naming the key, where it is, and the nearest
 valid key (``segmenter.box_treshold: unknown key (did you mean 'box_threshold'?)``); a value of the
 wrong type or out of range is one too. The defaults written in these classes are the only ones:
 adapters, the pipeline, the CLI and the ROS node read them from here.
@@ -22,6 +23,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from dpa_ros.core.errors import ConfigError
 from dpa_ros.priors.errors import ReconstructionError
 
 if TYPE_CHECKING:  # imported when a profile is built: this module itself stays free of torch
@@ -38,8 +40,11 @@ DEPTH_KINDS = ("dpt", "depth_anything")
 DEPTH_OUTPUTS = ("depth", "disparity", "metric")
 
 
-class ProfileError(ReconstructionError):
-    """A profile (or one of its sections) with an unknown key or a bad value; names the key."""
+class ProfileError(ReconstructionError, ConfigError):
+    """A profile (or one of its sections) with an unknown key or a bad value; names the key.
+
+    Both a :class:`~dpa_ros.priors.errors.ReconstructionError` (the pipeline's one-line failure) and
+    the :class:`~dpa_ros.core.errors.ConfigError` every configuration check raises."""
 
 
 def unknown_key_message(path: str, key: str, valid: typing.Iterable[str]) -> str:
