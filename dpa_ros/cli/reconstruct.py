@@ -35,8 +35,15 @@ from dpa_ros.geometry.layout import LayoutConfig
 from dpa_ros.geometry.mesh_frames import UP_AXES
 from dpa_ros.geometry.physics import PhysicsConfig
 from dpa_ros.geometry.rectify import DISTORTION_POLICIES, CameraInfo, rectify_frame
+from dpa_ros.geometry.targets import TargetConfig
 from dpa_ros.overlay import PREVIEW_PNG, write_preview
-from dpa_ros.priors.config import ProfileError, layout_from_dict, physics_from_dict
+from dpa_ros.priors.config import (
+    ProfileError,
+    layout_from_dict,
+    migrate_moved_keys,
+    physics_from_dict,
+    targets_from_dict,
+)
 
 log = logging.getLogger("dpa_ros.cli")
 
@@ -83,7 +90,10 @@ def _config_sections(config_path: Path | None) -> dict:
         raise UserError(f"cannot read config {config_path}: {' '.join(str(exc).split())}") from exc
     if not isinstance(data, dict):
         raise UserError(f"config {config_path} must be a YAML mapping")
-    return data
+    try:
+        return migrate_moved_keys(data, f"config {config_path}")
+    except ProfileError as exc:  # a moved key set in both its old and its new place
+        raise UserError(str(exc)) from exc
 
 
 def _section(data: dict, name: str, config_path: Path | None) -> dict:
@@ -103,6 +113,14 @@ def layout_config(config_path: Path | None, seed: int | None, device: str | None
     try:
         return layout_from_dict(values)
     except ProfileError as exc:  # an unknown key (named, with the nearest valid one) or a bad value
+        raise UserError(f"config {config_path}: {exc}") from exc
+
+
+def targets_config(config_path: Path | None) -> TargetConfig:
+    """TargetConfig from the ``targets:`` section of a YAML config file."""
+    try:
+        return targets_from_dict(_section(_config_sections(config_path), "targets", config_path))
+    except ProfileError as exc:
         raise UserError(f"config {config_path}: {exc}") from exc
 
 
@@ -145,7 +163,7 @@ def _instances_scene(args, image, depth, camera, progress) -> Scene:
     config = layout_config(args.config, args.seed, args.device)
     physics = physics_config(args.config, args.no_physics)
     return assemble_scene(image, depth, camera, instances, config=config, progress=progress, profile="instances",
-                          gravity=args.gravity, physics=physics)
+                          gravity=args.gravity, physics=physics, targets=targets_config(args.config))
 
 
 class _PipelineCache:
@@ -220,7 +238,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--weights-dir", type=Path,
                     help="local model weights (default: $DPA_WEIGHTS_DIR or the Hugging Face cache)")
     ap.add_argument("--config", type=Path,
-                    help="YAML config (its 'layout:' section sets the solver, 'physics:' the physics stage)")
+                    help="YAML config (its 'layout:' section sets the solver, 'targets:' the depth the layout "
+                         "fits, 'physics:' the physics stage)")
     ap.add_argument("--no-physics", action="store_true",
                     help="skip the physics stage (objects are then left where the layout put them: possibly sunk "
                          "into the floor or into each other)")

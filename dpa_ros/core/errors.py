@@ -7,6 +7,7 @@ class ConfigError(ValueError):
     line that names the field (``layout config needs restarts >= 1, got 0``).
 
     Raised by every config on construction (:class:`~dpa_ros.geometry.layout.config.LayoutConfig`,
-    :class:`~dpa_ros.geometry.physics.config.PhysicsConfig`) and by the profile loader (:class:`~dpa_ros.priors.config.ProfileError`, a subclass), so a caller
+    :class:`~dpa_ros.geometry.targets.TargetConfig`, :class:`~dpa_ros.geometry.physics.config.PhysicsConfig`)
+    and by the profile loader (:class:`~dpa_ros.priors.config.ProfileError`, a subclass), so a caller
     catches one type wherever a configuration enters. A ValueError: input the caller can fix.
     """

@@ -443,8 +443,8 @@ class Reconstructor:
                             cancel=lambda: self._should_stop(job), gravity=gravity, gravity_source=source)
 
     def _fit_instances(self, job: Job, timer: StageTimer):
-        """The goal's instances fitted to the frame's sensor depth with the profile's layout and
-        physics settings (``dpa-reconstruct --instances``; no model is loaded). Raises
+        """The goal's instances fitted to the frame's sensor depth with the profile's layout, targets
+        and physics settings (``dpa-reconstruct --instances``; no model is loaded). Raises
         ReconstructionError without sensor depth or naming an instance the layout refuses."""
         from dpa_ros import pipeline as mod
         from dpa_ros.assemble import assemble_scene
@@ -462,6 +462,7 @@ class Reconstructor:
         try:
             return assemble_scene(frame.rgb, frame.depth, frame.camera, request.instances,
                                   config=settings.layout_config, physics=settings.profile.physics,
+                                  targets=settings.profile.targets,
                                   progress=lambda stage, f: timer(stage, (stages.index(stage) + f) / len(stages)),
                                   profile="instances", gravity=gravity, gravity_source=source)
         except ValueError as exc:  # InstanceInputError: no valid depth in a mask, an unusable mesh

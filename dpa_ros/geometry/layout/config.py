@@ -45,13 +45,8 @@ class LayoutConfig:
             ``scan_shift`` × q initial radii toward where the mask is cut by the image border or
             hidden by something in front (:func:`~dpa_ros.geometry.layout.problem.open_direction`); 0 disables
             (half the hypotheses).
-        depth_smoothing: side (pixels) of the window each instance's depth is averaged over inside its
-            mask before its targets are built (:func:`~dpa_ros.geometry.targets.smooth_depth_in_masks`,
-            by :func:`~dpa_ros.assemble.assemble_scene`; not at depth edges of more than
-            2 × ``occlusion_margin``); 0 or 1 fits the depth as measured.
         threads: torch CPU threads while the solver runs (restored afterwards); None keeps torch's
             setting (by default one per physical core). 1 leaves the other cores to other work.
-        block_elements: accepted for compatibility with the legacy solver's configs; unused here.
     """
 
     lambda_2d: float = 4.0
@@ -71,9 +66,7 @@ class LayoutConfig:
     scan_scales: tuple[float, ...] = (0.8, 1.0, 1.25, 1.55, 1.95)
     scan_icp_steps: int = 3
     scan_shift: float = 1.0
-    depth_smoothing: int = 5
     threads: int | None = None
-    block_elements: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -108,8 +101,6 @@ class LayoutConfig:
         for name in ("scan_icp_steps", "scan_shift"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"layout config needs {name} >= 0, got {getattr(self, name)!r}")
-        if self.depth_smoothing < 0:
-            raise ConfigError(f"layout depth_smoothing must be >= 0 pixels, got {self.depth_smoothing}")
         if self.field_resolution < 8:
             raise ConfigError(f"layout field_resolution must be >= 8, got {self.field_resolution}")
         if self.threads is not None and self.threads < 1:
