@@ -310,8 +310,8 @@ def diagnose(scene, book: dict, result: dict, d: Path, config: Path | None) -> l
     objective at the returned pose, on the inputs ``dpa-reconstruct`` built from the files in ``d``.
     SEARCH: the truth scores lower (the solver missed its basin); OBJECTIVE: the returned pose scores
     lower (the objective's minimum is off the truth, e.g. under depth noise)."""
+    from dpa_ros import reconstruct
     from dpa_ros.assemble import layout_problems, load_instances_json
-    from dpa_ros.cli import reconstruct
     from dpa_ros.core.camera import CameraModel
     from dpa_ros.geometry.layout import layout_objective
     from dpa_ros.geometry.planes import fit_background
@@ -322,7 +322,8 @@ def diagnose(scene, book: dict, result: dict, d: Path, config: Path | None) -> l
     instances = load_instances_json(d / "instances.json")
     masks = [inst.mask for inst in instances]
     background = fit_background(camera.backproject(depth, ~np.logical_or.reduce(masks)), seed=cfg.seed)
-    problems, fit_depth = layout_problems(depth, camera, instances, masks, background, cfg)
+    problems, fit_depth = layout_problems(depth, camera, instances, masks, background, cfg,
+                                          reconstruct.targets_config(config))
     placed = json.loads((d / "out" / "scene.json").read_text())["objects"]
     lines = []
     for k, error in enumerate(result["centre_errors"]):

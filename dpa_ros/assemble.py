@@ -31,7 +31,7 @@ from dpa_ros.geometry.layout import LayoutConfig, LayoutProblem, solve_layout
 from dpa_ros.geometry.mesh_frames import check_up
 from dpa_ros.geometry.physics import PhysicsConfig, apply_results, object_surfaces, settle_objects
 from dpa_ros.geometry.planes import fit_background, supporting_pixels
-from dpa_ros.geometry.targets import InstanceInputError, build_target, check_mask, smooth_depth_in_masks
+from dpa_ros.geometry.targets import InstanceInputError, TargetConfig, build_target, check_mask, smooth_depth_in_masks
 
 #: Most points kept in a scene's point cloud.
 MAX_CLOUD_POINTS = 60000
@@ -156,16 +156,18 @@ def _check_inputs(image_rgb: np.ndarray, depth: np.ndarray, camera: CameraModel)
 
 
 def layout_problems(depth: np.ndarray, camera: CameraModel, instances: list[Instance], masks: list[np.ndarray],
-                    background: Background, config: LayoutConfig) -> tuple[list[LayoutProblem], np.ndarray]:
+                    background: Background, config: LayoutConfig, targets: TargetConfig | None = None
+                    ) -> tuple[list[LayoutProblem], np.ndarray]:
     """What :func:`assemble_scene` hands the layout solver: one problem per instance — its target
     points from the depth it fits and its supporting pixels (the fitted floor and walls outside
     every mask that it stands in front of, which hide nothing) — and that depth (z, metres;
-    averaged inside each mask when noisy, ``config.depth_smoothing``). ``masks`` are the instances'
-    checked masks, ``background`` the planes fitted outside them. Raises
+    averaged inside each mask when noisy, ``targets.depth_smoothing``, default :class:`TargetConfig`).
+    ``masks`` are the instances' checked masks, ``background`` the planes fitted outside them. Raises
     :class:`InstanceInputError` naming an unusable instance."""
     cfg = config
+    smoothing = (targets or TargetConfig()).depth_smoothing
     outside = ~np.logical_or.reduce(masks)
-    fit_depth = smooth_depth_in_masks(depth, masks, cfg.depth_smoothing, 2 * cfg.occlusion_margin)
+    fit_depth = smooth_depth_in_masks(depth, masks, smoothing, 2 * cfg.occlusion_margin)
     problems = []
     for i, (inst, mask) in enumerate(zip(instances, masks)):
         name = f"{i} ({inst.label!r})"
@@ -182,7 +184,7 @@ def assemble_scene(image_rgb: np.ndarray, metric_depth: np.ndarray, camera: Came
                    progress: Callable[[str, float], None] | None = None,
                    timings: dict[str, float] | None = None, profile: str = "instances",
                    gravity: np.ndarray | None = None, gravity_source: str = "given",
-                   physics: PhysicsConfig | None = None) -> Scene:
+                   physics: PhysicsConfig | None = None, targets: TargetConfig | None = None) -> Scene:
     """Place ``instances`` in 3D and return the scene (poses in the camera optical frame, metres).
 
     Args:
@@ -203,6 +205,9 @@ def assemble_scene(image_rgb: np.ndarray, metric_depth: np.ndarray, camera: Came
             on): every object rests on its support and no two interpenetrate
             (:func:`dpa_ros.geometry.physics.settle_objects`); its results go into each object's
             ``support``, ``penetration_*_m`` and ``physics_shift_m``.
+        targets: how each instance's targets are built from the depth (default
+            :class:`~dpa_ros.geometry.targets.TargetConfig`: noisy depth averaged over 5 × 5 pixels
+            inside each mask).
 
     Raises :class:`~dpa_ros.geometry.targets.InstanceInputError` (a ValueError) naming the instance
     for an empty mask, a mask of the wrong size, no valid depth inside a mask, or an unusable mesh,
@@ -233,7 +238,7 @@ def assemble_scene(image_rgb: np.ndarray, metric_depth: np.ndarray, camera: Came
 
     t0 = time.perf_counter()
     report("layout", 0.0)
-    problems, fit_depth = layout_problems(depth, camera, instances, masks, background, cfg)
+    problems, fit_depth = layout_problems(depth, camera, instances, masks, background, cfg, targets)
     results = solve_layout(problems, camera, depth=fit_depth, gravity=background.gravity, config=cfg,
                            progress=lambda f: report("layout", f))
     times["layout"] = time.perf_counter() - t0

@@ -118,7 +118,7 @@ class Pipeline:
         layout_config: the layout solver's settings; None: ``profile.layout`` with the pipeline's
             seed and device.
         profile: the settings of the stages (prompt, minimum image side, crop canvas, depth
-            references, physics) and the scene's ``profile`` name; None: :class:`Profile` defaults.
+            references, targets, physics) and the scene's ``profile`` name; None: :class:`Profile` defaults.
         device: torch device; None uses the profile's ``device`` (``auto``: CUDA when available).
         seed: seeds every stochastic stage; None uses the profile's ``seed``. Same seed, same inputs,
             same device → same scene.
@@ -323,7 +323,8 @@ class Pipeline:
         try:  # background, layout, physics, assemble
             scene = assemble_scene(image, metric, camera, instances, config=self.layout_config, progress=report,
                                    timings=clock.timings, profile=self.name, gravity=gravity,
-                                   gravity_source=gravity_source, physics=self.profile.physics)
+                                   gravity_source=gravity_source, physics=self.profile.physics,
+                                   targets=self.profile.targets)
         except ValueError as exc:  # InstanceInputError and other input problems of the geometry core
             raise ReconstructionError(f"layout failed: {exc}") from exc
         scene.timings_s = {stage: float(clock.timings.get(stage, 0.0)) for stage in STAGES}

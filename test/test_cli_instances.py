@@ -318,6 +318,8 @@ def test_unreadable_and_multi_channel_depth_are_one_line_errors(inputs, tmp_path
     ("layout: 3\n", "'layout' must be a mapping"),
     ("layout:\n  iters: 10\n", "layout.iters: unknown key (did you mean 'iterations'?)"),
     ("layout:\n  restarts: 0\n", "restarts"),
+    ("targets:\n  depth_smoothing: -1\n", "targets depth_smoothing must be an integer >= 0 pixels, got -1"),
+    ("layout:\n  depth_smoothing: 3\ntargets:\n  depth_smoothing: 3\n", "keep only targets.depth_smoothing"),
 ])
 def test_bad_config_yaml_on_the_instances_path_is_a_one_line_error(inputs, tmp_path, capsys, text, reason):
     d, _ = inputs
@@ -328,3 +330,15 @@ def test_bad_config_yaml_on_the_instances_path_is_a_one_line_error(inputs, tmp_p
     assert reconstruct.main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("dpa-reconstruct: error: ") and str(bad) in err and reason in err and "\n" not in err
+
+
+def test_the_old_layout_depth_smoothing_key_still_runs_with_a_warning(inputs, tmp_path):
+    """A --config written before ``depth_smoothing`` moved to ``targets:`` still reconstructs."""
+    d, scene = inputs
+    old = tmp_path / "old.yaml"
+    old.write_text(LAYOUT_YAML + "  depth_smoothing: 0\n")
+    args = _args(d, tmp_path / "o", "--device", "cpu")
+    args[args.index("--config") + 1] = str(old)
+    with pytest.warns(FutureWarning, match=r"layout\.depth_smoothing is deprecated .* to targets\.depth_smoothing"):
+        assert reconstruct.main(args) == 0
+    assert [o.label for o in read_scene(tmp_path / "o").objects] == scene.labels

@@ -114,3 +114,25 @@ def test_layout_config_is_frozen_and_checked_once_on_construction():
         LayoutConfig(dof="6")
     with pytest.raises(ProfileError, match=r"layout: layout config needs restarts >= 1"):
         load_profile("smoke", overrides={"layout": {"restarts": 0}})
+
+
+def test_a_moved_layout_key_still_loads_with_a_warning_naming_its_new_place(tmp_path):
+    """``layout.depth_smoothing`` moved to ``targets.depth_smoothing`` (the assembler reads it): an old
+    file loads, its value read as the new key; both in one file is an error naming both."""
+    old = _refine(tmp_path, "layout:\n  depth_smoothing: 3\n  restarts: 4\n")
+    with pytest.warns(FutureWarning, match=r"layout\.depth_smoothing is deprecated .* to targets\.depth_smoothing"):
+        prof = load_profile("smoke", config_path=old)
+    assert prof.targets.depth_smoothing == 3 and prof.layout.restarts == 4
+    assert prof == load_profile("smoke", overrides={"layout": {"restarts": 4}, "targets": {"depth_smoothing": 3}})
+    assert load_profile("smoke").targets.depth_smoothing == 5
+    both = _refine(tmp_path, "layout:\n  depth_smoothing: 3\ntargets:\n  depth_smoothing: 2\n")
+    with pytest.raises(ProfileError, match=r"layout\.depth_smoothing moved to targets\.depth_smoothing, and both are "
+                                           r"set: keep only targets\.depth_smoothing"):
+        load_profile("smoke", config_path=both)
+
+
+def test_block_elements_is_ignored_in_a_profile_with_a_warning():
+    """``layout.block_elements`` sized only the legacy solver's blocks (now its own argument)."""
+    with pytest.warns(FutureWarning, match=r"layout\.block_elements is ignored .*solve_layout_legacy"):
+        prof = load_profile("smoke", overrides={"layout": {"block_elements": 4096}})
+    assert prof == load_profile("smoke")

@@ -1,7 +1,10 @@
 """Fitting targets from depth: the noise estimate and the in-mask depth smoothing, on rendered scenes."""
 import numpy as np
 
-from dpa_ros.geometry.targets import depth_noise, smooth_depth_in_masks
+from dpa_ros.assemble import Instance, layout_problems
+from dpa_ros.geometry.layout import LayoutConfig
+from dpa_ros.geometry.planes import fit_background
+from dpa_ros.geometry.targets import TargetConfig, depth_noise, smooth_depth_in_masks
 from dpa_testing import synthetic
 
 
@@ -44,3 +47,24 @@ def test_smoothing_divides_the_noise_inside_masks_keeps_depth_edges_and_leaves_c
     np.testing.assert_array_equal(out[:, 18:22], depth[:, 18:22])
     assert np.abs(out[:, 5:15] - 2.0).mean() < np.abs(depth[:, 5:15] - 2.0).mean() / 3
     np.testing.assert_array_equal(smooth_depth_in_masks(depth, [np.ones((40, 40), bool)], 1, 0.1), depth)
+
+
+def test_the_assembler_fits_the_depth_its_target_config_smooths():
+    """``targets.depth_smoothing`` is read where the targets are built: the depth the layout fits is
+    the measured one with smoothing 0 and the one smoothed over that window otherwise."""
+    scene = synthetic.make_scene(width=320, height=240)
+    noisy = _ranged(scene, 0.005)
+    union = np.logical_or.reduce(scene.masks)
+    background = fit_background(scene.camera.backproject(noisy, ~union), seed=0)
+    instances = [Instance(label, 1.0, mask, [mesh]) for label, mask, mesh in zip(scene.labels, scene.masks,
+                                                                                 scene.meshes)]
+    cfg = LayoutConfig(points=200)
+    fitted = {size: layout_problems(noisy, scene.camera, instances, scene.masks, background, cfg,
+                                    TargetConfig(depth_smoothing=size))[1] for size in (0, 3, 5)}
+    np.testing.assert_array_equal(fitted[0], noisy)
+    for size in (3, 5):
+        np.testing.assert_array_equal(fitted[size], smooth_depth_in_masks(noisy, scene.masks, size,
+                                                                          2 * cfg.occlusion_margin))
+    assert not np.array_equal(fitted[3], fitted[5])
+    default = layout_problems(noisy, scene.camera, instances, scene.masks, background, cfg)[1]
+    np.testing.assert_array_equal(default, fitted[5])             # TargetConfig() smooths over 5 px

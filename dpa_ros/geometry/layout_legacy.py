@@ -15,11 +15,12 @@ is free when something observed is in front of it or it falls outside the image.
 
 Same problems, configuration and results as v2 (:class:`~dpa_ros.geometry.layout.LayoutProblem`,
 :class:`~dpa_ros.geometry.layout.LayoutConfig` — ``restarts``, ``iterations``, ``points``, ``lr``,
-``lambda_2d``, ``occlusion_margin``, ``dof``, ``seed``, ``device``, ``block_elements`` apply; no
-coarse-to-fine schedule), and the same input convention, converted by
+``lambda_2d``, ``occlusion_margin``, ``dof``, ``seed``, ``device`` apply; no coarse-to-fine
+schedule), and the same input convention, converted by
 :func:`~dpa_ros.geometry.mesh_frames.rotation_input_to_internal` in :func:`_build_items`.
 All instances × proposals × restarts run as one batch (:func:`solve_layout_legacy`); nearest
-neighbours are found without autograd in blocks of at most ``block_elements`` distances, then
+neighbours are found without autograd in blocks of at most ``block_elements`` distances (an
+argument of the two solvers here: the legacy solver's own setting), then
 distances are recomputed from the matched pairs with gradients. :func:`solve_layout_loop` is the
 exact reference: one problem at a time with a dense distance matrix under autograd, the same
 per-step math. Both are for benchmarks and cross-checks; they are slow (N × M per iteration).
@@ -36,6 +37,7 @@ import trimesh
 from scipy.spatial.transform import Rotation
 
 from dpa_ros.core.camera import CameraModel
+from dpa_ros.core.errors import ConfigError
 from dpa_ros.geometry.layout import LayoutConfig, LayoutProblem, LayoutResult, checked_config, gravity_alignment
 from dpa_ros.geometry.layout.optimise import learning_rate
 from dpa_ros.geometry.layout.poses import input_frame_pose, skew_exp, yaw_matrix
@@ -315,10 +317,12 @@ def _optimise(batch: _Batch, scene: _Scene, cfg: LayoutConfig, dof: int, directe
     return {k: v.detach() for k, v in params.items()}, final
 
 
-def _setup(problems, camera, depth, gravity, cfg):
+def _setup(problems, camera, depth, gravity, cfg, block_elements: int | None):
     """Validated config, DoF, device, NN block size, scene tensors and problem items."""
     cfg, dof, device = checked_config(problems, gravity, cfg)
-    block = cfg.block_elements or (2 ** 27 if device.type == "cuda" else 2 ** 19)
+    if block_elements is not None and block_elements < 1:
+        raise ConfigError(f"legacy solver block_elements must be >= 1 or None, got {block_elements}")
+    block = block_elements or (2 ** 27 if device.type == "cuda" else 2 ** 19)
     dt = None
     if depth is not None:
         d = np.asarray(depth, np.float32).reshape(-1)
@@ -352,7 +356,8 @@ def _results(problems, items, params, losses, batch: _Batch, dof) -> list[Layout
 
 def solve_layout_legacy(problems: list[LayoutProblem], camera: CameraModel, depth: np.ndarray | None = None,
                  gravity: np.ndarray | None = None, config: LayoutConfig | None = None,
-                 progress: Callable[[float], None] | None = None) -> list[LayoutResult]:
+                 progress: Callable[[float], None] | None = None, block_elements: int | None = None
+                 ) -> list[LayoutResult]:
     """The legacy solver: one batched optimisation over instances × proposals × restarts.
 
     Args:
@@ -362,11 +367,13 @@ def solve_layout_legacy(problems: list[LayoutProblem], camera: CameraModel, dept
         gravity: unit down vector in the optical frame; enables 5 DoF (yaw, t, s) under dof "auto".
         config: solver settings.
         progress: called with the fraction of iterations done.
+        block_elements: most (query, reference) distances one nearest-neighbour block holds
+            (bounds the memory of the search); None: 2²⁷ on CUDA, 2¹⁹ on the CPU.
 
     Returns one :class:`LayoutResult` per problem, in order. Raises
     :class:`~dpa_ros.geometry.targets.InstanceInputError` naming the instance for unusable meshes.
     """
-    cfg, dof, device, block, scene, items = _setup(problems, camera, depth, gravity, config)
+    cfg, dof, device, block, scene, items = _setup(problems, camera, depth, gravity, config, block_elements)
     batch = _collate(items, device)
     params, losses = _optimise(batch, scene, cfg, dof, _directed_blocked, block, progress)
     return _results(problems, items, params, losses, batch, dof)
@@ -374,11 +381,12 @@ def solve_layout_legacy(problems: list[LayoutProblem], camera: CameraModel, dept
 
 def solve_layout_loop(problems: list[LayoutProblem], camera: CameraModel, depth: np.ndarray | None = None,
                       gravity: np.ndarray | None = None, config: LayoutConfig | None = None,
-                      progress: Callable[[float], None] | None = None) -> list[LayoutResult]:
+                      progress: Callable[[float], None] | None = None, block_elements: int | None = None
+                      ) -> list[LayoutResult]:
     """The reference way: same objective, initialisation and optimiser as :func:`solve_layout_legacy`,
     but one (instance, proposal, restart) at a time in a Python loop, each with a dense distance
     matrix under autograd. For benchmarks and cross-checks; slow."""
-    cfg, dof, device, block, scene, items = _setup(problems, camera, depth, gravity, config)
+    cfg, dof, device, block, scene, items = _setup(problems, camera, depth, gravity, config, block_elements)
     outs = []
     for k, it in enumerate(items):
         one = _collate([it], device)

@@ -10,7 +10,7 @@ A depth sensor's per-pixel noise blurs the objective: under noise of std σ, a p
 surface by δ ≪ σ costs only about 0.4 δ²/σ more, so close poses and similar shapes become hard
 to tell apart. :func:`smooth_depth_in_masks` averages each instance's depth over a small window
 inside its own mask before its targets are built (away from depth edges), dividing σ by about
-the window's side.
+the window's side; :class:`TargetConfig` sets the window (profile section ``targets:``).
 """
 from __future__ import annotations
 
@@ -21,10 +21,31 @@ from scipy.ndimage import maximum_filter, minimum_filter, uniform_filter
 from scipy.spatial import cKDTree
 
 from dpa_ros.core.camera import CameraModel
+from dpa_ros.core.errors import ConfigError
 
 
 class InstanceInputError(ValueError):
     """An instance that cannot be fitted (bad mask, no valid depth, unusable mesh); names the instance."""
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """How :func:`~dpa_ros.assemble.assemble_scene` builds each instance's targets from the depth
+    (profile section ``targets:``). Frozen and checked on construction
+    (:class:`~dpa_ros.core.errors.ConfigError` naming the setting).
+
+    Attributes:
+        depth_smoothing: side (pixels) of the window each instance's depth is averaged over inside
+            its mask before its targets are built (:func:`smooth_depth_in_masks`; not at depth edges
+            of more than 2 × the layout's ``occlusion_margin``); 0 or 1 fits the depth as measured.
+    """
+
+    depth_smoothing: int = 5
+
+    def __post_init__(self) -> None:
+        if isinstance(self.depth_smoothing, bool) or not isinstance(self.depth_smoothing, (int, np.integer)) \
+                or self.depth_smoothing < 0:
+            raise ConfigError(f"targets depth_smoothing must be an integer >= 0 pixels, got {self.depth_smoothing!r}")
 
 
 @dataclass

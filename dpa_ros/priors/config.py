@@ -2,14 +2,18 @@
 
 :func:`dpa_ros.priors.profiles.load_profile` merges the YAML files and overrides into a dict and
 hands it to :meth:`Profile.from_dict`. Every key is checked here: an unknown key is a
-:class:`~dpa_ros.priors.base.ReconstructionError` naming the key, where it is, and the nearest
+:class:`ProfileError` (a :class:`~dpa_ros.priors.base.ReconstructionError` and a
+:class:`~dpa_ros.core.errors.ConfigError`) naming the key, where it is, and the nearest
 valid key (``segmenter.box_treshold: unknown key (did you mean 'box_threshold'?)``); a value of the
 wrong type or out of range is one too. The defaults written in these classes are the only ones:
 adapters, the pipeline, the CLI and the ROS node read them from here.
 
-The layout stage's config is :class:`dpa_ros.geometry.layout.LayoutConfig` and the physics stage's
+The layout stage's config is :class:`dpa_ros.geometry.layout.LayoutConfig`, the targets'
+:class:`dpa_ros.geometry.targets.TargetConfig` and the physics stage's
 :class:`dpa_ros.geometry.physics.PhysicsConfig`; their keys are taken from their dataclass fields,
-so fields added there are accepted here without a change.
+so fields added there are accepted here without a change. Keys that left ``layout:``
+(:data:`MOVED_LAYOUT_KEYS`) are still read there, with a FutureWarning naming their new place
+(:func:`migrate_moved_keys`).
 Importing this module does not import torch (the ROS node reads its defaults from here); building
 a :class:`Profile` does, through ``LayoutConfig``.
 """
@@ -19,14 +23,17 @@ import dataclasses
 import difflib
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from dpa_ros.core.errors import ConfigError
 from dpa_ros.priors.errors import ReconstructionError
 
 if TYPE_CHECKING:  # imported when a profile is built: this module itself stays free of torch
     from dpa_ros.geometry.layout import LayoutConfig
     from dpa_ros.geometry.physics import PhysicsConfig
+    from dpa_ros.geometry.targets import TargetConfig
 
 #: where a model comes from: its checkpoint, a tiny config (smoke), or its real architecture with
 #: random weights (:mod:`dpa_ros.priors.random_models`, for speed benchmarks)
@@ -38,8 +45,11 @@ DEPTH_KINDS = ("dpt", "depth_anything")
 DEPTH_OUTPUTS = ("depth", "disparity", "metric")
 
 
-class ProfileError(ReconstructionError):
-    """A profile (or one of its sections) with an unknown key or a bad value; names the key."""
+class ProfileError(ReconstructionError, ConfigError):
+    """A profile (or one of its sections) with an unknown key or a bad value; names the key.
+
+    Both a :class:`~dpa_ros.priors.errors.ReconstructionError` (the pipeline's one-line failure) and
+    the :class:`~dpa_ros.core.errors.ConfigError` every configuration check raises."""
 
 
 def unknown_key_message(path: str, key: str, valid: typing.Iterable[str]) -> str:
@@ -362,6 +372,49 @@ def _physics_class() -> type:
     return PhysicsConfig
 
 
+def _targets_class() -> type:
+    from dpa_ros.geometry.targets import TargetConfig
+
+    return TargetConfig
+
+
+#: keys a ``layout:`` section held before they moved to the stage that uses them: old key -> new
+#: ``section.key``, or None for a key no stage of a profile reads any more
+MOVED_LAYOUT_KEYS: dict[str, str | None] = {"depth_smoothing": "targets.depth_smoothing", "block_elements": None}
+
+
+def migrate_moved_keys(data: dict, where: str = "") -> dict:
+    """``data`` (a profile, a ``--config`` file or overrides, as a mapping) with each key of
+    :data:`MOVED_LAYOUT_KEYS` taken out of its ``layout:`` section: moved to its new section, or
+    dropped when nothing reads it, with a FutureWarning naming the new key. :class:`ProfileError`
+    when ``data`` sets a key in both places. ``where`` (a file) goes into the messages."""
+    layout = data.get("layout")
+    if not isinstance(layout, dict) or not any(k in layout for k in MOVED_LAYOUT_KEYS):
+        return data
+    data, layout = dict(data), dict(layout)
+    at = f"{where}: " if where else ""
+    for old, new in MOVED_LAYOUT_KEYS.items():
+        if old not in layout:
+            continue
+        value = layout.pop(old)
+        if new is None:
+            warnings.warn(f"{at}layout.{old} is ignored and will be an unknown key: no stage of a profile reads it "
+                          f"(it sizes the legacy solver's nearest-neighbour blocks: "
+                          f"solve_layout_legacy(..., {old}=N)); remove it", FutureWarning, stacklevel=2)
+            continue
+        section, key = new.split(".")
+        moved = data.get(section)
+        moved = dict(moved) if isinstance(moved, dict) else {}
+        if key in moved:
+            raise ProfileError(f"{at}layout.{old} moved to {new}, and both are set: keep only {new}")
+        warnings.warn(f"{at}layout.{old} is deprecated and will be an unknown key: it moved to {new} "
+                      f"(read as {new}: {value!r})", FutureWarning, stacklevel=2)
+        moved[key] = value
+        data[section] = moved
+    data["layout"] = layout
+    return data
+
+
 def _plain_from_dict(cls: type, data: dict | None, path: str):
     """An instance of the dataclass ``cls`` from a mapping; unknown keys and invalid values are
     :class:`ProfileError` naming the key."""
@@ -381,6 +434,12 @@ def layout_from_dict(data: dict | None, path: str = "layout") -> LayoutConfig:
     """:class:`~dpa_ros.geometry.layout.config.LayoutConfig` from a ``layout:`` mapping; unknown keys and
     invalid values are :class:`ProfileError`."""
     return _plain_from_dict(_layout_class(), data, path)  # checked on construction
+
+
+def targets_from_dict(data: dict | None, path: str = "targets") -> TargetConfig:
+    """:class:`~dpa_ros.geometry.targets.TargetConfig` from a ``targets:`` mapping; unknown keys and
+    invalid values are :class:`ProfileError`."""
+    return _plain_from_dict(_targets_class(), data, path)
 
 
 def physics_from_dict(data: dict | None, path: str = "physics") -> PhysicsConfig:
@@ -404,6 +463,7 @@ class Profile(_Section):
         prompt: the detection prompt of categories, ``"chair. table."``.
         min_image_side: smaller images (pixels) are rejected.
         layout: the layout solver's settings (``layout:``).
+        targets: how each instance's targets are built from the depth (``targets:``).
         physics: the physical-consistency stage after the layout (``physics:``; ``enabled: false``
             turns it off).
     """
@@ -424,21 +484,26 @@ class Profile(_Section):
     generator: GeneratorConfig = field(default_factory=lambda: GeneratorConfig(source="tiny"))
     depth: DepthConfig = field(default_factory=lambda: DepthConfig(source="tiny"))
     layout: LayoutConfig = field(default_factory=lambda: _layout_class()())
+    targets: TargetConfig = field(default_factory=lambda: _targets_class()())
     physics: PhysicsConfig = field(default_factory=lambda: _physics_class()())
 
     @classmethod
     def _type_hints(cls) -> dict[str, Any]:
-        return typing.get_type_hints(cls, localns={"LayoutConfig": _layout_class(), "PhysicsConfig": _physics_class()})
+        return typing.get_type_hints(cls, localns={"LayoutConfig": _layout_class(), "TargetConfig": _targets_class(),
+                                                   "PhysicsConfig": _physics_class()})
 
     @classmethod
     def from_dict(cls, data: dict | None, path: str = ""):
         data = dict(data or {})
-        layout = data.pop("layout", None)
-        physics = data.pop("physics", None)
         name = str(data.get("name", "custom"))
         try:
+            data = migrate_moved_keys(data)
+            layout = data.pop("layout", None)
+            targets = data.pop("targets", None)
+            physics = data.pop("physics", None)
             prof = super().from_dict(data, path)
-            return dataclasses.replace(prof, layout=layout_from_dict(layout), physics=physics_from_dict(physics))
+            return dataclasses.replace(prof, layout=layout_from_dict(layout), targets=targets_from_dict(targets),
+                                       physics=physics_from_dict(physics))
         except ProfileError as exc:
             raise ProfileError(f"profile '{name}': {exc}") from exc
 

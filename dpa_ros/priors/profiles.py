@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from dpa_ros.priors.config import Profile
+from dpa_ros.priors.config import Profile, migrate_moved_keys
 from dpa_ros.priors.errors import ReconstructionError
 
 PROFILE_NAMES = ("paper", "fast", "smoke")
@@ -65,7 +65,7 @@ def _named(name: str, config_path: str | Path | None, seen: tuple[str, ...]) -> 
     for folder in profile_dirs(config_path):
         path = folder / f"{name}.yaml"
         if path.is_file():
-            data = _read_yaml(path, "profile")
+            data = migrate_moved_keys(_read_yaml(path, "profile"), str(path))
             if "base" in data:
                 data = merge(_named(str(data.pop("base")), config_path, seen + (name,)), data)
             return data
@@ -93,8 +93,9 @@ def load_profile_dict(name: str, config_path: str | Path | None = None, override
         refine = _read_yaml(Path(config_path), "config")
         if isinstance(refine.get("profiles"), dict):
             refine = refine["profiles"].get(name) or {}
+        refine = migrate_moved_keys(refine, str(config_path))
     base = str(refine.pop("base", name))
     data = merge(_named(base, config_path, ()), refine)
-    data = merge(data, overrides)
+    data = merge(data, migrate_moved_keys(overrides, "overrides") if overrides else overrides)
     data["name"] = refine.get("name", name)
     return data

@@ -72,7 +72,7 @@ class LocalCompute:
                       gravity: np.ndarray | None = None, gravity_source: str = "given",
                       progress: Callable[[str, float], None] | None = None, cancel: Callable[[], bool] = _never) -> Any:
         """Known meshes (:class:`dpa_ros.assemble.Instance`) fitted to sensor ``depth`` (metres) with
-        the profile's layout and physics settings; no model is used. ReconstructionError names an
+        the profile's layout, targets and physics settings; no model is used. ReconstructionError names an
         instance the layout refuses."""
         from dpa_ros.assemble import assemble_scene
 
@@ -84,8 +84,8 @@ class LocalCompute:
 
         try:
             return assemble_scene(image_rgb, depth, camera, instances, config=self.layout_config,
-                                  physics=self.profile.physics, profile="instances", gravity=gravity,
-                                  gravity_source=gravity_source, progress=overall)
+                                  physics=self.profile.physics, targets=self.profile.targets, profile="instances",
+                                  gravity=gravity, gravity_source=gravity_source, progress=overall)
         except ValueError as exc:  # InstanceInputError: no valid depth in a mask, an unusable mesh
             raise ReconstructionError(f"goal instances could not be fitted: {exc}") from exc
 

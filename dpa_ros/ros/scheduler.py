@@ -467,8 +467,8 @@ class Reconstructor:
                                          progress=timer, cancel=lambda: self._should_stop(job))
 
     def _fit_instances(self, job: Job, timer: StageTimer):
-        """The goal's instances fitted to the frame's sensor depth with the profile's layout and
-        physics settings (``dpa-reconstruct --instances``; no model is loaded). Raises
+        """The goal's instances fitted to the frame's sensor depth with the profile's layout, targets
+        and physics settings (``dpa-reconstruct --instances``; no model is loaded). Raises
         ReconstructionError without sensor depth or naming an instance the layout refuses."""
         from dpa_ros import pipeline as mod
 

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from dpa_ros.core.errors import ConfigError
+
 if TYPE_CHECKING:
     from dpa_ros.geometry.layout.problem import LayoutProblem
 
@@ -15,7 +17,8 @@ class LayoutConfig:
     """Layout solver settings. Defaults are sized for a CPU; :meth:`paper` gives the paper's sizes.
 
     Frozen and checked once, on construction (:meth:`validate`; ``dataclasses.replace`` constructs
-    anew): a LayoutConfig that exists is valid, so its users do not check it again.
+    anew): a LayoutConfig that exists is valid, so its users do not check it again. A bad value is a
+    :class:`~dpa_ros.core.errors.ConfigError` naming the setting.
 
     Attributes:
         lambda_2d: weight λ of the 2D terms (normalised image units, see module docstring).
@@ -42,13 +45,8 @@ class LayoutConfig:
             ``scan_shift`` × q initial radii toward where the mask is cut by the image border or
             hidden by something in front (:func:`~dpa_ros.geometry.layout.problem.open_direction`); 0 disables
             (half the hypotheses).
-        depth_smoothing: side (pixels) of the window each instance's depth is averaged over inside its
-            mask before its targets are built (:func:`~dpa_ros.geometry.targets.smooth_depth_in_masks`,
-            by :func:`~dpa_ros.assemble.assemble_scene`; not at depth edges of more than
-            2 × ``occlusion_margin``); 0 or 1 fits the depth as measured.
         threads: torch CPU threads while the solver runs (restored afterwards); None keeps torch's
             setting (by default one per physical core). 1 leaves the other cores to other work.
-        block_elements: accepted for compatibility with the legacy solver's configs; unused here.
     """
 
     lambda_2d: float = 4.0
@@ -68,9 +66,7 @@ class LayoutConfig:
     scan_scales: tuple[float, ...] = (0.8, 1.0, 1.25, 1.55, 1.95)
     scan_icp_steps: int = 3
     scan_shift: float = 1.0
-    depth_smoothing: int = 5
     threads: int | None = None
-    block_elements: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -83,35 +79,39 @@ class LayoutConfig:
                        **overrides)
 
     def validate(self) -> "LayoutConfig":
-        """``self``, or ValueError naming the setting that is out of range."""
-        if self.restarts < 1 or self.iterations < 1 or self.points < 10:
-            raise ValueError(f"layout config needs restarts >= 1, iterations >= 1, points >= 10: {self}")
+        """``self``, or :class:`~dpa_ros.core.errors.ConfigError` naming the setting that is out of range."""
+        for name, least in (("restarts", 1), ("iterations", 1), ("points", 10), ("keep_restarts", 1),
+                            ("coarse_points", 10), ("silhouette_points", 10)):
+            if getattr(self, name) < least:
+                raise ConfigError(f"layout config needs {name} >= {least}, got {getattr(self, name)!r}")
         if self.dof not in ("auto", "5", "7"):
-            raise ValueError(f"layout dof must be 'auto', '5' or '7', got {self.dof!r}")
+            raise ConfigError(f"layout dof must be 'auto', '5' or '7', got {self.dof!r}")
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
-            raise ValueError(f"layout device must be 'cpu', 'cuda' or 'auto', got {self.device!r}")
-        if self.lambda_2d < 0 or self.lr <= 0 or self.occlusion_margin < 0:
-            raise ValueError(f"layout needs lambda_2d >= 0, lr > 0 and occlusion_margin >= 0: {self}")
-        if self.keep_restarts < 1 or self.coarse_points < 10 or self.silhouette_points < 10:
-            raise ValueError(f"layout needs keep_restarts >= 1, coarse_points >= 10, silhouette_points >= 10: {self}")
-        if self.scan_rotations < self.restarts or not self.scan_scales or min(self.scan_scales) <= 0 \
-                or self.scan_icp_steps < 0 or self.scan_shift < 0:
-            raise ValueError("layout needs scan_rotations >= restarts, positive scan_scales, scan_icp_steps >= 0 and "
-                             "scan_shift >= 0: "
-                             f"{self}")
-        if self.depth_smoothing < 0:
-            raise ValueError(f"layout depth_smoothing must be >= 0 pixels, got {self.depth_smoothing}")
+            raise ConfigError(f"layout device must be 'cpu', 'cuda' or 'auto', got {self.device!r}")
+        for name in ("lambda_2d", "occlusion_margin"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"layout config needs {name} >= 0, got {getattr(self, name)!r}")
+        if self.lr <= 0:
+            raise ConfigError(f"layout config needs lr > 0, got {self.lr!r}")
+        if self.scan_rotations < self.restarts:
+            raise ConfigError(f"layout config needs scan_rotations >= restarts ({self.restarts}), "
+                              f"got {self.scan_rotations!r}")
+        if not self.scan_scales or min(self.scan_scales) <= 0:
+            raise ConfigError(f"layout config needs positive scan_scales, got {self.scan_scales!r}")
+        for name in ("scan_icp_steps", "scan_shift"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"layout config needs {name} >= 0, got {getattr(self, name)!r}")
         if self.field_resolution < 8:
-            raise ValueError(f"layout field_resolution must be >= 8, got {self.field_resolution}")
+            raise ConfigError(f"layout field_resolution must be >= 8, got {self.field_resolution}")
         if self.threads is not None and self.threads < 1:
-            raise ValueError(f"layout threads must be >= 1 or None, got {self.threads}")
+            raise ConfigError(f"layout threads must be >= 1 or None, got {self.threads}")
         return self
 
     def torch_device(self) -> torch.device:
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if str(self.device).startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"layout device {self.device!r} requested but CUDA is not available")
+            raise ConfigError(f"layout device {self.device!r} requested but CUDA is not available")
         return torch.device(self.device)
 
     def schedule(self) -> list[tuple[int, int, int]]:
@@ -140,12 +140,13 @@ class LayoutConfig:
 def checked_config(problems: list[LayoutProblem], gravity, config: LayoutConfig | None
                    ) -> tuple[LayoutConfig, int, torch.device]:
     """The config (default :class:`LayoutConfig`), the DoF it gives (5 with gravity under dof "auto",
-    else 7) and the torch device; raises ValueError for no problems or dof "5" without gravity.
+    else 7) and the torch device; raises ValueError for no problems and
+    :class:`~dpa_ros.core.errors.ConfigError` for dof "5" without gravity.
     Shared with the legacy solver, so both refuse the same inputs."""
     cfg = config or LayoutConfig()
     if not problems:
         raise ValueError("layout needs at least one instance")
     if cfg.dof == "5" and gravity is None:
-        raise ValueError("layout dof '5' needs the gravity direction (fit a floor plane or pass gravity)")
+        raise ConfigError("layout dof '5' needs the gravity direction (fit a floor plane or pass gravity)")
     dof = 5 if (cfg.dof == "5" or (cfg.dof == "auto" and gravity is not None)) else 7
     return cfg, dof, cfg.torch_device()

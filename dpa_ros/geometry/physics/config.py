@@ -5,9 +5,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dpa_ros.core.errors import ConfigError
 
-class PhysicsConfigError(ValueError):
-    """A :class:`PhysicsConfig` value out of range."""
+
+class PhysicsConfigError(ConfigError):
+    """A :class:`PhysicsConfig` value out of range (a :class:`~dpa_ros.core.errors.ConfigError`)."""
 
 
 @dataclass(frozen=True)
