@@ -25,8 +25,19 @@ pytestmark = pytest.mark.ros
 from action_msgs.msg import GoalStatus  # noqa: E402
 from moveit_msgs.msg import CollisionObject  # noqa: E402
 from scipy.spatial.transform import Rotation  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
-from test_ros_node import CAMERA, RGB, ROOT, Client, start_node, stop_node, table_depth_mm, wait_until  # noqa: E402
+from test_ros_node import (  # noqa: E402
+    CAMERA,
+    LATCHED,
+    RGB,
+    ROOT,
+    Client,
+    start_node,
+    stop_node,
+    table_depth_mm,
+    wait_until,
+)
 from tf2_msgs.msg import TFMessage  # noqa: E402
 
 from dpa_ros.assemble import Instance as LayoutInstance  # noqa: E402
@@ -78,6 +89,8 @@ class MemoryClient(Client):
         self.node.create_subscription(CollisionObject, "/collision_object", self._collision, COLLISION_OBJECT_QOS)
         self.tf_static: list[TFMessage] = []
         self.node.create_subscription(TFMessage, "/tf_static", self._tf, COLLISION_OBJECT_QOS)
+        self.got["overlay"] = []
+        self.node.create_subscription(Image, f"{NODE}/overlay", lambda m: self._store("overlay", m), LATCHED)
         self.clear_client = self.node.create_client(Trigger, f"{NODE}/clear_memory")
         self.forget_client = self.node.create_client(Forget, f"{NODE}/forget")
 
@@ -200,6 +213,30 @@ def single_view_errors(view: sv.View, objects, profiles) -> list[float]:
             for o, i in zip(scene.objects, keep)]
 
 
+def points_on(points: np.ndarray, truth: sv.WorldObject, margin: float = 0.03) -> int:
+    """How many fixed-frame ``points`` lie within ``margin`` (m) of ``truth``'s box, above the floor."""
+    G = truth.T_world_object
+    local = (points - G[:3, 3]) @ np.linalg.inv(G[:3, :3]).T
+    lo, hi = truth.mesh.bounds
+    pad = margin / truth.scale
+    inside = np.all((local >= lo - pad) & (local <= hi + pad), axis=1) & (points[:, 2] > margin)
+    return int(inside.sum())
+
+
+def tinted(overlay: Image, rgb: np.ndarray, mask: np.ndarray) -> float:
+    """The share of ``mask``'s pixels the overlay draws over (differs from the input image)."""
+    drawn = np.any(conv.image_to_numpy(overlay) != rgb, axis=-1)
+    return float(drawn[mask].mean())
+
+
+def latest(client: MemoryClient, key: str, stamp_ns: int, count: int):
+    """The newest ``key`` message once at least ``count`` have arrived (the republish), its stamp checked."""
+    assert wait_until(lambda: len(client.got[key]) >= count, 10.0), (key, len(client.got[key]), count)
+    msg = client.got[key][-1][1]
+    assert conv.stamp_to_ns(msg.header.stamp) == stamp_ns
+    return msg
+
+
 def test_refusals_name_the_reason_and_the_node_keeps_serving(node, client, odom, mesh_root, tmp_path):
     objects = sv.default_objects()
     view = sv.render_view(objects, sv.camera_pose(0.0, 0.0, 0.0))
@@ -279,18 +316,33 @@ def test_views_keep_ids_fuse_poses_forget_a_removed_object_and_follow_a_moved_on
     assert msg_error(chair, moved[0]) < 0.03 and msg_error(chair, objects[0]) > 0.3
     assert client.removed() == [f"{prefix}object_{box}"]
 
-    # ~/forget one object, then ~/clear_memory
+    # ~/forget one object, then ~/clear_memory: what is republished shows only what is remembered
     cabinet = ids_by_label["cabinet"]
+    stamp = conv.stamp_to_ns(client.got["scene"][-1][1].header.stamp)
+    cloud = conv.pointcloud2_to_arrays(client.got["cloud"][-1][1])[0]
+    assert client.got["cloud"][-1][1].header.frame_id == FIXED
+    assert points_on(cloud, moved[1]) > 50 and points_on(cloud, moved[0]) > 50
+    overlay = client.got["overlay"][-1][1]
+    assert tinted(overlay, view.rgb, view.masks[1]) > 0.5 and tinted(overlay, view.rgb, view.masks[0]) > 0.5
+    counts = {key: len(client.got[key]) for key in ("cloud", "overlay")}
     res = Client._wait(client.forget_client.call_async(Forget.Request(id=cabinet)), 10.0)
     assert res.success, res.message
     assert wait_until(lambda: f"{prefix}object_{cabinet}" in client.removed(), 5.0)
     assert wait_until(lambda: [o.id for o in client.got["scene"][-1][1].objects] == [chair.id], 5.0)
+    cloud = conv.pointcloud2_to_arrays(latest(client, "cloud", stamp, counts["cloud"] + 1))[0]
+    assert points_on(cloud, moved[1]) == 0 and points_on(cloud, moved[0]) > 50  # the floor and wall stay
+    overlay = latest(client, "overlay", stamp, counts["overlay"] + 1)
+    assert tinted(overlay, view.rgb, view.masks[1]) < 0.02 and tinted(overlay, view.rgb, view.masks[0]) > 0.5
     res = Client._wait(client.forget_client.call_async(Forget.Request(id=cabinet)), 10.0)
     assert not res.success and f"no remembered object has id {cabinet}" in res.message
     res = Client._wait(client.clear_client.call_async(Trigger.Request()), 10.0)
     assert res.success and f"[{chair.id}]" in res.message, res.message
     assert wait_until(lambda: client.got["scene"][-1][1].objects == [], 5.0)
     assert wait_until(lambda: f"{prefix}object_{chair.id}" in client.removed(), 5.0)
+    cloud = conv.pointcloud2_to_arrays(latest(client, "cloud", stamp, counts["cloud"] + 2))[0]
+    assert points_on(cloud, moved[0]) == 0 and len(cloud) > 1000
+    overlay = latest(client, "overlay", stamp, counts["overlay"] + 2)
+    np.testing.assert_array_equal(conv.image_to_numpy(overlay), view.rgb)  # nothing remembered, nothing drawn
     assert node.proc.poll() is None
 
 

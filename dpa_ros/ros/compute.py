@@ -32,7 +32,8 @@ from dpa_ros.priors.errors import Cancelled, ReconstructionError
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.05  # how often the parent checks cancel() and the child's health during a call
+#: How often (seconds) the parent checks ``cancel()`` and the child's health during a call.
+POLL_S = 0.05
 DEFAULT_NICENESS = 10  # the compute process yields the CPU to intake when the cores are short
 FIT_STAGES = ("background", "layout", "physics", "assemble")
 

@@ -121,7 +121,7 @@ class ReconstructNode(Node):
         self._publish_lock = threading.Lock()  # the worker and the memory services both publish
         self._memory = NodeMemory(self._p("fixed_frame"), int(self._p("forget_after"))) \
             if self._p("fixed_frame") else None
-        self._last_memory: tuple | None = None  # (Remembered, frame, view) last published
+        self._last_memory: tuple | None = None  # (Remembered, frame) last published
         if self._memory is not None:
             self._gravity.listen()  # every view is placed in fixed_frame through TF
 
@@ -380,23 +380,26 @@ class ReconstructNode(Node):
         with self._publish_lock:
             return self._outputs.publish(scene, frame, view)
 
-    def _remember(self, scene, request: Request) -> tuple[Any, str]:
-        """Merge a view into the memory (worker thread); (the memory's scene in fixed_frame, note)."""
+    def _remember(self, scene, request: Request) -> tuple[Any, str, Any]:
+        """Merge a view into the memory (worker thread); (the memory's scene in fixed_frame, note,
+        the view's reconstruction labelled with the memory ids, for the overlay)."""
         frame = request.frame
         masks = [inst.mask for inst in request.instances] if request.instances else None
         remembered = self._memory.observe(scene, request.T_fixed_camera, frame.depth, masks,
                                           forget_after=int(self._p("forget_after")))
-        self._last_memory = (remembered, frame, scene)
-        return remembered.scene, remembered.summary(self._memory.fixed_frame)
+        self._last_memory = (remembered, frame)
+        return remembered.scene, remembered.summary(self._memory.fixed_frame), remembered.view
 
     def _republish_memory(self) -> str:
-        """Publish the memory after a forget or clear (from the last view); a note for the reply."""
+        """Publish the memory after a forget or clear (the last view's cloud and overlay without the
+        objects no longer remembered); a note for the reply."""
         last = self._last_memory
         if last is None:
             return "nothing published yet"
-        remembered, frame, view = last
+        remembered, frame = last
         now = self._memory.current(remembered)
-        self._publish(now.scene, frame, view)
+        self._last_memory = (now, frame)
+        self._publish(now.scene, frame, now.view)
         return f"republished {now.summary(self._memory.fixed_frame)}"
 
     def _on_clear_memory(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:

@@ -9,11 +9,16 @@ request carried instances, else the pixels where the object's placed mesh is the
 the memory fuses and tests visibility on is the sensor depth, or without one the placed meshes'
 own (rendered) depth.
 
+What is published after a ``~/forget`` or ``~/clear_memory`` (:meth:`NodeMemory.current`) shows
+only what is remembered: the last view's cloud without the points of the forgotten objects' masks,
+and its reconstruction (drawn in the overlay, labelled with the memory ids) without those objects.
+
 Thread-safe: the worker observes, the ``~/clear_memory`` and ``~/forget`` services forget, under
 one lock.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass
 
@@ -63,13 +68,41 @@ def visible_masks(scene, sensor_depth: np.ndarray | None) -> tuple[list[np.ndarr
     return [(ids == i) & agrees for i in range(len(scene.objects))], depth
 
 
+def cloud_owners(scene, masks: list[np.ndarray], ids: list[int]) -> np.ndarray:
+    """Per point of ``scene``'s cloud (optical frame, back-projected pixels), the memory id of the
+    object whose mask holds its pixel (``ids``: per scene object), -1 for none (background)."""
+    points = np.asarray(scene.cloud_points, float).reshape(-1, 3)
+    owners = np.full(len(points), -1, np.int64)
+    if not len(points) or not masks:
+        return owners
+    camera = scene.camera
+    front = points[:, 2] > 0
+    uv = np.round(camera.project(points[front])).astype(np.int64)
+    u = np.clip(uv[:, 0], 0, camera.width - 1)
+    v = np.clip(uv[:, 1], 0, camera.height - 1)
+    found = np.full(len(uv), -1, np.int64)
+    for mask, k in reversed(list(zip(masks, ids))):  # the first mask holding a pixel owns it
+        found[np.asarray(mask, bool)[v, u]] = k
+    owners[front] = found
+    return owners
+
+
 @dataclass
 class Remembered:
-    """One reconstruction after the memory: ``scene`` is the whole memory in the fixed frame (stable
-    ids, the view's cloud carried into the fixed frame), ``update`` what this view changed."""
+    """One reconstruction after the memory.
+
+    Attributes:
+        scene: the whole memory in the fixed frame (stable ids, the view's cloud carried into it).
+        update: what this view changed.
+        view: the view's own reconstruction (optical frame) with each object's id its memory id,
+            for the overlay.
+        cloud_owners: per cloud point, the memory id of the object it was seen on, -1: background.
+    """
 
     scene: object
     update: MemoryUpdate
+    view: object = None
+    cloud_owners: np.ndarray | None = None
 
     def summary(self, fixed_frame: str) -> str:
         """One line for the reply: the memory's objects and what this view changed."""
@@ -106,14 +139,24 @@ class NodeMemory:
         points = np.asarray(scene.cloud_points, float).reshape(-1, 3)
         out.cloud_points = points @ T[:3, :3].T + T[:3, 3]
         out.cloud_colors = np.asarray(scene.cloud_colors)
-        return Remembered(out, update)
+        view = dataclasses.replace(scene, objects=[dataclasses.replace(o, id=k)
+                                                   for o, k in zip(scene.objects, update.ids)])
+        return Remembered(out, update, view, cloud_owners(scene, masks, update.ids))
 
     def current(self, like: Remembered) -> Remembered:
-        """The memory as it is now (after a forget or clear), with ``like``'s camera, stamp and cloud."""
+        """The memory as it is now (after a forget or clear), with ``like``'s camera and stamp, and
+        ``like``'s cloud and view without the objects no longer remembered (module docstring)."""
         with self._lock:
             out = self._memory.to_scene(self.fixed_frame, like=like.scene)
-        out.cloud_points, out.cloud_colors = like.scene.cloud_points, like.scene.cloud_colors
-        return Remembered(out, MemoryUpdate(ids=[o.id for o in out.objects]))
+        ids = [o.id for o in out.objects]
+        owners = like.cloud_owners if like.cloud_owners is not None else \
+            np.full(len(like.scene.cloud_points), -1, np.int64)
+        keep = (owners < 0) | np.isin(owners, ids)
+        out.cloud_points = np.asarray(like.scene.cloud_points)[keep]
+        out.cloud_colors = np.asarray(like.scene.cloud_colors)[keep]
+        view = None if like.view is None else \
+            dataclasses.replace(like.view, objects=[o for o in like.view.objects if o.id in ids])
+        return Remembered(out, MemoryUpdate(ids=ids), view, owners[keep])
 
     def ids(self) -> list[int]:
         """The remembered ids, ascending."""

@@ -377,15 +377,17 @@ class Reconstructor:
         logger: has ``info`` and ``warning``.
         images_received: the count of images taken in so far; the images taken in per second while
             the pipeline ran (the intake rate) is then logged and told in the job's message.
-        remember: with the scene memory on, ``remember(scene, request) -> (memory scene, note)``
-            merges the reconstruction into the memory; the memory scene is published instead.
+        remember: with the scene memory on, ``remember(scene, request) -> (memory scene, note,
+            view)`` merges the reconstruction into the memory; the memory scene is published
+            instead, and ``view`` (the reconstruction relabelled with the memory ids) is drawn in
+            the overlay.
     """
 
     def __init__(self, loader: PipelineLoader, publish: Callable, summarize: Callable[[Any], str],
                  gravity_note: Callable[[Any, tuple], str], thresholds: Callable[[], dict],
                  feedback: Callable[[Request, str, float], None], should_stop: Callable[[Job], bool],
                  logger: Any, images_received: Callable[[], int] | None = None,
-                 remember: Callable[[Any, Request], tuple[Any, str]] | None = None) -> None:
+                 remember: Callable[[Any, Request], tuple[Any, str, Any]] | None = None) -> None:
         self._remember = remember
         self._loader, self._publish, self._summarize = loader, publish, summarize
         self._gravity_note, self._thresholds, self._feedback = gravity_note, thresholds, feedback
@@ -438,12 +440,12 @@ class Reconstructor:
         notes = [self._gravity_note(scene, request.gravity)]
         if self._remember is not None:
             try:
-                published, memory_note = self._remember(scene, request)
+                published, memory_note, view = self._remember(scene, request)
             except ValueError as exc:
                 fail(f"scene memory: {exc}")
                 return
             notes.append(memory_note)
-            job.result, published_notes = self._publish(published, frame, scene)
+            job.result, published_notes = self._publish(published, frame, view)
         else:
             job.result, published_notes = self._publish(scene, frame, None)
         notes += published_notes + intake
