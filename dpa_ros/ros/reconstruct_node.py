@@ -14,11 +14,14 @@ docs/interfaces.md lists the topics, services, action, TF frames and parameters 
 
 Threading: subscription callbacks only store the unconverted messages. A request waits (up to
 ``frame_wait_s``) for the newest complete frame, converts and validates it at once (bad input fails
-fast, even while busy in ``queue`` mode) and hands it to the scheduler's one worker thread, which runs
-the pipeline and publishes. Requests wait for their job inside a reentrant callback group of a
-MultiThreadedExecutor, so subscriptions, the action server, the service and the parameter services
-stay responsive during a reconstruction. ``torch_threads`` caps torch's intra-op pool so that, on a
-small CPU, the executor's intake threads keep a core; ``max_image_size`` downscales the chosen frame.
+fast, even while busy in ``queue`` mode) and hands it to the scheduler's one worker thread, which has
+the pipeline run (in a child process with ``compute_process``, :mod:`dpa_ros.ros.compute`, so that its
+Python never holds this process's interpreter lock while frames arrive), merges the memory and
+publishes. Requests wait for their job inside a reentrant callback group of a MultiThreadedExecutor,
+so subscriptions, the action server, the service and the parameter services stay responsive during a
+reconstruction; a request during the start's model load waits for it (``load_wait_s``).
+``torch_threads`` caps torch's intra-op pool so that, on a small CPU, intake keeps a core;
+``max_image_size`` downscales the chosen frame.
 """
 from __future__ import annotations
 
