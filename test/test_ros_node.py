@@ -168,8 +168,11 @@ def node(tmp_path_factory):
 
 # ---------------------------------------------------------------------------------------- client
 def _param(name: str, value) -> ParameterMsg:
+    """A parameter message of ``value``'s type (a list is a string array)."""
     v = ParameterValue()
-    if isinstance(value, bool):
+    if isinstance(value, list):
+        v.type, v.string_array_value = ParameterType.PARAMETER_STRING_ARRAY, [str(x) for x in value]
+    elif isinstance(value, bool):
         v.type, v.bool_value = ParameterType.PARAMETER_BOOL, value
     elif isinstance(value, int):
         v.type, v.integer_value = ParameterType.PARAMETER_INTEGER, value

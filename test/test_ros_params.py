@@ -22,9 +22,6 @@ pytestmark = pytest.mark.ros
 
 from action_msgs.msg import GoalStatus  # noqa: E402
 from moveit_msgs.msg import CollisionObject  # noqa: E402
-from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
-from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
-from rcl_interfaces.srv import SetParameters  # noqa: E402
 from test_ros_node import (  # noqa: E402
     CAMERA,
     FRAME,
@@ -69,30 +66,6 @@ def client(node):
         c.close()
 
 
-def set_params(client: Client, **values) -> list:
-    """SetParameters results; a list value is a string array (the Client's helper sends scalars)."""
-    msgs = []
-    for name, value in values.items():
-        if isinstance(value, list):
-            msgs.append(ParameterMsg(name=name, value=ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY,
-                                                                     string_array_value=value)))
-        else:
-            msgs.append(_scalar(name, value))
-    req = SetParameters.Request(parameters=msgs)
-    return client._wait(client.set_params_client.call_async(req), 10.0).results
-
-
-def _scalar(name: str, value) -> ParameterMsg:
-    v = ParameterValue()
-    if isinstance(value, bool):
-        v.type, v.bool_value = ParameterType.PARAMETER_BOOL, value
-    elif isinstance(value, float):
-        v.type, v.double_value = ParameterType.PARAMETER_DOUBLE, value
-    else:
-        v.type, v.string_value = ParameterType.PARAMETER_STRING, str(value)
-    return ParameterMsg(name=name, value=v)
-
-
 def snapshot_ok(client: Client, stamp: int):
     """A snapshot that must succeed: (its reply message, the scene ~/scene published for ``stamp``)."""
     res = client.snapshot()
@@ -109,7 +82,7 @@ def exported_dir(message: str) -> Path:
 
 # ------------------------------------------------------------------------------------------ prompt
 def test_the_prompt_parameter_names_the_categories_and_a_goal_prompt_wins(node, client):
-    assert all(r.successful for r in set_params(client, prompt="zebra. kettle."))
+    assert all(r.successful for r in client.set_params(prompt="zebra. kettle."))
     try:
         stamp = next_stamp()
         client.publish(good_frame(stamp))
@@ -124,7 +97,7 @@ def test_the_prompt_parameter_names_the_categories_and_a_goal_prompt_wins(node, 
         assert status == GoalStatus.STATUS_SUCCEEDED, result.message
         assert result.scene.objects and {o.label for o in result.scene.objects} == {"lamp"}
     finally:
-        assert all(r.successful for r in set_params(client, prompt=""))
+        assert all(r.successful for r in client.set_params(prompt=""))
     # '' is the profile's prompt again
     stamp = next_stamp()
     client.publish(good_frame(stamp))
@@ -168,7 +141,7 @@ def test_require_depth_refuses_a_frame_without_depth_and_otherwise_it_falls_back
     message, scene = snapshot_ok(client, stamp)          # require_depth false (the default): the fallback
     assert _frame_text(stamp) in message and " without sensor depth" in message, message
     assert re.search("; reconstructing without depth: " + DEPTH_MISSING.format(stamp / 1e9), message), message
-    assert all(r.successful for r in set_params(client, require_depth=True))
+    assert all(r.successful for r in client.set_params(require_depth=True))
     try:
         flush_images(client, with_info=True)
         stamp = next_stamp()
@@ -181,7 +154,7 @@ def test_require_depth_refuses_a_frame_without_depth_and_otherwise_it_falls_back
         message, _ = snapshot_ok(client, stamp)
         assert _frame_text(stamp) in message and " with sensor depth" in message, message
     finally:
-        assert all(r.successful for r in set_params(client, require_depth=False))
+        assert all(r.successful for r in client.set_params(require_depth=False))
 
 
 # -------------------------------------------------------------------------------------- intrinsics
@@ -201,7 +174,7 @@ def test_intrinsics_k_and_p_choose_the_camera_matrix_of_the_scene(node, client):
     assert not np.allclose(expected["k"], expected["p"])
     try:
         for choice in ("k", "p", "auto"):
-            assert all(r.successful for r in set_params(client, intrinsics=choice))
+            assert all(r.successful for r in client.set_params(intrinsics=choice))
             stamp = next_stamp()
             client.publish(_frame_with_p(stamp))
             message, _ = snapshot_ok(client, stamp)
@@ -209,7 +182,7 @@ def test_intrinsics_k_and_p_choose_the_camera_matrix_of_the_scene(node, client):
             np.testing.assert_allclose(camera.K, expected[choice], err_msg=choice)
             assert (camera.width, camera.height) == (CAMERA.width, CAMERA.height)
     finally:
-        assert all(r.successful for r in set_params(client, intrinsics="auto"))
+        assert all(r.successful for r in client.set_params(intrinsics="auto"))
 
 
 # ---------------------------------------------------------------------------------- export_formats
@@ -226,8 +199,8 @@ def test_export_formats_writes_exactly_those_formats_and_refuses_an_unknown_one(
     assert (out / "scene.json").is_file() and (out / "objects").is_dir()
     assert len(list((out / "obj_world").glob("*.obj"))) == len(read_scene(out).objects) > 0
     try:
-        assert all(r.successful for r in set_params(client, export_formats=["glb", "ply"]))
-        (result,) = set_params(client, export_formats=["glb", "fbx"])
+        assert all(r.successful for r in client.set_params(export_formats=["glb", "ply"]))
+        (result,) = client.set_params(export_formats=["glb", "fbx"])
         assert not result.successful
         assert result.reason == f"export_formats: unknown format(s) ['fbx']; choose from {', '.join(FORMATS)}"
         stamp = next_stamp()
@@ -235,7 +208,7 @@ def test_export_formats_writes_exactly_those_formats_and_refuses_an_unknown_one(
         message, _ = snapshot_ok(client, stamp)
         assert _written_formats(exported_dir(message)) == {"glb", "ply"}  # the refused value changed nothing
     finally:
-        assert all(r.successful for r in set_params(client, export_formats=["obj"]))
+        assert all(r.successful for r in client.set_params(export_formats=["obj"]))
 
 
 def test_an_unknown_export_format_at_start_stops_the_node_with_the_reason(tmp_path):
@@ -264,7 +237,7 @@ def test_sync_tolerance_decides_whether_companions_30_ms_off_are_matched(node, c
     assert not res.success
     assert re.search(rf"missing camera_info for the image stamped {stamp / 1e9:.3f} s: the nearest of \d+ "
                      r"camera_info messages is 0\.030 s away \(sync_tolerance_s 0\.02\)", res.message), res.message
-    assert all(r.successful for r in set_params(client, sync_tolerance_s=0.05))
+    assert all(r.successful for r in client.set_params(sync_tolerance_s=0.05))
     try:
         stamp = next_stamp()
         client.publish(_companions_late(stamp, 30_000_000))
@@ -272,7 +245,7 @@ def test_sync_tolerance_decides_whether_companions_30_ms_off_are_matched(node, c
         assert _frame_text(stamp) in message and " with sensor depth" in message, message
         assert conv.stamp_to_ns(scene.header.stamp) == stamp
     finally:
-        assert all(r.successful for r in set_params(client, sync_tolerance_s=0.02))
+        assert all(r.successful for r in client.set_params(sync_tolerance_s=0.02))
 
 
 # ------------------------------------------------------------------------------ publish_detections
