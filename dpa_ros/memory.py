@@ -16,10 +16,14 @@ merged into the memory by :meth:`SceneMemory.observe`:
   matched to the closest of the mesh faces that face its own camera (a point seen through a thin
   part is not pulled onto its back), weighted by 1/σ² with σ ∝ depth², and the worst pairs (beyond
   2.5 × the median noise-normalised distance) are left out of each step. Starts: the remembered
-  pose, every kept view's own fit, and the remembered pose turned by each of the 24 axis rotations
-  of the mesh's frame (a chair taken for lying on its back in one view is righted by the others).
-  The candidate (refit or not) with the least truncated, noise-weighted squared distance over all
-  views wins.
+  pose and every kept view's own fit; and the remembered pose turned by each of the 24 axis
+  rotations of the mesh's frame, first refit two-sided (the surface samples each view should have
+  measured are also pulled to that view's nearest points, a wider basin) and the best of them then
+  refit one-sided (a chair taken for lying on its back in one view is righted by the points of
+  every view, or by what one view saw around it). The candidate (refit or not) with the least
+  cost wins: the truncated, noise-weighted squared distances over all views plus a free-space
+  term, the samples a view should have measured but saw through (its depth lies behind them), so
+  that a mesh too large or misplaced where nothing was seen loses.
 * Moves. When the new view's points lie further than ``move_tolerance_m`` (median) from the
   remembered surface and the new pose explains them better, the object moved: its old points are
   dropped and it takes the new view's pose, keeping its id.
@@ -43,8 +47,11 @@ import trimesh
 from dpa_ros.core.camera import CameraModel
 from dpa_ros.core.scene import Background, Scene, SceneObject
 from dpa_ros.geometry.multiview_fit import (
+    Silhouette,
     ViewPoints,
     apply_transform,
+    nearest_depth,
+    refine_point_to_plane,
     refit_similarity,
     surface_distance,
     truncated_costs,
@@ -57,6 +64,9 @@ VISIBILITY_SAMPLES = 500
 #: Refit steps of each turned start, and how many of the best of them are then refit in full.
 TURN_ITERATIONS = 4
 TURNS_REFIT = 3
+
+#: Most point-to-plane steps that finish each refit.
+PLANE_ITERATIONS = 8
 
 
 @dataclass
@@ -197,21 +207,25 @@ class SceneMemory:
         """Forget one object; False when no object has that id."""
         return self._objects.pop(int(object_id), None) is not None
 
-    def _view_points(self, depth: np.ndarray, camera: CameraModel, mask: np.ndarray, T_fixed_camera: np.ndarray,
-                     obj: SceneObject, T_fit: np.ndarray) -> ViewPoints:
+    def _view_points(self, depth: np.ndarray, depth_near: np.ndarray, camera: CameraModel, mask: np.ndarray,
+                     T_fixed_camera: np.ndarray, obj: SceneObject, T_fit: np.ndarray) -> ViewPoints:
         points = camera.backproject(depth, mask)
         if len(points) > self.config.points_per_view:
             points = points[np.sort(self._rng.choice(len(points), self.config.points_per_view, replace=False))]
         return ViewPoints(points=apply_transform(T_fixed_camera, points), origin=T_fixed_camera[:3, 3].copy(),
-                          weight=points[:, 2] ** -4.0, T_fit=T_fit, mesh=obj.mesh)
+                          weight=points[:, 2] ** -4.0, T_fit=T_fit, mesh=obj.mesh, camera=camera, depth=depth,
+                          T_camera_fixed=np.linalg.inv(T_fixed_camera), depth_near=depth_near,
+                          silhouette=Silhouette(mask))
 
     def _fuse(self, mem: RememberedObject, obj: SceneObject, view: ViewPoints) -> bool:
         """Merge a new observation into ``mem``; True when the object was found to have moved.
 
-        Candidates: the remembered pose and every kept view's own fit, each as it is and refit on
-        every view's points (:func:`refit_similarity`), and the ``TURNS_REFIT`` best of the remembered pose turned by
-        each of :data:`CUBE_ROTATIONS` (after ``TURN_ITERATIONS`` refit steps), refit in full; the one
-        with the least truncated, noise-weighted squared distance to every view's points wins.
+        Candidates (:mod:`dpa_ros.geometry.multiview_fit`): the remembered pose and every kept
+        view's own fit, each as it is and refit on every view's points (``refit_similarity``), and
+        the ``TURNS_REFIT`` best of the remembered pose turned by each of ``CUBE_ROTATIONS`` (after
+        ``TURN_ITERATIONS`` two-sided refit steps), refit two-sided then one-sided in full; each
+        one-sided refit ends with at most ``PLANE_ITERATIONS`` point-to-plane steps
+        (``refine_point_to_plane``). The candidate with the least ``truncated_costs`` wins.
         """
         cfg = self.config
         moved = False
@@ -228,16 +242,24 @@ class SceneMemory:
             mem.mesh, mem.T_fixed_object = view.mesh, view.T_fit
         else:
             starts = ([] if moved else [(mem.T_fixed_object, mem.mesh)]) + [(v.T_fit, v.mesh) for v in mem.views]
+            margin = cfg.occlusion_margin_m
+
+            def polished(mesh, T):  # closest-point steps reach the basin, point-to-plane steps its floor
+                T = refit_similarity(mesh, T, mem.views, cfg.icp_iterations)
+                return refine_point_to_plane(mesh, T, mem.views, PLANE_ITERATIONS, margin_m=margin), mesh
+
             candidates = []
             for T0, mesh in starts:
-                candidates += [(T0, mesh), (refit_similarity(mesh, T0, mem.views, cfg.icp_iterations), mesh)]
+                candidates += [(T0, mesh), polished(mesh, T0)]
             T0, mesh = starts[0]
-            turned = [(refit_similarity(mesh, T, mem.views, TURN_ITERATIONS), mesh)
-                      for T in turned_starts(T0, mesh)[1:]]
-            for k in np.argsort(truncated_costs(turned, mem.views))[:TURNS_REFIT]:
+            turned = [(refit_similarity(mesh, T, mem.views, TURN_ITERATIONS, two_sided=True, margin_m=margin), mesh)
+                      for T in turned_starts(T0, mesh)]
+            for k in np.argsort(truncated_costs(turned, mem.views, margin))[:TURNS_REFIT]:
                 T, mesh = turned[k]
-                candidates.append((refit_similarity(mesh, T, mem.views, cfg.icp_iterations), mesh))
-            mem.T_fixed_object, mem.mesh = candidates[int(np.argmin(truncated_costs(candidates, mem.views)))]
+                T = refit_similarity(mesh, T, mem.views, cfg.icp_iterations, two_sided=True, margin_m=margin)
+                candidates.append(polished(mesh, T))
+            costs = truncated_costs(candidates, mem.views, margin)
+            mem.T_fixed_object, mem.mesh = candidates[int(np.argmin(costs))]
             points = np.concatenate([v.points for v in mem.views])
             mem.fit_error_m = float(surface_distance(mem.mesh, mem.T_fixed_object, points)[0].mean())
         mem.scale = _scale_of(mem.T_fixed_object)
@@ -285,7 +307,8 @@ class SceneMemory:
             if np.shape(m) != depth.shape:
                 raise ValueError(f"mask {i} has shape {np.shape(m)}, the image is {depth.shape}")
         placed = [T_fixed_camera @ np.asarray(o.T_camera_object, float) for o in scene.objects]
-        views = [self._view_points(depth, camera, np.asarray(m, bool), T_fixed_camera, o, T)
+        depth_near = nearest_depth(depth)  # one per view, shared by its objects
+        views = [self._view_points(depth, depth_near, camera, np.asarray(m, bool), T_fixed_camera, o, T)
                  for m, o, T in zip(masks, scene.objects, placed)]
         boxes = [_box(o.mesh, T) for o, T in zip(scene.objects, placed)]
         mem_boxes = {k: _box(m.mesh, m.T_fixed_object) for k, m in self._objects.items()}

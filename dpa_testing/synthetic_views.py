@@ -94,3 +94,35 @@ def render_view(objects: list[WorldObject], T_world_camera: np.ndarray, width: i
         depth = depth + rng.normal(0.0, noise_std, depth.shape) * depth ** 2 / 4.0
     return View(camera=camera, T_world_camera=np.asarray(T_world_camera, float), rgb=rgb, depth=depth,
                 masks=[ids == i for i in range(len(objects))])
+
+
+#: Shapes a random layout draws from: label → mesh maker.
+SHAPES = {"chair": synthetic.make_chair, "cabinet": synthetic.make_l_shape, "sofa": synthetic.make_u_shape,
+          "shelf": synthetic.make_open_shelf, "box": synthetic.make_box, "bin": synthetic.make_cylinder}
+
+
+def random_layout(seed: int, count: int = 3) -> tuple[list[WorldObject], list[np.ndarray]]:
+    """A scene drawn from ``seed``: ``count`` different shapes of :data:`SHAPES` (longest side 0.4 to
+    0.9 m, any yaw) standing apart on the floor 1.8 to 3.4 m before the first camera, and three
+    camera poses (``T_world_camera``) 0.25 to 0.5 m apart, at 0.9 to 1.5 m height, pitched 12 to 30°
+    down and turned towards the scene's middle, so every object is seen by every camera."""
+    rng = np.random.default_rng(seed)
+    labels = list(rng.choice(sorted(SHAPES), size=count, replace=False))
+    objects: list[WorldObject] = []
+    while len(objects) < count:
+        label = labels[len(objects)]
+        scale = float(rng.uniform(0.4, 0.9))
+        x, y = float(rng.uniform(-0.9, 0.9)), float(rng.uniform(1.8, 3.4))
+        # apart: the footprints' circumscribed circles (radius scale/√2) do not overlap
+        if all(np.hypot(x - o.T_world_object[0, 3], y - o.T_world_object[1, 3]) > (scale + o.scale) / np.sqrt(2) + 0.05
+               for o in objects):
+            objects.append(world_object(str(label), SHAPES[label](), scale, x, y, float(rng.uniform(-180, 180))))
+    middle = np.mean([o.T_world_object[:2, 3] for o in objects], axis=0)
+    step = float(rng.uniform(0.25, 0.5))
+    height, pitch = float(rng.uniform(0.9, 1.5)), float(rng.uniform(12.0, 30.0))
+    poses = []
+    for k in (-1, 0, 1):
+        x = float(k * step + rng.uniform(-0.05, 0.05))
+        yaw = float(np.degrees(np.arctan2(-(middle[0] - x), middle[1])))  # towards the middle (+yaw: left)
+        poses.append(camera_pose(x, 0.0, yaw, height=height, pitch_deg=pitch))
+    return objects, poses

@@ -7,7 +7,8 @@ time and publishes, on ``NAMESPACE/image`` (rgb8), ``NAMESPACE/depth`` (16UC1 mm
 camera_info: companions arrive after their image, as with a driver's separate topics. The pixels
 are test/assets/coffee.png scaled to the size, and a tilted table plane with holes for depth. It
 prints READY once the node's inputs are matched, streams until its standard input closes (or
-``--seconds`` pass), and writes the frames it published, the time it took and the measured rate to
+``--seconds`` pass), and writes the frames it published, the time it took, the measured rate and
+each image's publish time (``time.monotonic()``, the system-wide clock other processes read too) to
 STATS.json.
 """
 from __future__ import annotations
@@ -74,12 +75,14 @@ def main(argv: list[str]) -> None:
         t_start = time.monotonic()
         end = t_start + args.seconds
         published = 0
+        publish_times = []
         next_t = t_start
         while not done.is_set() and time.monotonic() < end:
             stamp = node.get_clock().now().to_msg()
             for msg in (image, depth, info):
                 msg.header.stamp = stamp
             pubs["image"].publish(image)
+            publish_times.append(time.monotonic())
             time.sleep(rng.uniform(0.0, 0.03))
             pubs["depth"].publish(depth)
             pubs["camera_info"].publish(info)
@@ -88,7 +91,8 @@ def main(argv: list[str]) -> None:
             time.sleep(max(0.0, next_t - time.monotonic()))
         elapsed = time.monotonic() - t_start
         args.stats.write_text(json.dumps({"frames": published, "seconds": elapsed, "rate_hz": published / elapsed,
-                                          "width": args.width, "height": args.height}))
+                                          "width": args.width, "height": args.height,
+                                          "publish_monotonic": publish_times}))
         node.destroy_node()
     finally:
         rclpy.try_shutdown()

@@ -170,3 +170,37 @@ def test_the_nodes_masks_from_the_placed_meshes_match_the_rendered_ones():
     assert memory.observe(scene, view.T_world_camera, None).update.kept == [0, 1, 2]
     assert memory.forget(1) and memory.ids() == [0, 2] and memory.clear() == [0, 2]
     assert "memory in odom: 0 object(s) []" in memory.current(first).summary("odom")
+
+
+@pytest.mark.parametrize("axis", [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+def test_a_view_that_fits_the_chair_upside_down_and_off_is_righted_by_its_own_depth(axis):
+    """The layout solver can leave a chair on its back or upside down; the memory's turned,
+    two-sided starts find the pose that the view's depth points and free space support."""
+    objects = sv.default_objects()
+    view = sv.render_view(objects, sv.camera_pose(0.0, 0.0, 0.0), noise_std=0.005, seed=3)
+    scene, masks = ground_truth(view, objects)
+    chair = objects[0]
+    centre = chair.mesh.bounds.mean(0)
+    flip = np.eye(4)
+    flip[:3, :3] = trimesh_rotation(np.pi, axis)
+    flip[:3, 3] = centre - flip[:3, :3] @ centre
+    wrong = chair.T_world_object @ flip
+    wrong[:3, :3] *= 1.12                                  # 12 % too large
+    wrong[:3, 3] += [0.08, 0.0, 0.05]                      # and 9 cm off
+    T_cw = np.linalg.inv(view.T_world_camera)
+    objs = list(scene.objects)
+    objs[0] = dataclasses.replace(objs[0], T_camera_object=T_cw @ wrong, scale=1.12 * chair.scale)
+    assert centre_error(wrong, chair) > 0.08
+    memory = SceneMemory()
+    ids = memory.observe(dataclasses.replace(scene, objects=objs), view.T_world_camera, view.depth, masks).ids
+    righted = next(m for m in memory.objects if m.id == ids[0])
+    assert centre_error(righted.T_fixed_object, chair) < 0.01
+    R = righted.T_fixed_object[:3, :3] / righted.scale @ (chair.T_world_object[:3, :3] / chair.scale).T
+    assert np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1, 1))) < 3.0
+    assert abs(righted.scale / chair.scale - 1) < 0.02
+
+
+def trimesh_rotation(angle: float, axis) -> np.ndarray:
+    import trimesh
+
+    return trimesh.transformations.rotation_matrix(angle, axis)[:3, :3]
