@@ -156,7 +156,7 @@ def profiles(tmp_path_factory):
 def node(tmp_path_factory, mesh_root, profiles):
     handle = start_node(tmp_path_factory.mktemp("ros_memory"), NS, "use_depth:=true", f"fixed_frame:={FIXED}",
                         f"forget_after:={FORGET_AFTER}", f"mesh_roots:=['{mesh_root}']", f"config_path:={profiles}",
-                        "load_on_start:=false", profile="memory", export=False)
+                        "load_on_start:=false", "export_formats:=['mjcf']", profile="memory", export=False)
     try:
         yield handle
     finally:
@@ -259,6 +259,29 @@ def test_refusals_name_the_reason_and_the_node_keeps_serving(node, client, odom,
     assert node.proc.poll() is None
 
 
+def check_memory_export(message: str, ids_by_label: dict[str, int]) -> None:
+    """The export (export_dir) of the memory after the third view: in odom, with the floor (odom's
+    z = 0 plane: its origin lies on it) and gravity -z, every object resting on it in MuJoCo."""
+    import re
+
+    from dpa_ros.core.scene import read_scene
+    from dpa_ros.export.sim_check import check_scene
+
+    found = re.search(r"exported to (\S+?)(;|$)", message)
+    assert found, message
+    scene = read_scene(found.group(1))
+    assert scene.frame_id == FIXED and scene.in_fixed_frame
+    assert {o.label: o.id for o in scene.objects} == ids_by_label
+    floor = scene.background.floor
+    assert floor is not None and np.degrees(np.arccos(min(1.0, floor.normal[2]))) < 1.0
+    assert floor.offset == pytest.approx(0.0, abs=0.01)
+    np.testing.assert_allclose(scene.background.gravity, [0, 0, -1], atol=0.02)
+    report = check_scene(found.group(1), duration_s=2.0)
+    assert not report.written_mjcf and len(report.objects) == 3
+    for o in report.objects:
+        assert o.penetration_t0_m < 0.005 and o.stable, o
+
+
 def test_views_keep_ids_fuse_poses_forget_a_removed_object_and_follow_a_moved_one(node, client, odom, mesh_root,
                                                                                    profiles):
     objects = sv.default_objects()
@@ -266,6 +289,8 @@ def test_views_keep_ids_fuse_poses_forget_a_removed_object_and_follow_a_moved_on
     ids_by_label: dict[str, int] = {}
     for n, pose in enumerate(POSES):
         view = sv.render_view(objects, sv.camera_pose(*pose))
+        if n == len(POSES) - 1:  # export the memory after the last view (export_dir applies from the next scene)
+            assert all(r.successful for r in client.set_params(export_dir=str(node.export_dir)))
         status, result, keep = send_view(client, odom, view, objects, mesh_root)
         assert status == GoalStatus.STATUS_SUCCEEDED and result.success, result.message
         assert keep == [0, 1, 2] and f"memory in {FIXED}" in result.message
@@ -283,6 +308,8 @@ def test_views_keep_ids_fuse_poses_forget_a_removed_object_and_follow_a_moved_on
             # 2 mm of slack: the memory subsamples each view's points
             assert fused <= min(singles[i]) + 2e-3, (obj.label, n, fused, singles[i])
     assert client.removed() == [], "a REMOVE was sent for an object still in the scene"
+    assert all(r.successful for r in client.set_params(export_dir=""))
+    check_memory_export(result.message, ids_by_label)
     # the ~/scene topic carries the same memory
     assert wait_until(lambda: client.got["scene"] and client.got["scene"][-1][1].header.frame_id == FIXED, 5.0)
     prefix = "dpa_"
