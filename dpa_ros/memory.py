@@ -32,6 +32,9 @@ merged into the memory by :meth:`SceneMemory.observe`:
   and are not hidden by nearer observed depth (by more than ``occlusion_margin_m``) — counts a
   miss; after ``forget_after`` consecutive misses it is forgotten. A match resets the count; an
   object out of view or hidden keeps its count.
+* Background. Each view's floor plane and gravity are carried into the fixed frame and kept over
+  views (:mod:`dpa_ros.memory_background`); :meth:`SceneMemory.to_scene` hands them back with the
+  objects rested on that floor, so an export of the memory is simulation-ready.
 
 Frames: ``T_fixed_object`` maps the object's mesh (its own frame and units, unscaled) into the
 fixed frame, scale included (upper-left block ``scale * R``). Distances are in metres.
@@ -45,7 +48,7 @@ import numpy as np
 import trimesh
 
 from dpa_ros.core.camera import CameraModel
-from dpa_ros.core.scene import Background, Scene, SceneObject
+from dpa_ros.core.scene import Scene, SceneObject
 from dpa_ros.geometry.multiview_fit import (
     Silhouette,
     ViewPoints,
@@ -57,6 +60,7 @@ from dpa_ros.geometry.multiview_fit import (
     truncated_costs,
     turned_starts,
 )
+from dpa_ros.memory_background import BackgroundMemory, settle_in_frame
 
 #: Surface samples per object for the visibility test.
 VISIBILITY_SAMPLES = 500
@@ -191,6 +195,8 @@ class SceneMemory:
         self._objects: dict[int, RememberedObject] = {}
         self._next_id = 0
         self._rng = np.random.default_rng(self.config.seed)
+        self._background = BackgroundMemory()
+        self._T_fixed_camera: np.ndarray | None = None
 
     @property
     def objects(self) -> list[RememberedObject]:
@@ -198,9 +204,10 @@ class SceneMemory:
         return [self._objects[k] for k in sorted(self._objects)]
 
     def clear(self) -> list[int]:
-        """Forget everything; returns the ids dropped. Ids are not reused."""
+        """Forget everything (objects, floor, gravity); returns the ids dropped. Ids are not reused."""
         dropped = sorted(self._objects)
         self._objects.clear()
+        self._background.clear()
         return dropped
 
     def forget(self, object_id: int) -> bool:
@@ -306,6 +313,8 @@ class SceneMemory:
         for i, m in enumerate(masks):
             if np.shape(m) != depth.shape:
                 raise ValueError(f"mask {i} has shape {np.shape(m)}, the image is {depth.shape}")
+        self._background.observe(scene.background, T_fixed_camera)
+        self._T_fixed_camera = T_fixed_camera.copy()
         placed = [T_fixed_camera @ np.asarray(o.T_camera_object, float) for o in scene.objects]
         depth_near = nearest_depth(depth)  # one per view, shared by its objects
         views = [self._view_points(depth, depth_near, camera, np.asarray(m, bool), T_fixed_camera, o, T)
@@ -352,13 +361,21 @@ class SceneMemory:
                     update.forgotten.append(k)
         return update
 
-    def to_scene(self, fixed_frame: str, like: Scene) -> Scene:
-        """The memory as a :class:`Scene` whose poses are in ``fixed_frame`` (its ``frame_id``): the
-        objects with their stable ids; camera intrinsics, timings, profile and stamp from ``like``
-        (the latest view); no planes or cloud (those are per view)."""
+    def to_scene(self, fixed_frame: str, like: Scene, physics=None) -> Scene:
+        """The memory as a :class:`Scene` in ``fixed_frame`` (its ``frame_id``): the objects with their
+        stable ids, rested on the kept floor and on each other by the physics stage (``physics``: a
+        :class:`~dpa_ros.geometry.physics.PhysicsConfig`, None for its defaults; the remembered poses
+        themselves stay as fused), the kept background (floor, gravity, the latest view's other
+        planes; :mod:`dpa_ros.memory_background`), ``T_frame_camera`` the latest view's camera pose;
+        camera intrinsics, timings, profile and stamp from ``like`` (the latest view); no cloud (that
+        is per view)."""
         camera = dataclasses.replace(like.camera, frame_id=fixed_frame)
+        remembered = self.objects
         objects = [SceneObject(id=m.id, label=m.label, score=m.score, mesh=m.mesh,
                                T_camera_object=m.T_fixed_object.copy(), scale=m.scale, fit_error=m.fit_error_m)
-                   for m in self.objects]
-        return Scene(camera=camera, objects=objects, background=Background(), timings_s=dict(like.timings_s),
-                     profile=like.profile, stamp_ns=like.stamp_ns)
+                   for m in remembered]
+        observed = [np.concatenate([v.points for v in m.views]) if m.views else None for m in remembered]
+        objects, background = settle_in_frame(objects, self._background.background(), observed, physics)
+        T = self._T_fixed_camera if self._T_fixed_camera is not None else np.eye(4)
+        return Scene(camera=camera, objects=objects, background=background, timings_s=dict(like.timings_s),
+                     profile=like.profile, stamp_ns=like.stamp_ns, T_frame_camera=T.copy())

@@ -16,6 +16,9 @@ import trimesh
 from dpa_ros.core.camera import CameraModel
 from dpa_testing import synthetic
 
+#: Side of the floor's square tiles, metres (:func:`floor_tiles`).
+FLOOR_TILE_M = 0.25
+
 
 @dataclass
 class WorldObject:
@@ -70,6 +73,24 @@ def camera_pose(x: float, y: float, yaw_deg: float, height: float = 1.2, pitch_d
     return Rz @ T
 
 
+def floor_tiles(x=(-6.0, 6.0), y=(-2.0, 4.5), tile_m: float = FLOOR_TILE_M) -> trimesh.Trimesh:
+    """The floor z = 0 over world ``x`` × ``y`` (metres) as square tiles of ``tile_m``, normals up.
+
+    :func:`dpa_testing.synthetic.render` skips a triangle with a vertex behind the camera, so one
+    big floor quad reaching behind the camera would not be drawn at all; tiles in front of it are."""
+    xs = np.arange(x[0], x[1] + 1e-9, tile_m)
+    ys = np.arange(y[0], y[1] + 1e-9, tile_m)
+    gx, gy = np.meshgrid(xs, ys, indexing="ij")
+    vertices = np.column_stack([gx.ravel(), gy.ravel(), np.zeros(gx.size)])
+    ny = len(ys)
+    faces = []
+    for i in range(len(xs) - 1):
+        for j in range(ny - 1):
+            a, b, c, d = i * ny + j, (i + 1) * ny + j, (i + 1) * ny + j + 1, i * ny + j + 1
+            faces += [[a, b, c], [a, c, d]]
+    return trimesh.Trimesh(vertices=vertices, faces=np.array(faces), process=False)
+
+
 def render_view(objects: list[WorldObject], T_world_camera: np.ndarray, width: int = 160, height: int = 120,
                 hfov_deg: float = 70.0, noise_std: float = 0.0, seed: int = 0) -> View:
     """Render ``objects`` (plus floor and back wall) from ``T_world_camera``. ``noise_std`` adds
@@ -77,7 +98,7 @@ def render_view(objects: list[WorldObject], T_world_camera: np.ndarray, width: i
     camera = synthetic.CameraModel.from_fov(width, height, hfov_deg)
     T_cw = np.linalg.inv(T_world_camera)
     quad = [[0, 1, 2], [0, 2, 3]]
-    background = [trimesh.Trimesh(vertices=[[-6, -2, 0], [6, -2, 0], [6, 6, 0], [-6, 6, 0]], faces=quad),
+    background = [floor_tiles(),
                   trimesh.Trimesh(vertices=[[-6, 4.5, 0], [6, 4.5, 0], [6, 4.5, 3], [-6, 4.5, 3]], faces=quad)]
     placed = []
     for m, T in [(o.mesh, T_cw @ o.T_world_object) for o in objects] + [(b, T_cw) for b in background]:

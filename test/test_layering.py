@@ -1,7 +1,7 @@
 """The package's layering, read from the import statements of every module (ast, nothing imported).
 
 Units are the subpackages of dpa_ros (core, geometry, priors, export, ros, cli) and its top-level
-modules (pipeline, assemble, memory, overlay, naming). Imports inside functions count as much as
+modules (pipeline, assemble, memory, memory_background, overlay, naming). Imports inside functions count as much as
 those at the top of a module: a lazy import is still a dependency.
 """
 from __future__ import annotations

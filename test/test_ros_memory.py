@@ -116,8 +116,8 @@ class MemoryClient(Client):
 
 
 class Odometry:
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "test" / "odom_peer.py"), FIXED, FRAME],
+    def __init__(self, frame: str = FRAME) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "test" / "odom_peer.py"), FIXED, frame],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
         assert self.proc.stdout.readline().strip() == "READY", "odom_peer.py did not start"
         self.count = 0
@@ -156,7 +156,7 @@ def profiles(tmp_path_factory):
 def node(tmp_path_factory, mesh_root, profiles):
     handle = start_node(tmp_path_factory.mktemp("ros_memory"), NS, "use_depth:=true", f"fixed_frame:={FIXED}",
                         f"forget_after:={FORGET_AFTER}", f"mesh_roots:=['{mesh_root}']", f"config_path:={profiles}",
-                        "load_on_start:=false", profile="memory", export=False)
+                        "load_on_start:=false", "export_formats:=['mjcf']", profile="memory", export=False)
     try:
         yield handle
     finally:
@@ -259,6 +259,29 @@ def test_refusals_name_the_reason_and_the_node_keeps_serving(node, client, odom,
     assert node.proc.poll() is None
 
 
+def check_memory_export(message: str, ids_by_label: dict[str, int]) -> None:
+    """The export (export_dir) of the memory after the third view: in odom, with the floor (odom's
+    z = 0 plane: its origin lies on it) and gravity -z, every object resting on it in MuJoCo."""
+    import re
+
+    from dpa_ros.core.scene import read_scene
+    from dpa_ros.export.sim_check import check_scene
+
+    found = re.search(r"exported to (\S+?)(;|$)", message)
+    assert found, message
+    scene = read_scene(found.group(1))
+    assert scene.frame_id == FIXED and scene.in_fixed_frame
+    assert {o.label: o.id for o in scene.objects} == ids_by_label
+    floor = scene.background.floor
+    assert floor is not None and np.degrees(np.arccos(min(1.0, floor.normal[2]))) < 1.0
+    assert floor.offset == pytest.approx(0.0, abs=0.01)
+    np.testing.assert_allclose(scene.background.gravity, [0, 0, -1], atol=0.02)
+    report = check_scene(found.group(1), duration_s=2.0)
+    assert not report.written_mjcf and len(report.objects) == 3
+    for o in report.objects:
+        assert o.penetration_t0_m < 0.005 and o.stable, o
+
+
 def test_views_keep_ids_fuse_poses_forget_a_removed_object_and_follow_a_moved_one(node, client, odom, mesh_root,
                                                                                    profiles):
     objects = sv.default_objects()
@@ -266,6 +289,8 @@ def test_views_keep_ids_fuse_poses_forget_a_removed_object_and_follow_a_moved_on
     ids_by_label: dict[str, int] = {}
     for n, pose in enumerate(POSES):
         view = sv.render_view(objects, sv.camera_pose(*pose))
+        if n == len(POSES) - 1:  # export the memory after the last view (export_dir applies from the next scene)
+            assert all(r.successful for r in client.set_params(export_dir=str(node.export_dir)))
         status, result, keep = send_view(client, odom, view, objects, mesh_root)
         assert status == GoalStatus.STATUS_SUCCEEDED and result.success, result.message
         assert keep == [0, 1, 2] and f"memory in {FIXED}" in result.message
@@ -283,6 +308,8 @@ def test_views_keep_ids_fuse_poses_forget_a_removed_object_and_follow_a_moved_on
             # 2 mm of slack: the memory subsamples each view's points
             assert fused <= min(singles[i]) + 2e-3, (obj.label, n, fused, singles[i])
     assert client.removed() == [], "a REMOVE was sent for an object still in the scene"
+    assert all(r.successful for r in client.set_params(export_dir=""))
+    check_memory_export(result.message, ids_by_label)
     # the ~/scene topic carries the same memory
     assert wait_until(lambda: client.got["scene"] and client.got["scene"][-1][1].header.frame_id == FIXED, 5.0)
     prefix = "dpa_"
@@ -383,3 +410,98 @@ def test_a_node_without_memory_answers_the_memory_services_with_the_reason(tmp_p
             c.close()
         stop_node(handle)
 
+
+
+# ------------------------------------------------------------------------------ continuous mode
+CONTINUOUS_NS = "/dpa_memory_continuous"
+#: test/camera_streamer.py streams a floor 1.2 m below a camera pitched 30° down as depth; in odom
+#: the camera stands there, so that floor is odom's z = 0 plane (odom's origin lies on it).
+STREAM_FLOOR = (30.0, 1.2)
+STREAM_POSE = sv.camera_pose(0.5, -0.3, 15.0, height=STREAM_FLOOR[1], pitch_deg=STREAM_FLOOR[0])
+STREAM_SIZE = (320, 240)
+CONTINUOUS_SCENES = 3
+
+
+@pytest.mark.slow
+def test_continuous_mode_merges_every_streamed_frame_into_the_memory(tmp_path):
+    """mode continuous with fixed_frame (smoke models; continuous requests carry no goal instances):
+    a camera process streams one static RGB-D frame over and over, an odometry process holds the
+    camera still in odom. Every reconstruction is merged: each ~/scene is in odom, the ids of one
+    scene are the next one's, no CollisionObject is REMOVEd, and every export (export_dir) holds the
+    memory's floor (the streamed floor: odom's z = 0 plane, through odom's origin) and a MuJoCo model
+    whose ground plane it is."""
+    import json
+
+    import mujoco
+
+    from dpa_ros.core.scene import read_scene
+    from dpa_ros.export import ExportOptions, world_frame
+
+    handle = start_node(tmp_path, CONTINUOUS_NS, "mode:=continuous", "max_rate_hz:=2.0", f"fixed_frame:={FIXED}",
+                        "use_depth:=true", "export_formats:=['mjcf']", "publish_overlay:=false")
+    streamer = odom = client = None
+    try:
+        from camera_streamer import FRAME as STREAM_FRAME
+
+        odom = Odometry(STREAM_FRAME)
+        odom.move_to(STREAM_POSE)
+        client = MemoryClient.__new__(MemoryClient)
+        Client.__init__(client, CONTINUOUS_NS)
+        client.collision = []
+        client.node.create_subscription(CollisionObject, "/collision_object", client._collision, COLLISION_OBJECT_QOS)
+        assert client.wait_ready(90.0), handle.log()[-3000:]
+        streamer = subprocess.Popen([sys.executable, str(ROOT / "test" / "camera_streamer.py"), CONTINUOUS_NS,
+                                     str(tmp_path / "stream.json"), "--width", str(STREAM_SIZE[0]), "--height",
+                                     str(STREAM_SIZE[1]), "--rate", "5", "--floor",
+                                     *map(str, STREAM_FLOOR)], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        assert streamer.stdout.readline().strip() == "READY"
+
+        def scenes():
+            with client.lock:
+                by_stamp = {conv.stamp_to_ns(m.header.stamp): m for _, m in client.got["scene"]}
+            return [by_stamp[k] for k in sorted(by_stamp)]
+
+        assert wait_until(lambda: len(scenes()) >= CONTINUOUS_SCENES, TIMEOUT), \
+            f"{len(scenes())} scenes; log:\n{handle.log()[-4000:]}"
+        got = scenes()
+        assert all(m.header.frame_id == FIXED for m in got), [m.header.frame_id for m in got]
+        ids = [[o.id for o in m.objects] for m in got]
+        labels = [sorted((o.id, o.label) for o in m.objects) for m in got]
+        assert ids[0], "the smoke models placed no object"
+        for before, after in zip(labels, labels[1:]):
+            assert after == before, f"ids or labels changed between consecutive scenes: {labels}"
+        with client.lock:
+            removed = [c.id for c in client.collision if c.operation == CollisionObject.REMOVE]
+            added = {c.id for c in client.collision if c.operation == CollisionObject.ADD}
+        assert removed == [], f"REMOVE sent for {removed} while the memory kept {ids[-1]}"
+        assert added == {f"dpa_object_{k}" for k in ids[-1]}
+        log = handle.log()
+        assert "continuous: skipped frame" not in log and "scene memory: no transform" not in log
+
+        # every reconstruction was exported as the memory, in odom, with the floor kept there
+        dirs = sorted(p.parent for p in handle.export_dir.glob("*/scene.json"))
+        assert len(dirs) >= CONTINUOUS_SCENES, dirs
+        for d in dirs[:CONTINUOUS_SCENES]:
+            scene = read_scene(d)
+            assert scene.frame_id == FIXED and scene.in_fixed_frame
+            np.testing.assert_allclose(scene.T_frame_camera, STREAM_POSE, atol=1e-4)
+            floor = scene.background.floor
+            assert floor is not None, json.loads((d / "scene.json").read_text())["background"]
+            assert np.degrees(np.arccos(min(1.0, floor.normal[2]))) < 1.0  # odom's z = 0 plane
+            assert floor.offset == pytest.approx(0.0, abs=0.01)
+            assert world_frame(scene, ExportOptions()).source == "fixed_floor"
+            model = mujoco.MjModel.from_xml_path(str(d / "mujoco" / "scene.xml"))
+            assert model.geom("floor").type[0] == mujoco.mjtGeom.mjGEOM_PLANE
+            np.testing.assert_allclose(model.opt.gravity, [0, 0, -9.80665])
+            assert '"source": "fixed_floor"' in (d / "mujoco" / "scene.xml").read_text()  # the frame metadata
+        assert handle.proc.poll() is None
+    finally:
+        if streamer is not None:
+            streamer.stdin.close()
+            streamer.wait(timeout=60)
+        if client is not None:
+            client.close()
+        if odom is not None:
+            odom.close()
+        stop_node(handle)

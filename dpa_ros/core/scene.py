@@ -1,7 +1,10 @@
 """The scene representation shared by the pipeline, the exporters and the ROS node.
 
 A :class:`Scene` is what one reconstruction produces. All poses are in the camera optical frame
-(REP 103: x right, y down, z forward), in metres. ``scene.json`` (docs/interfaces.md) is its on-disk
+(REP 103: x right, y down, z forward), in metres, except in a scene kept in a fixed frame (the
+node's scene memory, :meth:`dpa_ros.memory.SceneMemory.to_scene`): there ``frame_id`` is that
+fixed frame (``odom``, ``map``), every pose, plane, gravity vector and cloud point is in it, and
+``T_frame_camera`` is the latest camera's pose in it. ``scene.json`` (docs/interfaces.md) is its on-disk
 form; :func:`write_scene` / :func:`read_scene` round-trip it with the object meshes
 (``objects/<id>.obj``, in each object's own frame, unscaled) and the scene cloud
 (``scene_cloud.ply``).
@@ -89,15 +92,17 @@ class SceneObject:
 
 @dataclass
 class Plane:
-    """A background plane n·p + d = 0 in the camera optical frame; |n| = 1, n points at the camera.
+    """A background plane n·p + d = 0 in the scene's frame (the camera optical frame, or the fixed
+    frame of a memory scene); |n| = 1, n points at the camera (in a fixed frame: towards the side
+    the cameras were on).
 
     Attributes:
         label: ``"floor"`` (the lowest large horizontal plane), ``"support"`` (a horizontal plane
             above the floor that is no instance: a table top, a shelf board), ``"wall"``
             (vertical) or ``"plane"`` (anything else).
-        normal, offset: n and d, optical frame, metres.
+        normal, offset: n and d, the scene's frame, metres.
         inlier_count: points that support the plane.
-        polygon: (K, 3) optical-frame corners (metres) of the convex hull of the plane's inliers,
+        polygon: (K, 3) corners in the scene's frame (metres) of the convex hull of the plane's inliers,
             projected onto the plane, in order around it; None when not known (the plane is then
             unbounded, as the floor is for most uses).
     """
@@ -123,7 +128,8 @@ class Plane:
 
 @dataclass
 class Background:
-    """Planes fitted to non-object points and the gravity direction they imply (optical frame).
+    """Planes fitted to non-object points and the gravity direction they imply (the scene's frame:
+    the optical frame, or the fixed frame of a memory scene).
 
     ``gravity`` is a unit vector pointing down (towards the floor), or None when unknown.
     ``gravity_source`` says where it came from: ``"floor"`` (minus the fitted floor's normal),
@@ -154,6 +160,9 @@ class Scene:
         timings_s: wall-clock seconds per stage, in pipeline order.
         profile: which profile (or "instances") produced it.
         stamp_ns: the image's timestamp in nanoseconds (0 when unknown).
+        T_frame_camera: for a scene kept in a fixed frame (``frame_id``, e.g. ``odom``): 4×4 rigid
+            transform, the latest view's camera optical frame → that frame, metres; None when the
+            scene's frame is the camera optical frame itself (one reconstruction).
     """
 
     camera: CameraModel
@@ -164,6 +173,12 @@ class Scene:
     timings_s: dict[str, float] = field(default_factory=dict)
     profile: str = ""
     stamp_ns: int = 0
+    T_frame_camera: np.ndarray | None = None
+
+    @property
+    def in_fixed_frame(self) -> bool:
+        """Whether the scene lives in a fixed frame (a memory scene) rather than the camera optical frame."""
+        return self.T_frame_camera is not None
 
     @property
     def frame_id(self) -> str:
@@ -198,6 +213,8 @@ class Scene:
             "timings_s": {k: float(v) for k, v in self.timings_s.items()},
             "profile": self.profile,
             "stamp_ns": int(self.stamp_ns),
+            "T_frame_camera": None if self.T_frame_camera is None
+            else np.asarray(self.T_frame_camera, float).tolist(),
         }
 
 
@@ -287,4 +304,19 @@ def read_scene(scene_dir: str | Path) -> Scene:
             colors = np.asarray(cloud.colors)[:, :3].astype(np.uint8)
     return Scene(camera=camera, objects=objects, background=background, cloud_points=points,
                  cloud_colors=colors, timings_s={k: float(v) for k, v in data.get("timings_s", {}).items()},
-                 profile=str(data.get("profile", "")), stamp_ns=int(data.get("stamp_ns", 0)))
+                 profile=str(data.get("profile", "")), stamp_ns=int(data.get("stamp_ns", 0)),
+                 T_frame_camera=_frame_camera(data.get("T_frame_camera"), json_path))
+
+
+def _frame_camera(value, json_path: Path) -> np.ndarray | None:
+    """scene.json's ``T_frame_camera`` (null or a 4×4 matrix) as an array; SceneFormatError when malformed."""
+    if value is None:
+        return None
+    try:
+        T = np.asarray(value, float)
+    except (TypeError, ValueError) as exc:
+        raise SceneFormatError(f"cannot read scene {json_path}: T_frame_camera: {exc}") from exc
+    if T.shape != (4, 4) or not np.all(np.isfinite(T)):
+        raise SceneFormatError(f"cannot read scene {json_path}: T_frame_camera must be a finite 4x4 matrix, "
+                               f"got shape {T.shape}")
+    return T

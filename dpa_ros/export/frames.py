@@ -17,6 +17,25 @@ frame is found from, in the order of ``ExportOptions.world_source == "auto"``:
 2. the scene's gravity vector (unit, pointing down, optical frame);
 3. a user-given ``T_world_camera`` (taken verbatim; e.g. from TF);
 4. the camera pitch/roll given in :class:`ExportOptions` (a level camera by default).
+
+A scene kept in a fixed frame (``Scene.in_fixed_frame``: the node's scene memory, in ``odom`` or
+``map``) already has a place in the world, so its rule keeps that frame and only levels it
+(:func:`world_from_fixed`; ``WorldFrame.T_world_camera`` then maps the fixed frame, not a camera,
+to the world):
+
+* **z** (up) is the floor normal, on the side away from gravity when the scene has a gravity vector
+  not derived from that floor, else on the side the cameras were on (the latest camera,
+  ``Scene.T_frame_camera``); without a floor, minus gravity; with neither, the fixed frame's own z
+  (REP 105: ``odom`` and ``map`` are z up);
+* **origin** on the floor, at the foot of the perpendicular from the fixed frame's origin (which
+  may itself lie on the floor, as ``odom`` on a ground robot does); without a floor, the fixed
+  frame's origin;
+* **x** is the fixed frame's x axis projected on the floor (its y axis when x is vertical), so a
+  z-up fixed frame whose origin is on the floor is the world frame unchanged.
+
+``world_source`` ``"floor"`` and ``"gravity"`` pick the fixed-frame variants for such a scene,
+``"matrix"`` takes ``T_world_camera`` as the fixed frame → world transform, and ``"pitch_roll"``
+(a camera's tilt) is refused.
 """
 from __future__ import annotations
 
@@ -41,9 +60,13 @@ class WorldFrame:
 
     Attributes:
         T_world_camera: 4×4 rigid transform, camera optical frame → world, metres.
-        source: what it was derived from: ``floor``, ``gravity``, ``matrix`` or ``pitch_roll``.
-        camera_height_m: camera height above the world origin's floor, or None when unknown.
-        camera_frame_id: the optical frame the scene was fitted in.
+        source: what it was derived from: ``floor``, ``gravity``, ``matrix`` or ``pitch_roll``; for a
+            scene in a fixed frame ``fixed_floor``, ``fixed_gravity``, ``fixed_frame`` (the frame
+            as it is) or ``matrix``.
+        camera_height_m: camera height above the world origin's floor (for a fixed-frame scene: the
+            latest camera's height above the floor), or None when the floor is unknown.
+        camera_frame_id: the frame the scene was fitted in (the optical frame), or the fixed frame
+            of a memory scene; ``T_world_camera`` maps this frame to the world.
     """
 
     T_world_camera: np.ndarray
@@ -153,6 +176,8 @@ def world_frame(scene: Scene, options: ExportOptions) -> WorldFrame:
     source = options.world_source
     floor = scene.background.floor
     gravity = scene.background.gravity
+    if scene.in_fixed_frame:
+        return _fixed_world(scene, options)
     if source == "auto":
         if floor is not None:
             source = "floor"
@@ -177,4 +202,64 @@ def world_frame(scene: Scene, options: ExportOptions) -> WorldFrame:
         T[:3, :3] = rotation_from_pitch_roll(options.camera_pitch_deg, options.camera_roll_deg)
         height = options.camera_height_m
         T[:3, 3] = [0.0, 0.0, height or 0.0]
+    return WorldFrame(T_world_camera=T, source=source, camera_height_m=height, camera_frame_id=scene.frame_id)
+
+
+FIXED_SOURCES = {"auto": None, "floor": "fixed_floor", "gravity": "fixed_gravity", "matrix": "matrix"}
+
+
+def world_from_fixed(up: np.ndarray, offset: float) -> np.ndarray:
+    """T_world_fixed for a scene in a fixed frame: ``up`` (unit, fixed frame) is world z, the world
+    origin is the point of the plane ``up·p + offset = 0`` (metres) nearest the fixed frame's
+    origin, and world x is the fixed frame's x projected orthogonally to ``up`` (its y when x is
+    within 0.1° of ``up``)."""
+    z = _unit(up, "up direction")
+    x = np.array([1.0, 0.0, 0.0]) - z[0] * z
+    if np.linalg.norm(x) < 2e-3:
+        x = np.array([0.0, 1.0, 0.0]) - z[1] * z
+    x = _unit(x, "projected fixed-frame x axis")
+    R = np.stack([x, np.cross(z, x), z])
+    T = np.eye(4)
+    T[:3, :3] = R
+    T[:3, 3] = -R @ (-float(offset) * z)
+    return T
+
+
+def _fixed_world(scene: Scene, options: ExportOptions) -> WorldFrame:
+    """The world frame of a scene in a fixed frame (module docstring)."""
+    if options.world_source not in FIXED_SOURCES:
+        raise ExportError(f"world_source {options.world_source!r} describes a camera's tilt; the scene is in the "
+                          f"fixed frame {scene.frame_id!r}: use auto, floor, gravity or matrix")
+    floor, gravity = scene.background.floor, scene.background.gravity
+    camera = _check_rigid(scene.T_frame_camera)[:3, 3]
+    source = FIXED_SOURCES[options.world_source]
+    if source is None:
+        source = ("fixed_floor" if floor is not None else "fixed_gravity" if gravity is not None
+                  else "matrix" if options.T_world_camera is not None else "fixed_frame")
+    height = None
+    if source == "fixed_floor":
+        if floor is None:
+            raise ExportError("world_source 'floor' but the scene has no floor plane")
+        scale = float(np.linalg.norm(floor.normal))
+        n, d = _unit(floor.normal, "floor normal"), float(floor.offset) / scale
+        if gravity is not None and scene.background.gravity_source != "floor":
+            side = -float(n @ _unit(gravity, "gravity vector"))
+            if abs(side) < 1e-6:
+                raise ExportError("the floor plane is parallel to gravity; cannot tell up from down")
+        else:
+            side = float(n @ camera + d)
+            if abs(side) < 1e-6:
+                raise ExportError("the floor plane passes through the latest camera; cannot tell up from down")
+        n, d = np.sign(side) * n, np.sign(side) * d
+        T, height = world_from_fixed(n, d), float(n @ camera + d)
+    elif source == "fixed_gravity":
+        if gravity is None:
+            raise ExportError("world_source 'gravity' but the scene has no gravity vector")
+        T = world_from_fixed(-_unit(gravity, "gravity vector"), 0.0)
+    elif source == "matrix":
+        if options.T_world_camera is None:
+            raise ExportError("world_source 'matrix' needs T_world_camera")
+        T = _check_rigid(options.T_world_camera)
+    else:
+        T = np.eye(4)
     return WorldFrame(T_world_camera=T, source=source, camera_height_m=height, camera_frame_id=scene.frame_id)

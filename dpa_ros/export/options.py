@@ -22,7 +22,10 @@ class ExportOptions:
         world_source: where the z-up world frame comes from (see :mod:`dpa_ros.export.frames`):
             ``"auto"`` (the floor plane if the scene has one, else the scene's gravity vector, else
             ``T_world_camera`` if given, else ``camera_pitch_deg``/``camera_roll_deg``),
-            ``"floor"``, ``"gravity"``, ``"pitch_roll"`` or ``"matrix"`` (``T_world_camera``).
+            ``"floor"``, ``"gravity"``, ``"pitch_roll"`` or ``"matrix"`` (``T_world_camera``). A
+            scene kept in a fixed frame (``Scene.T_frame_camera`` set: the node's memory) has its
+            own rules for ``"auto"``, ``"floor"`` and ``"gravity"`` (the fixed frame levelled on its
+            floor), takes ``T_world_camera`` as world ← fixed frame, and refuses ``"pitch_roll"``.
         camera_pitch_deg: camera pitch, degrees, positive when the camera looks down.
         camera_roll_deg: camera roll about its viewing direction, degrees, positive when the
             image's right side is lower (clockwise as seen from behind the camera).

@@ -7,7 +7,9 @@ in the camera optical frame). Each object's visible pixels are the goal instance
 request carried instances, else the pixels where the object's placed mesh is the nearest surface
 (a ray cast of every pixel against all placed meshes) and agrees with the sensor depth. The depth
 the memory fuses and tests visibility on is the sensor depth, or without one the placed meshes'
-own (rendered) depth.
+own (rendered) depth. The scene handed back carries the memory's floor and gravity in the fixed
+frame and its objects rested on that floor (:meth:`dpa_ros.memory.SceneMemory.to_scene`), so
+its export is simulation-ready.
 
 What is published after a ``~/forget`` or ``~/clear_memory`` (:meth:`NodeMemory.current`) shows
 only what is remembered: the last view's cloud without the points of the forgotten objects' masks,
