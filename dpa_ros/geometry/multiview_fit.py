@@ -318,14 +318,15 @@ def _ray_hits(mesh: trimesh.Trimesh, T: np.ndarray, view: ViewPoints
 
 def _point_errors(mesh: trimesh.Trimesh, T: np.ndarray, views: list[ViewPoints]) -> np.ndarray:
     """Every view's points' noise-normalised residuals (metres × depth⁻², views concatenated): the
-    along-ray residual where the point's ray hits the placed mesh, else the distance to the closest
-    of the faces that face its camera."""
+    along-ray residual where the point's ray hits the placed mesh (at most the distance to the
+    closest of the faces that face its camera over :data:`MIN_RAY_COSINE`), else that distance."""
     out = []
     for view in views:
         hit, _, _, r = _ray_hits(mesh, T, view)
-        d = np.abs(r)
-        if not hit.all():
-            d[~hit] = surface_distance(mesh, T, view.points[~hit], facing_faces(mesh, T, view.origin))[0]
+        closest = surface_distance(mesh, T, view.points, facing_faces(mesh, T, view.origin))[0]
+        # a ray that grazes a face (or slips past an edge onto a far one) turns a millimetre into
+        # centimetres along it: no more than a plane at MIN_RAY_COSINE would
+        d = np.where(hit, np.minimum(np.abs(np.nan_to_num(r, nan=np.inf)), closest / MIN_RAY_COSINE), closest)
         out.append(d * np.sqrt(view.weight))
     return np.concatenate(out)
 
@@ -371,7 +372,8 @@ def refit_similarity(mesh: trimesh.Trimesh, T: np.ndarray, views: list[ViewPoint
                      two_sided: bool = False, margin_m: float = 0.05) -> np.ndarray:
     """Weighted similarity ICP of the mesh onto the views' points from ``T``: each step pairs every
     point with its closest point on the faces that face its view's camera, keeps the pairs whose
-    noise-normalised distance (distance × √weight) is within 2.5 × its median, and solves the
+    noise-normalised distance (distance × √weight) is within 2.5 × its median (at least 3 ×
+    :data:`MIN_DEPTH_SIGMA`: clean depth keeps the points on an edge), and solves the
     similarity weighted by the points' weights. Returns the refit 4×4 ``T_fixed_object``.
 
     ``two_sided`` also pairs each surface sample a view should have measured (not hidden by nearer
@@ -384,7 +386,7 @@ def refit_similarity(mesh: trimesh.Trimesh, T: np.ndarray, views: list[ViewPoint
     for _ in range(iterations):
         d, closest = _residuals(mesh, T, views)
         e = d * np.sqrt(weight)
-        keep = e <= 2.5 * np.median(e) + 1e-9
+        keep = e <= max(2.5 * float(np.median(e)), 3.0 * MIN_DEPTH_SIGMA)
         if keep.sum() < 10:
             break
         src, dst, w = closest[keep], targets[keep], weight[keep]
@@ -438,7 +440,7 @@ def refine_point_to_plane(mesh: trimesh.Trimesh, T: np.ndarray, views: list[View
             xs_.append(x), ns_.append(n), ds_.append(d), cos_.append(np.maximum(cos, MIN_RAY_COSINE))
         x, n, d, cos = (np.concatenate(a) for a in (xs_, ns_, ds_, cos_))
         e = d * np.sqrt(weight)
-        keep = e <= 2.5 * np.median(e) + 1e-9
+        keep = e <= max(2.5 * float(np.median(e)), 3.0 * MIN_DEPTH_SIGMA)
         if keep.sum() < 10:
             break
         sigma = max(1.4826 * float(np.median(e)), MIN_DEPTH_SIGMA)  # metres per m² of depth
