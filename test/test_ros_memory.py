@@ -420,6 +420,9 @@ STREAM_FLOOR = (30.0, 1.2)
 STREAM_POSE = sv.camera_pose(0.5, -0.3, 15.0, height=STREAM_FLOOR[1], pitch_deg=STREAM_FLOOR[0])
 STREAM_SIZE = (320, 240)
 CONTINUOUS_SCENES = 3
+#: its own CollisionObject topic: /collision_object is transient-local, and the module's node has
+#: REMOVEd objects there before
+CONTINUOUS_COLLISION = "/dpa_memory_continuous_collision_object"
 
 
 @pytest.mark.slow
@@ -438,7 +441,8 @@ def test_continuous_mode_merges_every_streamed_frame_into_the_memory(tmp_path):
     from dpa_ros.export import ExportOptions, world_frame
 
     handle = start_node(tmp_path, CONTINUOUS_NS, "mode:=continuous", "max_rate_hz:=2.0", f"fixed_frame:={FIXED}",
-                        "use_depth:=true", "export_formats:=['mjcf']", "publish_overlay:=false")
+                        "use_depth:=true", "export_formats:=['mjcf']", "publish_overlay:=false",
+                        f"collision_object_topic:={CONTINUOUS_COLLISION}")
     streamer = odom = client = None
     try:
         from camera_streamer import FRAME as STREAM_FRAME
@@ -448,7 +452,8 @@ def test_continuous_mode_merges_every_streamed_frame_into_the_memory(tmp_path):
         client = MemoryClient.__new__(MemoryClient)
         Client.__init__(client, CONTINUOUS_NS)
         client.collision = []
-        client.node.create_subscription(CollisionObject, "/collision_object", client._collision, COLLISION_OBJECT_QOS)
+        client.node.create_subscription(CollisionObject, CONTINUOUS_COLLISION, client._collision,
+                                        COLLISION_OBJECT_QOS)
         assert client.wait_ready(90.0), handle.log()[-3000:]
         streamer = subprocess.Popen([sys.executable, str(ROOT / "test" / "camera_streamer.py"), CONTINUOUS_NS,
                                      str(tmp_path / "stream.json"), "--width", str(STREAM_SIZE[0]), "--height",
