@@ -53,6 +53,7 @@ from dpa_ros.geometry.multiview_fit import (
     Silhouette,
     ViewPoints,
     apply_transform,
+    is_valid_similarity,
     nearest_depth,
     refine_point_to_plane,
     refit_similarity,
@@ -265,6 +266,7 @@ class SceneMemory:
                 T, mesh = turned[k]
                 T = refit_similarity(mesh, T, mem.views, cfg.icp_iterations, two_sided=True, margin_m=margin)
                 candidates.append(polished(mesh, T))
+            candidates = [c for c in candidates if is_valid_similarity(c[0])] or [(view.T_fit, view.mesh)]
             costs = truncated_costs(candidates, mem.views, margin)
             mem.T_fixed_object, mem.mesh = candidates[int(np.argmin(costs))]
             points = np.concatenate([v.points for v in mem.views])

@@ -282,8 +282,8 @@ def _residuals(mesh: trimesh.Trimesh, T: np.ndarray, views: list[ViewPoints]) ->
     return np.concatenate([d for d, _ in out]), np.concatenate([c for _, c in out])
 
 
-#: Least depth noise assumed, metres per m² of depth (σ = this × z²): a rendered or very clean depth
-#: map must not make sub-millimetre residual differences decide between candidates.
+#: Least depth noise assumed, in metres per square metre of depth (σ = this × z²), so that a
+#: rendered or very clean depth map does not let sub-millimetre residuals decide between candidates.
 MIN_DEPTH_SIGMA = 5e-4
 
 #: Least |cos| between a point's ray and the surface it hits, in the along-ray weights (grazing hits).
@@ -329,6 +329,20 @@ def _point_errors(mesh: trimesh.Trimesh, T: np.ndarray, views: list[ViewPoints])
         d = np.where(hit, np.minimum(np.abs(np.nan_to_num(r, nan=np.inf)), closest / MIN_RAY_COSINE), closest)
         out.append(d * np.sqrt(view.weight))
     return np.concatenate(out)
+
+
+#: Trust region of a Gauss-Newton step of :func:`refine_point_to_plane`: turn (radians) and log-scale.
+MAX_STEP_TURN_RAD = 0.2
+MAX_STEP_LOG_SCALE = 0.1
+
+
+def is_valid_similarity(T: np.ndarray) -> bool:
+    """Whether ``T`` is a finite similarity with a usable scale (a step that collapsed the mesh to a
+    point or blew it up is not)."""
+    if not np.all(np.isfinite(T)):
+        return False
+    scale = np.cbrt(np.linalg.det(T[:3, :3]))
+    return bool(1e-6 < scale < 1e6)
 
 
 def _umeyama_weighted(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -397,7 +411,10 @@ def refit_similarity(mesh: trimesh.Trimesh, T: np.ndarray, views: list[ViewPoint
                 r_keep = r_e <= 2.5 * np.median(r_e) + 1e-9
                 src, dst = np.concatenate([src, r_src[r_keep]]), np.concatenate([dst, r_dst[r_keep]])
                 w = np.concatenate([w, r_w[r_keep]])
-        T = _umeyama_weighted(src, dst, w)
+        T_next = _umeyama_weighted(src, dst, w)
+        if not is_valid_similarity(T_next):
+            break
+        T = T_next
     return T
 
 
@@ -464,9 +481,16 @@ def refine_point_to_plane(mesh: trimesh.Trimesh, T: np.ndarray, views: list[View
         H = (J * w[:, None]).T @ J
         H += 1e-6 * np.trace(H) / 7.0 * np.eye(7)  # a plane alone does not fix the scale or its slide
         step = np.linalg.solve(H, (J * w[:, None]).T @ r)
+        if not np.all(np.isfinite(step)):
+            break
+        # a trust region: at most MAX_STEP_TURN_RAD of turn and MAX_STEP_LOG_SCALE of scale per step
+        step *= min(1.0, MAX_STEP_TURN_RAD / max(float(np.linalg.norm(step[:3])), 1e-12),
+                    MAX_STEP_LOG_SCALE / max(abs(float(step[3])), 1e-12))
         G = np.eye(4)
         G[:3, :3] = np.exp(step[3]) * _rotation(step[:3])
         G[:3, 3] = c + step[4:] - G[:3, :3] @ c
+        if not is_valid_similarity(G @ T):
+            break
         T = G @ T
         moved = np.sqrt(np.mean(np.sum((apply_transform(G, x) - x) ** 2, axis=1)))
         if moved < tolerance:
