@@ -11,19 +11,15 @@ merged into the memory by :meth:`SceneMemory.observe`:
   within ``move_radius_m``: that object has moved.
 * Fusion. A matched object keeps the remembered id. Its mask's depth points (in the fixed frame, at
   most ``points_per_view`` per view, the last ``max_views`` views) are kept with the view's camera
-  centre and own fit, and its pose and scale are refit on the points of every view by a similarity
-  ICP (:mod:`dpa_ros.geometry.multiview_fit`) whose residuals follow the depth camera: a point is
-  matched to the closest of the mesh faces that face its own camera (a point seen through a thin
-  part is not pulled onto its back), weighted by 1/σ² with σ ∝ depth², and the worst pairs (beyond
-  2.5 × the median noise-normalised distance) are left out of each step. Starts: the remembered
-  pose and every kept view's own fit; and the remembered pose turned by each of the 24 axis
-  rotations of the mesh's frame, first refit two-sided (the surface samples each view should have
-  measured are also pulled to that view's nearest points, a wider basin) and the best of them then
-  refit one-sided (a chair taken for lying on its back in one view is righted by the points of
-  every view, or by what one view saw around it). The candidate (refit or not) with the least
-  cost wins: the truncated, noise-weighted squared distances over all views plus a free-space
-  term, the samples a view should have measured but saw through (its depth lies behind them), so
-  that a mesh too large or misplaced where nothing was seen loses.
+  centre, depth, mask and own fit, and its pose and scale are refit on every view
+  (:mod:`dpa_ros.geometry.multiview_fit`): closest-point similarity steps to the faces that face
+  each point's camera, then Gauss-Newton steps on each point's residual along its camera ray (where
+  a depth camera's error lies) and on the views' silhouettes. Starts: the remembered pose and every
+  kept view's own fit; and the remembered pose turned by each of the 24 axis rotations of the
+  mesh's frame, first refit two-sided (the surface samples each view should have measured are also
+  pulled to that view's nearest points, a wider basin), so a chair one view took for upside down
+  is righted. The candidate (refit or not) with the least robust cost wins: points, free space
+  (samples a view should have measured but saw through) and silhouettes, in standard deviations.
 * Moves. When the new view's points lie further than ``move_tolerance_m`` (median) from the
   remembered surface and the new pose explains them better, the object moved: its old points are
   dropped and it takes the new view's pose, keeping its id.

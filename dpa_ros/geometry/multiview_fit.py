@@ -1,11 +1,17 @@
 """A mesh's similarity pose (rotation, translation, uniform scale) fitted to depth points seen from
 several camera poses, in one fixed frame.
 
-Residuals follow the depth camera: a point is matched to the closest of the mesh faces that face its
-own camera (a point seen through a thin part is not pulled onto its back), weighted by 1/σ² with
-σ ∝ depth², and the worst pairs are left out of each step (:func:`refit_similarity`). Candidate
-poses are compared by one truncated, noise-weighted cost (:func:`truncated_costs`);
-:func:`turned_starts` gives the starts a single view's ambiguities call for.
+Residuals follow the depth camera, weighted by 1/σ² with σ ∝ depth²:
+
+* :func:`refit_similarity` (closest-point steps, a wide basin): a point is matched to the closest
+  of the mesh faces that face its own camera (a point seen through a thin part is not pulled onto
+  its back), the worst pairs left out of each step; two-sided, the surface samples a view should
+  have measured are also pulled to its nearest points.
+* :func:`refine_point_to_plane` (Gauss-Newton, a few steps to the basin's floor): each point's
+  residual along its camera ray, where the depth error lies, and the views' silhouettes.
+
+Candidate poses are compared by one robust cost over points, free space and silhouettes
+(:func:`truncated_costs`); :func:`turned_starts` gives the starts a single view's ambiguities call for.
 
 Frames: ``T`` maps the mesh (its own frame and units, unscaled) into the fixed frame, scale
 included (upper-left block ``scale * R``). Distances are in metres.
