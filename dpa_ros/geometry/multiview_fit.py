@@ -248,19 +248,21 @@ def sample_view(mesh: trimesh.Trimesh, T: np.ndarray, view: ViewPoints, margin_m
     return SampleView(facing & inside & ~hidden, z, z_observed, z_near, inside & ~hidden, uv)
 
 
-def _silhouette_rows(mesh: trimesh.Trimesh, T: np.ndarray, views: list[ViewPoints], margin_m: float
+def _silhouette_rows(mesh: trimesh.Trimesh, T: np.ndarray, views: list[ViewPoints], margin_m: float,
+                     seen_views: list[SampleView] | None = None
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(placed samples x, targets q, distances in pixels, weights) over every view with a
     silhouette: each unhidden surface sample that falls outside the object's mask, paired with the
     nearest mask pixel's point at the sample's own depth (so the pull is across the ray, not along
     it), and how far outside the outline it falls (:meth:`Silhouette.nearest_pixel`). Weight:
-    1 / σ² of that lateral distance, σ = :data:`SILHOUETTE_SIGMA_PX` at the sample's depth (m⁻²)."""
+    1 / σ² of that lateral distance, σ = :data:`SILHOUETTE_SIGMA_PX` at the sample's depth (m⁻²).
+    ``seen_views``: :func:`sample_view` of each view, when already computed."""
     samples, _ = _mesh_samples(mesh)
     xs, qs, px, ws = [], [], [], []
-    for view in views:
+    for k, view in enumerate(views):
         if view.silhouette is None:
             continue
-        seen = sample_view(mesh, T, view, margin_m)
+        seen = seen_views[k] if seen_views is not None else sample_view(mesh, T, view, margin_m)
         idx = np.flatnonzero(seen.unhidden)
         if not len(idx):
             continue
@@ -532,13 +534,13 @@ def turned_starts(T: np.ndarray, mesh: trimesh.Trimesh) -> list[np.ndarray]:
     return out
 
 
-def _free_space_excess(mesh: trimesh.Trimesh, T: np.ndarray, views: list[ViewPoints], margin_m: float) -> np.ndarray:
-    """Per surface sample a view should have measured and every view, how far (noise-normalised:
-    metres × depth⁻²) the nearest measured depth around its pixel lies behind it: the camera saw
-    through space the placed mesh fills. Zero where it did not."""
+def _free_space_excess(seen_views: list[SampleView]) -> np.ndarray:
+    """Per surface sample a view should have measured and every view (``seen_views``: the
+    :func:`sample_view` of each), how far (noise-normalised: metres × depth⁻²) the nearest measured
+    depth around its pixel lies behind it: the camera saw through space the placed mesh fills.
+    Zero where it did not."""
     out = []
-    for view in views:
-        seen = sample_view(mesh, T, view, margin_m)
+    for seen in seen_views:
         with np.errstate(invalid="ignore"):
             excess = np.nan_to_num((seen.z_near - seen.z) * seen.z ** -2.0, nan=0.0)
         out.append(np.where(seen.seen, np.clip(excess, 0.0, None), 0.0))
@@ -563,8 +565,9 @@ def truncated_costs(candidates: list[tuple[np.ndarray, trimesh.Trimesh]], views:
     costs = []
     for (T, mesh), e in zip(candidates, errors):
         e = np.minimum(e / sigma, 3.0)
-        f = np.clip(_free_space_excess(mesh, T, views, margin_m) / sigma - 2.0, 0.0, 3.0)
-        px = _silhouette_rows(mesh, T, views, margin_m)[2]
+        seen = [sample_view(mesh, T, view, margin_m) for view in views]  # shared by both terms
+        f = np.clip(_free_space_excess(seen) / sigma - 2.0, 0.0, 3.0)
+        px = _silhouette_rows(mesh, T, views, margin_m, seen)[2]
         g = np.clip(px / SILHOUETTE_SIGMA_PX - 1.0, 0.0, 3.0)
         costs.append(float(e @ e + f @ f + g @ g))
     return costs
