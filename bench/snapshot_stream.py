@@ -1,10 +1,11 @@
 """Snapshot latency and intake rate under a 1920x1440 RGB-D stream at 10.5 Hz (issue 25).
 
-    python bench/snapshot_stream.py [--calls 6] [--out bench/results/snapshot_stream.json]
+    python bench/snapshot_stream.py [--calls 6] [--history 10] [--out bench/results/snapshot_stream.json]
 
 For each node setting (compute_process, torch_threads, max_image_size) it starts the node (smoke
 profile, reliable inputs, no overlay, no export) and test/camera_streamer.py in another process,
-makes one warm-up ``~/snapshot`` call, then ``--calls`` calls back to back. Per call: success, sensor
+makes one warm-up ``~/snapshot`` call (the streamer publishes reliable, with ``--history`` as
+its publisher history depth), then ``--calls`` calls back to back. Per call: success, sensor
 depth used, the latency (s, wall clock around the service call) and the node's reported intake rate
 (images stored per second while the pipeline ran) against the streamer's publish rate over the whole
 run, and against its rate while that call ran (from its per-image publish times).
@@ -32,7 +33,7 @@ SETTINGS = [{"compute_process": False, "torch_threads": 1, "max_image_size": 960
             {"compute_process": True, "torch_threads": 0, "max_image_size": 0}]
 
 
-def run_setting(index: int, setting: dict, calls: int, tmp: Path) -> dict:
+def run_setting(index: int, setting: dict, calls: int, history: int, tmp: Path) -> dict:
     ns = f"/dpa_bench_stream_{index}"
     log = open(tmp / f"node{ns.replace('/', '_')}.log", "w")
     cmd = [sys.executable, str(ROOT / "scripts" / "reconstruct_node"), "--ros-args", "--params-file",
@@ -50,8 +51,8 @@ def run_setting(index: int, setting: dict, calls: int, tmp: Path) -> dict:
             raise RuntimeError(f"no snapshot service in {ns}")
         stats_path = tmp / f"streamer{ns.replace('/', '_')}.json"
         streamer = subprocess.Popen([sys.executable, str(ROOT / "test" / "camera_streamer.py"), ns, str(stats_path),
-                                     "--rate", "10.5"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                    cwd=ROOT)
+                                     "--rate", "10.5", "--history", str(history)],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
         assert streamer.stdout.readline().strip() == "READY"
 
         def call():
@@ -90,13 +91,16 @@ def run_setting(index: int, setting: dict, calls: int, tmp: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=6)
+    ap.add_argument("--history", type=int, default=10,
+                    help="the streamer's publisher history depth (10: rclcpp's and image_transport's default)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "snapshot_stream.json")
     args = ap.parse_args()
     rclpy.init()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for index, setting in enumerate(SETTINGS):
-            results.append(run_setting(index, setting, args.calls, Path(tmp)))
+            row = run_setting(index, setting, args.calls, args.history, Path(tmp))
+            results.append({**row, "streamer_history": args.history})
     rclpy.shutdown()
     print(f"{'compute_process':>15} {'torch_threads':>13} {'max_image_size':>14} {'ok+depth':>8} "
           f"{'latency s (mean/max)':>21} {'intake Hz (min/mean)':>21} {'published Hz':>12} "

@@ -1,7 +1,7 @@
 """A second ROS 2 process that streams RGB-D frames like a camera driver, for the node's streaming test.
 
 Run as ``python test/camera_streamer.py NAMESPACE STATS.json [--width W --height H --rate HZ
---reliability best_effort|reliable --seconds S --floor PITCH_DEG HEIGHT_M]``. Every period it
+--reliability best_effort|reliable --history N --seconds S --floor PITCH_DEG HEIGHT_M]``. Every period it
 stamps a frame with the current time and publishes, on ``NAMESPACE/image`` (rgb8),
 ``NAMESPACE/depth`` (16UC1 mm) and ``NAMESPACE/camera_info``, first the image, then after a
 random 0–30 ms the depth, then the camera_info: companions arrive after their image, as with a
@@ -10,7 +10,7 @@ table plane with holes for depth (``--floor PITCH_DEG HEIGHT_M``: a floor that f
 pitched that much down). It prints READY once the node's inputs are matched, streams until its
 standard input closes (or ``--seconds`` pass), and writes the frames it published, the time it
 took, the measured rate and each image's publish time (``time.monotonic()``, the system-wide clock
-other processes read too) to STATS.json.
+other processes read too, and ``time.time()``, the clock of ROS log lines) to STATS.json.
 """
 from __future__ import annotations
 
@@ -72,6 +72,10 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--height", type=int, default=1440)
     ap.add_argument("--rate", type=float, default=12.0)
     ap.add_argument("--reliability", choices=("best_effort", "reliable"), default="reliable")
+    ap.add_argument("--history", type=int, default=10,
+                    help="publisher history depth (KEEP_LAST): 10 is rclcpp's and image_transport's default. "
+                         "With a shallow one a reliable writer drops an image the reader has not yet "
+                         "acknowledged when the next ones come, which happens when the reader's CPU is busy")
     ap.add_argument("--seconds", type=float, default=300.0)
     ap.add_argument("--floor", type=float, nargs=2, metavar=("PITCH_DEG", "HEIGHT_M"),
                     help="stream a floor this far below a camera pitched this much down as depth")
@@ -79,7 +83,7 @@ def main(argv: list[str]) -> None:
     rclpy.init()
     try:
         node = rclpy.create_node("dpa_test_camera")
-        qos = QoSProfile(depth=2, history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.VOLATILE,
+        qos = QoSProfile(depth=args.history, history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.VOLATILE,
                          reliability=(ReliabilityPolicy.RELIABLE if args.reliability == "reliable"
                                       else ReliabilityPolicy.BEST_EFFORT))
         pubs = {k: node.create_publisher(t, f"{args.namespace}/{k}", qos)
@@ -96,7 +100,7 @@ def main(argv: list[str]) -> None:
         t_start = time.monotonic()
         end = t_start + args.seconds
         published = 0
-        publish_times = []
+        publish_times, publish_wall = [], []
         next_t = t_start
         while not done.is_set() and time.monotonic() < end:
             stamp = node.get_clock().now().to_msg()
@@ -104,6 +108,7 @@ def main(argv: list[str]) -> None:
                 msg.header.stamp = stamp
             pubs["image"].publish(image)
             publish_times.append(time.monotonic())
+            publish_wall.append(time.time())
             time.sleep(rng.uniform(0.0, 0.03))
             pubs["depth"].publish(depth)
             pubs["camera_info"].publish(info)
@@ -113,7 +118,8 @@ def main(argv: list[str]) -> None:
         elapsed = time.monotonic() - t_start
         args.stats.write_text(json.dumps({"frames": published, "seconds": elapsed, "rate_hz": published / elapsed,
                                           "width": args.width, "height": args.height,
-                                          "publish_monotonic": publish_times}))
+                                          "publish_monotonic": publish_times,
+                                          "publish_wall": publish_wall}))
         node.destroy_node()
     finally:
         rclpy.try_shutdown()
