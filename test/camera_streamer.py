@@ -10,7 +10,7 @@ table plane with holes for depth (``--floor PITCH_DEG HEIGHT_M``: a floor that f
 pitched that much down). It prints READY once the node's inputs are matched, streams until its
 standard input closes (or ``--seconds`` pass), and writes the frames it published, the time it
 took, the measured rate and each image's publish time (``time.monotonic()``, the system-wide clock
-other processes read too, and ``time.time()``, the clock of ROS log lines) to STATS.json.
+other processes read too) to STATS.json.
 """
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def main(argv: list[str]) -> None:
         t_start = time.monotonic()
         end = t_start + args.seconds
         published = 0
-        publish_times, publish_wall = [], []
+        publish_times = []
         next_t = t_start
         while not done.is_set() and time.monotonic() < end:
             stamp = node.get_clock().now().to_msg()
@@ -108,7 +108,6 @@ def main(argv: list[str]) -> None:
                 msg.header.stamp = stamp
             pubs["image"].publish(image)
             publish_times.append(time.monotonic())
-            publish_wall.append(time.time())
             time.sleep(rng.uniform(0.0, 0.03))
             pubs["depth"].publish(depth)
             pubs["camera_info"].publish(info)
@@ -118,8 +117,7 @@ def main(argv: list[str]) -> None:
         elapsed = time.monotonic() - t_start
         args.stats.write_text(json.dumps({"frames": published, "seconds": elapsed, "rate_hz": published / elapsed,
                                           "width": args.width, "height": args.height,
-                                          "publish_monotonic": publish_times,
-                                          "publish_wall": publish_wall}))
+                                          "publish_monotonic": publish_times}))
         node.destroy_node()
     finally:
         rclpy.try_shutdown()
